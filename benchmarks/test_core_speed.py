@@ -1,0 +1,38 @@
+"""Speed of the harness's hot paths. `make benchmark` times them; `make test` runs each once
+with timing disabled so that they keep working."""
+
+import numpy as np
+import pytest
+import torch
+
+from harness.metrics import binary_metrics
+from harness.neighbors import NearestNeighbors, greedy_coreset
+from harness.synth.cohort import draw_cohort, render_record
+
+
+@pytest.fixture(scope="module")
+def patches():
+    return torch.randn(153_600, 384, generator=torch.Generator().manual_seed(0))
+
+
+def test_render_one_phantom_at_256(benchmark):
+    record = next(r for r in draw_cohort(0, 10) if r.findings)
+    benchmark(render_record, record, 0, 256)
+
+
+def test_coreset_1000_of_153600_patches(benchmark, patches):
+    benchmark.pedantic(greedy_coreset, args=(patches, 1000), kwargs={"projection_dim": 64}, rounds=1, iterations=1)
+
+
+def test_faiss_search_64k_queries_against_7680_bank(benchmark, patches):
+    index = NearestNeighbors(patches[:7680].numpy())
+    queries = patches[-65_536:].numpy()
+    benchmark.pedantic(index.distances, args=(queries, 1), rounds=1, iterations=1)
+
+
+def test_metrics_with_1000_patient_bootstrap_resamples(benchmark):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 200)
+    scores = rng.normal(size=400) + labels
+    groups = np.arange(400) // 2
+    benchmark.pedantic(binary_metrics, args=(labels, scores, groups, 0.5, 1000, 0), rounds=1, iterations=1)

@@ -1,0 +1,23 @@
+"""What every dataset adapter hands to the harness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A dataset present on disk: where its images are and how to check them."""
+
+    name: str
+    root: Path
+    entries: pd.DataFrame  # one row per image, normalised columns (see adapters.nih)
+    image_dir: Path
+    content_sha256: str | None = None  # over decoded pixels, when the dataset defines one
+    image_digests: dict[str, str] | None = None  # per-image SHA-256 of decoded pixels
+
+    def image_path(self, image_id: str) -> Path:
+        return self.image_dir / image_id

@@ -1,0 +1,183 @@
+"""The `xrbench` command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import re
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from harness.errors import XRBenchError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from harness.boards import available_boards, load_board
+    from harness.registry import discover
+
+    if args.what in ("methods", "all"):
+        table = Table(title="methods")
+        for col in ("name", "family", "tasks", "description"):
+            table.add_column(col)
+        for name, cls in discover().items():
+            table.add_row(name, cls.card.family, ", ".join(cls.card.tasks), cls.card.description)
+        console.print(table)
+    if args.what in ("boards", "all"):
+        table = Table(title="boards")
+        for col in ("name", "task", "dataset", "resolution", "description"):
+            table.add_column(col)
+        for name in available_boards():
+            b = load_board(name)
+            table.add_row(b.name, b.task, b.dataset.name, str(b.resolution), b.description)
+        console.print(table)
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x != x else f"{x:.3f}"
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from harness.registry import parse_params
+    from harness.runner import run_bench
+
+    result = run_bench(
+        args.method,
+        args.board,
+        seed=args.seed,
+        params=parse_params(args.param),
+        db=Path(args.db) if args.db else None,
+        device=args.device,
+        console=err_console,
+    )
+    table = Table(title=f"{result.method} on {result.board} (test split, 95% patient-bootstrap CI)")
+    for col, justify in (
+        ("slice", "left"),
+        ("metric", "left"),
+        ("value", "right"),
+        ("95% CI", "right"),
+        ("n (pos)", "right"),
+    ):
+        table.add_column(col, justify=justify)
+    for m in result.metrics:
+        table.add_row(m.slice, m.metric, _fmt(m.value), f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]", f"{m.n} ({m.n_pos})")
+    console.print(table)
+    console.print(
+        f"run [bold]{result.run_id}[/] stored in {result.db_path}  "
+        f"(fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.1f}s, weights {result.weights_id})"
+    )
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    from harness.paths import default_db
+    from harness.store import ResultStore
+
+    with ResultStore(args.db or default_db()) as store:
+        frame = store.query(
+            "SELECT r.run_id, r.board, r.method, r.status, r.started_at, m.value AS auroc, r.error FROM runs r "
+            "LEFT JOIN metrics m ON m.run_id = r.run_id AND m.metric = 'auroc' AND m.slice = 'all' "
+            "AND m.condition = 'clean' ORDER BY r.started_at DESC LIMIT ?",
+            [args.limit],
+        )
+    table = Table(title="recent runs")
+    for col in frame.columns:
+        table.add_column(col)
+    for row in frame.itertuples(index=False):
+        table.add_row(*["" if v is None or v != v else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row])
+    console.print(table)
+
+
+def cmd_split_freeze(args: argparse.Namespace) -> None:
+    from harness.adapters import prepare_dataset
+    from harness.boards import load_board
+    from harness.splits import anomaly_split, write_manifest
+
+    board = load_board(args.board)
+    spec = board.split
+    if not spec:
+        raise XRBenchError(f"board {board.name} has no [split] table saying how to build its manifest")
+    if board.split_manifest.exists() and not args.force:
+        raise XRBenchError(
+            f"{board.split_manifest} exists; frozen splits are not rebuilt (use --force for a new board version)"
+        )
+    # Freezing records the dataset's content hash anew, so it does not check the old one.
+    source = prepare_dataset(dataclasses.replace(board.dataset, content_sha256=None))
+    entries = source.entries
+    frame = anomaly_split(
+        entries,
+        spec["n_train"],
+        (spec["n_val_normal"], spec["n_val_abnormal"]),
+        (spec["n_test_normal"], spec["n_test_abnormal"]),
+        spec.get("seed", board.seed),
+    )
+    sha = write_manifest(frame, board.split_manifest)
+    assert board.path is not None
+    text = board.path.read_text()
+    text = re.sub(r'(?m)^split_sha256 = ".*"$', f'split_sha256 = "{sha}"', text)
+    if source.content_sha256:
+        text = re.sub(r'(?m)^content_sha256 = ".*"$', f'content_sha256 = "{source.content_sha256}"', text)
+    board.path.write_text(text)
+    console.print(f"wrote {board.split_manifest} ({len(frame)} images), SHA-256 {sha}, recorded in {board.path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xrbench", description="Benchmark harness for X-ray anomaly detection.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered methods and boards")
+    p.add_argument("what", nargs="?", choices=("methods", "boards", "all"), default="all")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("bench", help="run one method on one board and store the results")
+    p.add_argument("--method", required=True)
+    p.add_argument(
+        "--board", default="synth-cxr-ad", help="board name or path to a board .toml (default: synth-cxr-ad)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="default: the board's seed")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter (repeatable)")
+    p.add_argument("--db", default=None, help="DuckDB file (default: $XRBENCH_DB or results/xrbench.duckdb)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("runs", help="list recent runs in the results database")
+    p.add_argument("--db", default=None)
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("split", help="maintain frozen split manifests")
+    split_sub = p.add_subparsers(dest="split_command", required=True)
+    q = split_sub.add_parser("freeze", help="build a board's manifest from its [split] table and record its hash")
+    q.add_argument("board")
+    q.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    q.set_defaults(func=cmd_split_freeze)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+    try:
+        args.func(args)
+    except XRBenchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]: the run is marked failed; no partial results were stored")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

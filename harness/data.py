@@ -1,0 +1,122 @@
+"""Board images as tensors: decoded once, resized to the board resolution, cached, verified.
+
+The cache key holds everything that changes the pixels a method sees: dataset content hash,
+manifest hash and resolution. A cache entry carries the SHA-256 of its array and is checked on
+every load, so a stale or damaged cache is rebuilt, never silently reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from rich.progress import track
+
+from harness.adapters.base import DatasetSource
+from harness.errors import DataIntegrityError
+from harness.paths import cache_root
+from harness.synth.cohort import image_digest
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split of a board: images (N, 1, H, W) uint8 plus labels and metadata."""
+
+    images: torch.Tensor
+    meta: pd.DataFrame  # manifest rows in image order
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.meta["label"].to_numpy(dtype=np.int64, copy=True)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+
+def _decode(path: Path, resolution: int, expected_digest: str | None, image_id: str) -> np.ndarray:
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("L"))
+    if expected_digest is not None and image_digest(image_id, pixels).hex() != expected_digest:
+        raise DataIntegrityError(f"{path}: pixels differ from the dataset's recorded digest")
+    if pixels.shape != (resolution, resolution):
+        pixels = np.asarray(Image.fromarray(pixels).resize((resolution, resolution), Image.Resampling.BILINEAR))
+    return pixels
+
+
+def decode_images(source: DatasetSource, image_ids: list[str], resolution: int) -> np.ndarray:
+    """Decode every image, collecting all failures before raising one error that lists them."""
+    out = np.empty((len(image_ids), resolution, resolution), dtype=np.uint8)
+    failures: list[str] = []
+    digests = source.image_digests or {}
+    for i, image_id in enumerate(track(image_ids, description="decoding images", transient=True)):
+        path = source.image_path(image_id)
+        try:
+            out[i] = _decode(path, resolution, digests.get(image_id), image_id)
+        except FileNotFoundError:
+            failures.append(f"{path}: missing")
+        except (UnidentifiedImageError, OSError, DataIntegrityError) as exc:
+            failures.append(f"{path}: unreadable ({exc})" if not isinstance(exc, DataIntegrityError) else str(exc))
+    if failures:
+        shown = "\n  ".join(failures[:5])
+        raise DataIntegrityError(
+            f"{len(failures)} of {len(image_ids)} images could not be used:\n  {shown}"
+            + (f"\n  ... and {len(failures) - 5} more" if len(failures) > 5 else "")
+        )
+    return out
+
+
+def _array_sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def cached_images(source: DatasetSource, manifest: pd.DataFrame, manifest_sha256: str, resolution: int) -> np.ndarray:
+    """All manifest images at `resolution`, as (N, H, W) uint8 in manifest order."""
+    content = source.content_sha256 or "unhashed"
+    folder = cache_root() / "tensors" / f"{source.name}-{content[:12]}-{manifest_sha256[:12]}-r{resolution}"
+    meta_path, array_path = folder / "meta.json", folder / "images.npy"
+    if meta_path.exists() and array_path.exists():
+        meta = json.loads(meta_path.read_text())
+        array = np.load(array_path)
+        if meta.get("array_sha256") == _array_sha256(array) and meta.get("n") == len(manifest):
+            return array
+    array = decode_images(source, manifest["image_id"].tolist(), resolution)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = array_path.with_suffix(".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, array_path)
+    meta_path.write_text(
+        json.dumps(
+            {
+                "n": len(manifest),
+                "resolution": resolution,
+                "manifest_sha256": manifest_sha256,
+                "content_sha256": content,
+                "array_sha256": _array_sha256(array),
+            }
+        )
+    )
+    return array
+
+
+def board_splits(
+    source: DatasetSource, manifest: pd.DataFrame, manifest_sha256: str, resolution: int
+) -> dict[str, SplitData]:
+    known = set(source.entries["image_id"])
+    unknown = [i for i in manifest["image_id"] if i not in known]
+    if unknown:
+        raise DataIntegrityError(
+            f"{len(unknown)} manifest images are not in dataset {source.name} at {source.root} (first: {unknown[0]})"
+        )
+    array = cached_images(source, manifest, manifest_sha256, resolution)
+    splits = {}
+    for split in ("train", "val", "test"):
+        mask = (manifest["split"] == split).to_numpy()
+        splits[split] = SplitData(torch.from_numpy(array[mask]).unsqueeze(1), manifest[mask].reset_index(drop=True))
+    return splits

@@ -1,0 +1,33 @@
+"""Errors that the CLI prints as one clear message instead of a stack trace."""
+
+
+class XRBenchError(Exception):
+    """Base class: a problem the user can fix, with a message that says how."""
+
+
+class ManifestHashMismatch(XRBenchError):
+    pass
+
+
+class DataIntegrityError(XRBenchError):
+    pass
+
+
+class UnknownMethodError(XRBenchError):
+    pass
+
+
+class UnknownBoardError(XRBenchError):
+    pass
+
+
+class WeightsUnavailable(XRBenchError):
+    pass
+
+
+class MethodOutputError(XRBenchError):
+    pass
+
+
+class ParameterError(XRBenchError):
+    pass

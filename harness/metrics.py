@@ -1,0 +1,117 @@
+"""Test-set metrics with patient-level (cluster) bootstrap confidence intervals.
+
+Point estimates come from scikit-learn, except AUROC, computed by rank statistics and tested
+against scikit-learn. The bootstrap resamples patients, not images, with
+replacement, keeping all of a resampled patient's images: images of one patient are
+correlated, and image-level resampling would make intervals too narrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_curve
+
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    metric: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_pos: int
+    slice: str = "all"
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """AUROC as the Mann-Whitney U statistic with midranks for ties.
+
+    Equal to `sklearn.metrics.roc_auc_score` (the tests check this) and about 20 times
+    faster on small inputs, which matters inside the bootstrap loop.
+    """
+    ranks = rankdata(scores)
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def sensitivity_at_specificity(labels: np.ndarray, scores: np.ndarray, specificity: float = 0.95) -> float:
+    """Highest true-positive rate among thresholds whose false-positive rate is <= 1 - specificity."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(tpr[fpr <= 1.0 - specificity + 1e-12].max())
+
+
+def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold (predict abnormal when score >= threshold) that maximises F1."""
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return float(thresholds[int(np.argmax(f1[:-1]))])
+
+
+def binary_metric_fns(threshold: float) -> dict[str, MetricFn]:
+    return {
+        "auroc": auroc,
+        "auprc": lambda y, s: float(average_precision_score(y, s)),
+        "sens@95spec": sensitivity_at_specificity,
+        "f1": lambda y, s: float(f1_score(y, s >= threshold)),
+    }
+
+
+def cluster_bootstrap(
+    fns: dict[str, MetricFn],
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    n_resamples: int,
+    seed: int,
+    alpha: float = 0.05,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals for each metric; resamples with a single class are skipped."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(n_resamples):
+        picked = rng.integers(0, len(members), len(members))
+        idx = np.concatenate([members[g] for g in picked])
+        y = labels[idx]
+        if y.min() == y.max():
+            continue
+        s = scores[idx]
+        for name, fn in fns.items():
+            samples[name].append(fn(y, s))
+    out = {}
+    for name, values in samples.items():
+        if not values:
+            out[name] = (float("nan"), float("nan"))
+        else:
+            lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+            out[name] = (float(lo), float(hi))
+    return out
+
+
+def binary_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    threshold: float,
+    n_resamples: int,
+    seed: int,
+    slice_name: str = "all",
+    metrics: tuple[str, ...] | None = None,
+) -> list[MetricValue]:
+    fns = binary_metric_fns(threshold)
+    if metrics is not None:
+        fns = {k: fns[k] for k in metrics}
+    intervals = cluster_bootstrap(fns, labels, scores, groups, n_resamples, seed)
+    n_pos = int(labels.sum())
+    return [
+        MetricValue(name, fn(labels, scores), *intervals[name], n=len(labels), n_pos=n_pos, slice=slice_name)
+        for name, fn in fns.items()
+    ]

@@ -1,0 +1,124 @@
+"""Frozen split manifests: one CSV per board, verified by SHA-256 before every run.
+
+A manifest lists every image a board uses with its patient, split and labels. It is written
+once (`xrbench split freeze`), committed, and never rebuilt silently: the runner refuses a
+manifest whose hash differs from the one recorded in the board file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import ManifestHashMismatch, XRBenchError
+
+SPLITS = ("train", "val", "test")
+MANIFEST_COLUMNS = ["image_id", "patient_id", "split", "label", "findings", "view", "sex", "age", "site"]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_manifest(path: Path, expected_sha256: str) -> None:
+    if not path.exists():
+        raise XRBenchError(f"split manifest {path} does not exist")
+    actual = file_sha256(path)
+    if actual != expected_sha256:
+        raise ManifestHashMismatch(
+            f"split manifest {path} has SHA-256 {actual}, but the board expects {expected_sha256}. "
+            "The split changed since the board was frozen; results would not be comparable. "
+            "Restore the committed file (git checkout -- <file>), or freeze a new board version."
+        )
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype={
+                "image_id": str,
+                "patient_id": str,
+                "split": str,
+                "findings": str,
+                "view": str,
+                "sex": str,
+                "site": str,
+            },
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise XRBenchError(f"split manifest {path} is not a readable CSV: {exc}") from exc
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise XRBenchError(f"split manifest {path} lacks columns {missing}")
+    bad = sorted(set(frame["split"]) - set(SPLITS))
+    if bad:
+        raise XRBenchError(f"split manifest {path} has unknown split values {bad}")
+    if frame["image_id"].duplicated().any():
+        dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
+        raise XRBenchError(f"split manifest {path} lists image {dup} more than once")
+    check_patient_disjoint(frame, str(path))
+    return frame
+
+
+def check_patient_disjoint(frame: pd.DataFrame, where: str = "manifest") -> None:
+    splits_per_patient = frame.groupby("patient_id")["split"].nunique()
+    crossing = splits_per_patient[splits_per_patient > 1]
+    if len(crossing):
+        raise XRBenchError(
+            f"{where}: {len(crossing)} patients appear in more than one split "
+            f"(first: {crossing.index[0]}); splits must be patient-disjoint"
+        )
+
+
+def anomaly_split(
+    entries: pd.DataFrame, n_train: int, n_val: tuple[int, int], n_test: tuple[int, int], seed: int
+) -> pd.DataFrame:
+    """Assign whole patients to test, then val, then train (normal images only).
+
+    `entries` has one row per image with at least image_id, patient_id and label (1 abnormal).
+    Test and val take exactly (normal, abnormal) images: patients are taken in a seeded random
+    order, those with a still-needed abnormal image first, and an image of a chosen patient
+    that would overflow its class is left out rather than moved to another split.
+    """
+    rng = np.random.default_rng(seed)
+    patients = sorted(entries["patient_id"].unique())
+    rng.shuffle(patients)
+    groups = {p: g for p, g in entries.groupby("patient_id", sort=False)}
+    has_abnormal = {p: bool(g["label"].max()) for p, g in groups.items()}
+    remaining = list(patients)
+    chosen: list[pd.DataFrame] = []
+    for split, target in (("test", n_test), ("val", n_val), ("train", (n_train, 0))):
+        counts = [0, 0]
+        while counts[0] < target[0] or counts[1] < target[1]:
+            want_abnormal = counts[1] < target[1]
+            pick = next((p for p in remaining if has_abnormal[p] == want_abnormal), None)
+            if pick is None and not want_abnormal:
+                pick = next(iter(remaining), None)
+            if pick is None:
+                raise XRBenchError(f"not enough patients to fill the {split} split (normal, abnormal) = {target}")
+            remaining.remove(pick)
+            rows = []
+            for _, row in groups[pick].iterrows():
+                cls = int(row["label"])
+                if counts[cls] < target[cls]:
+                    counts[cls] += 1
+                    rows.append(row)
+            if rows:
+                chosen.append(pd.DataFrame(rows).assign(split=split))
+    frame = pd.concat(chosen, ignore_index=True)
+    frame["split"] = pd.Categorical(frame["split"], SPLITS)
+    return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
+
+
+def write_manifest(frame: pd.DataFrame, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame[MANIFEST_COLUMNS].to_csv(path, index=False, lineterminator="\n")
+    return file_sha256(path)

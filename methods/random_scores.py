@@ -1,0 +1,26 @@
+"""Chance baseline: seeded random scores (expected AUROC 0.5)."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.registry import register
+
+
+@register
+class RandomScores(Method):
+    card = MethodCard(
+        name="random",
+        family="baseline",
+        description="Uniform random scores from a generator seeded by the run seed",
+        reference="chance baseline",
+        license="Apache-2.0",
+        tasks=("anomaly",),
+    )
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        self.generator = torch.Generator().manual_seed(ctx.seed)
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        return Prediction(scores=torch.rand(len(batch), generator=self.generator, dtype=torch.float64))

@@ -1,0 +1,63 @@
+"""Shared fixtures: a reduced synthetic board built in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.adapters import synthetic
+from harness.boards import DatasetSpec
+from harness.splits import anomaly_split, write_manifest
+
+TINY_DATASET = {"seed": 3, "n_patients": 70, "image_size": 64}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keep tests away from the user's cache, data and results."""
+    root = tmp_path_factory.mktemp("xrbench-cache")
+    old = {k: os.environ.get(k) for k in ("XRBENCH_CACHE", "XRBENCH_DATA", "XRBENCH_DB")}
+    os.environ["XRBENCH_CACHE"] = str(root / "cache")
+    os.environ["XRBENCH_DATA"] = str(root / "data")
+    os.environ["XRBENCH_DB"] = str(root / "results.duckdb")
+    yield root
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def write_board(folder: Path, manifest: Path, split_sha256: str, content_sha256: str, name: str = "tiny-ad") -> Path:
+    params = "\n".join(f"{k} = {v}" for k, v in TINY_DATASET.items())
+    board = folder / f"{name}.toml"
+    board.write_text(f"""
+name = "{name}"
+version = 1
+description = "reduced synthetic board for tests"
+task = "anomaly"
+resolution = 64
+split_manifest = "{manifest.name}"
+split_sha256 = "{split_sha256}"
+bootstrap = 50
+seed = 0
+batch_size = 16
+
+[dataset]
+name = "synth-cxr"
+{params}
+content_sha256 = "{content_sha256}"
+""")
+    return board
+
+
+@pytest.fixture(scope="session")
+def tiny_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-board")
+    source = synthetic.prepare(DatasetSpec("synth-cxr", dict(TINY_DATASET)))
+    frame = anomaly_split(source.entries, n_train=40, n_val=(10, 10), n_test=(16, 16), seed=0)
+    manifest = folder / "tiny-ad.csv"
+    sha = write_manifest(frame, manifest)
+    return write_board(folder, manifest, sha, source.content_sha256 or "")

@@ -1,0 +1,127 @@
+"""End-to-end runs on a reduced synthetic board."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import DataIntegrityError, ManifestHashMismatch, MethodOutputError
+from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.registry import register
+from harness.runner import run_bench
+from harness.store import ResultStore
+
+FAST_PATCHCORE = {"coreset_ratio": "0.1"}
+
+
+@register
+class CrashesMidway(Method):
+    card = MethodCard("test-crashes-midway", "test", "raises on its second predict call", "-", "-")
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        self.calls = 0
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("simulated crash")
+        return Prediction(scores=batch.mean(dim=(1, 2, 3)))
+
+
+@register
+class ReturnsNaN(Method):
+    card = MethodCard("test-returns-nan", "test", "returns a NaN score", "-", "-")
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        pass
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        scores = batch.mean(dim=(1, 2, 3))
+        scores[0] = float("nan")
+        return Prediction(scores=scores)
+
+
+def _predictions(db, run_id):
+    with ResultStore(db) as store:
+        return store.query(
+            "SELECT image_id, split, score FROM predictions WHERE run_id = ? ORDER BY split, image_id", [run_id]
+        )
+
+
+def test_patchcore_end_to_end_stores_a_complete_run(tiny_board, tmp_path):
+    db = tmp_path / "r.duckdb"
+    result = run_bench("patchcore", tiny_board, params=FAST_PATCHCORE, db=db, device="cpu")
+    with ResultStore(db) as store:
+        run = store.run(result.run_id)
+        metrics = store.query("SELECT * FROM metrics WHERE run_id = ?", [result.run_id])
+    assert run["status"] == "ok" and run["weights_id"] == "none" and run["split_sha256"]
+    assert run["dataset_sha256"] and run["torch_version"] == torch.__version__ and run["device"].startswith("cpu")
+    assert run["params"]["coreset_ratio"] == 0.1
+    overall = metrics[metrics["slice"] == "all"].set_index("metric")
+    assert set(overall.index) == {"auroc", "auprc", "sens@95spec", "f1"}
+    assert ((overall["ci_low"] <= overall["value"]) & (overall["value"] <= overall["ci_high"])).all()
+    assert (overall["n"] == 32).all() and (metrics["condition"] == "clean").all()
+    assert len(_predictions(db, result.run_id)) == 20 + 32
+
+
+def test_same_seed_gives_byte_identical_predictions(tiny_board, tmp_path):
+    db = tmp_path / "r.duckdb"
+    first = run_bench("patchcore", tiny_board, params=FAST_PATCHCORE, db=db, device="cpu")
+    second = run_bench("patchcore", tiny_board, params=FAST_PATCHCORE, db=db, device="cpu")
+    a, b = _predictions(db, first.run_id), _predictions(db, second.run_id)
+    assert a["score"].to_numpy().tobytes() == b["score"].to_numpy().tobytes()
+    other = run_bench("random", tiny_board, seed=1, db=db, device="cpu")
+    assert not np.array_equal(_predictions(db, other.run_id)["score"], a["score"])
+
+
+@pytest.mark.parametrize("method", ["knn", "intensity", "random"])
+def test_other_shipped_methods_run(tiny_board, tmp_path, method):
+    result = run_bench(method, tiny_board, db=tmp_path / "r.duckdb", device="cpu")
+    auroc = next(m for m in result.metrics if m.metric == "auroc" and m.slice == "all")
+    assert 0.0 <= auroc.value <= 1.0
+
+
+def test_a_crash_midway_leaves_no_results_and_a_failed_run(tiny_board, tmp_path):
+    db = tmp_path / "r.duckdb"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_bench("test-crashes-midway", tiny_board, db=db, device="cpu")
+    with ResultStore(db) as store:
+        runs = store.query("SELECT status, error FROM runs")
+        assert store.query("SELECT count(*) AS n FROM metrics")["n"][0] == 0
+        assert store.query("SELECT count(*) AS n FROM predictions")["n"][0] == 0
+    assert runs["status"].tolist() == ["failed"] and "simulated crash" in runs["error"][0]
+
+
+def test_non_finite_scores_name_the_method_and_image(tiny_board, tmp_path):
+    with pytest.raises(MethodOutputError, match=r"test-returns-nan returned .* non-finite"):
+        run_bench("test-returns-nan", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
+
+
+def test_a_changed_manifest_is_refused(tiny_board, tmp_path):
+    board_dir = tmp_path / "board"
+    shutil.copytree(tiny_board.parent, board_dir)
+    manifest = board_dir / "tiny-ad.csv"
+    manifest.write_text(manifest.read_text().replace("train", "test", 1))
+    with pytest.raises(ManifestHashMismatch):
+        run_bench("intensity", board_dir / tiny_board.name, db=tmp_path / "r.duckdb", device="cpu")
+
+
+def test_missing_and_corrupt_images_are_all_reported(tiny_board, tmp_path, monkeypatch):
+    from harness.adapters import synthetic
+    from harness.boards import load_board
+
+    board = load_board(tiny_board)
+    source_dir = synthetic.dataset_folder(board.dataset.params)
+    copy = tmp_path / "data"
+    shutil.copytree(source_dir.parent.parent, copy)
+    monkeypatch.setenv("XRBENCH_DATA", str(copy))
+    monkeypatch.setenv("XRBENCH_CACHE", str(tmp_path / "cache"))
+    images = sorted((synthetic.dataset_folder(board.dataset.params) / "images").glob("*.png"))
+    images[0].unlink()
+    images[1].write_bytes(b"not a png")
+    with pytest.raises(DataIntegrityError) as info:
+        run_bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
+    message = str(info.value)
+    assert images[0].name in message and "missing" in message
+    assert images[1].name in message and "unreadable" in message
