@@ -36,3 +36,19 @@ def test_metrics_with_1000_patient_bootstrap_resamples(benchmark):
     scores = rng.normal(size=400) + labels
     groups = np.arange(400) // 2
     benchmark.pedantic(binary_metrics, args=(labels, scores, groups, 0.5, 1000, 0), rounds=1, iterations=1)
+
+
+def test_whole_corruption_suite_on_400_images(benchmark):
+    from harness.boards import load_board
+    from harness.corruptions import apply
+
+    images = torch.randint(0, 256, (400, 1, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ids = [f"{i:08d}_000.png" for i in range(400)]
+    suite = load_board("synth-cxr-ad").corruptions
+
+    def run_suite():
+        for name, levels in suite.items():
+            for severity, level in enumerate(levels, start=1):
+                apply(name, images, level, ids, 0, severity)
+
+    benchmark.pedantic(run_suite, rounds=1, iterations=1)

@@ -7,6 +7,7 @@ bootstrap resamples and seed. Relative paths in a board file are relative to tha
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,10 @@ class Board:
     seed: int = 0
     batch_size: int = 32
     split: dict = field(default_factory=dict)  # how the manifest was built (xrbench split freeze)
+    corruptions: dict = field(default_factory=dict)  # corruption name -> parameter per severity
+    slices: tuple = ()  # metadata columns reported per value (age_bin is derived from age)
+    min_slice_class: int = 10  # fewer abnormal or normal images than this: no number, a flag
+    reference_method: str | None = None  # normalises corruption errors (as AlexNet in ImageNet-C)
     path: Path | None = None
 
 
@@ -84,6 +89,7 @@ def load_board(name_or_path: str | Path) -> Board:
         )
     except (KeyError, TypeError) as exc:
         raise XRBenchError(f"board file {path} is missing or has an unknown key: {exc}") from exc
+    board = dataclasses.replace(board, slices=tuple(board.slices))
     if board.task not in TASKS:
         raise XRBenchError(f"board {board.name}: task must be one of {TASKS}, not {board.task!r}")
     return board

@@ -8,12 +8,17 @@ import logging
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pandas as pd
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
 from harness.errors import XRBenchError
+
+if TYPE_CHECKING:
+    from harness.runner import BenchResult
 
 console = Console()
 err_console = Console(stderr=True)
@@ -40,8 +45,8 @@ def cmd_list(args: argparse.Namespace) -> None:
         console.print(table)
 
 
-def _fmt(x: float) -> str:
-    return "n/a" if x != x else f"{x:.3f}"
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or x != x else f"{x:.3f}"
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -56,19 +61,49 @@ def cmd_bench(args: argparse.Namespace) -> None:
         db=Path(args.db) if args.db else None,
         device=args.device,
         console=err_console,
+        corruptions=not args.no_corruptions,
     )
-    table = Table(title=f"{result.method} on {result.board} (test split, 95% patient-bootstrap CI)")
+    print_summary(result)
+
+
+def print_summary(result: BenchResult) -> None:
+    m = result.metrics
+    clean = m[m["condition"] == "clean"]
+    table = Table(title=f"{result.method} on {result.board}: clean test split, 95% patient-bootstrap CI")
     for col, justify in (
         ("slice", "left"),
         ("metric", "left"),
         ("value", "right"),
         ("95% CI", "right"),
-        ("n (pos)", "right"),
+        ("n (abnormal)", "right"),
     ):
         table.add_column(col, justify=justify)
-    for m in result.metrics:
-        table.add_row(m.slice, m.metric, _fmt(m.value), f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]", f"{m.n} ({m.n_pos})")
+    shown = clean[(clean["slice"] == "all") & clean["metric"].isin(["auroc", "auprc", "sens@95spec", "f1"])]
+    shown = pd.concat([shown, clean[(clean["slice"] != "all") & (clean["metric"] == "auroc")]])
+    for r in shown.itertuples():
+        ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.flag is None else "[dim]too few cases[/]"
+        table.add_row(r.slice, r.metric, _fmt(r.value), ci, f"{r.n} ({r.n_pos})")
     console.print(table)
+
+    value = {(r.metric, r.condition): r.value for r in m[m["slice"] == "all"].itertuples()}
+    rob = result.robustness
+    summary = Table(title="robustness and calibration", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    summary.add_row("clean AUROC", _fmt(rob["clean_auroc"]))
+    if "mean_corrupted_auroc" in rob:
+        summary.add_row("mean corrupted AUROC", _fmt(rob["mean_corrupted_auroc"]))
+        summary.add_row("worst case", f"{rob['worst_condition']} s{rob['worst_severity']}: {_fmt(rob['worst_auroc'])}")
+        summary.add_row("mCE (vs reference method)", "n/a" if rob["mce"] is None else _fmt(rob["mce"]))
+    summary.add_row("ECE before calibration (min-max)", _fmt(value[("ece_none", "clean")]))
+    summary.add_row(
+        "ECE after Platt / isotonic",
+        f"{_fmt(value[('ece_platt', 'clean')])} / {_fmt(value[('ece_isotonic', 'clean')])}",
+    )
+    summary.add_row("AURC (Platt)", _fmt(value[("aurc", "clean")]))
+    console.print(summary)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
     console.print(
         f"run [bold]{result.run_id}[/] stored in {result.db_path}  "
         f"(fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.1f}s, weights {result.weights_id})"
@@ -92,6 +127,26 @@ def cmd_runs(args: argparse.Namespace) -> None:
     for row in frame.itertuples(index=False):
         table.add_row(*["" if v is None or v != v else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row])
     console.print(table)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from harness.compare import compare_runs
+    from harness.paths import default_db
+    from harness.store import ResultStore
+
+    with ResultStore(args.db or default_db()) as store:
+        c = compare_runs(store, args.run_a, args.run_b, args.condition, args.severity)
+    table = Table(title=f"{args.run_a} vs {args.run_b} ({args.condition}, severity {args.severity}, test split)")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("AUROC A", _fmt(c.auroc_a))
+    table.add_row("AUROC B", _fmt(c.auroc_b))
+    table.add_row("difference A - B", f"{c.difference:+.3f}  [{c.ci_low:+.3f}, {c.ci_high:+.3f}]")
+    table.add_row("DeLong p", f"{c.delong_p:.4g}")
+    table.add_row("paired patient-bootstrap p", f"{c.bootstrap_p:.4g}")
+    console.print(table)
+    verdict = "different" if max(c.delong_p, c.bootstrap_p) < 0.05 else "not distinguishable"
+    console.print(f"At the 5% level the two runs are [bold]{verdict}[/] (both tests must agree to call a difference).")
 
 
 def cmd_split_freeze(args: argparse.Namespace) -> None:
@@ -145,12 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter (repeatable)")
     p.add_argument("--db", default=None, help="DuckDB file (default: $XRBENCH_DB or results/xrbench.duckdb)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--no-corruptions", action="store_true", help="skip the stress suite (clean test set only)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("runs", help="list recent runs in the results database")
     p.add_argument("--db", default=None)
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("compare", help="paired significance test of two runs' AUROC on the same test images")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--condition", default="clean", help="clean or a corruption name (default: clean)")
+    p.add_argument("--severity", type=int, default=0)
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("split", help="maintain frozen split manifests")
     split_sub = p.add_subparsers(dest="split_command", required=True)
@@ -168,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
+    logging.getLogger("faiss").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         args.func(args)
     except XRBenchError as exc:

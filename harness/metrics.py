@@ -8,7 +8,7 @@ correlated, and image-level resampling would make intervals too narrow.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +63,19 @@ def binary_metric_fns(threshold: float) -> dict[str, MetricFn]:
     }
 
 
+def cluster_resamples(labels: np.ndarray, groups: np.ndarray, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Index arrays of patient-level bootstrap resamples (patients drawn with replacement, each
+    with all of their images); resamples holding a single class are skipped."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        if labels[idx].min() != labels[idx].max():
+            yield idx
+
+
 def cluster_bootstrap(
     fns: dict[str, MetricFn],
     labels: np.ndarray,
@@ -73,17 +86,9 @@ def cluster_bootstrap(
     alpha: float = 0.05,
 ) -> dict[str, tuple[float, float]]:
     """Percentile intervals for each metric; resamples with a single class are skipped."""
-    _, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
-    rng = np.random.default_rng(seed)
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(n_resamples):
-        picked = rng.integers(0, len(members), len(members))
-        idx = np.concatenate([members[g] for g in picked])
-        y = labels[idx]
-        if y.min() == y.max():
-            continue
-        s = scores[idx]
+    for idx in cluster_resamples(labels, groups, n_resamples, seed):
+        y, s = labels[idx], scores[idx]
         for name, fn in fns.items():
             samples[name].append(fn(y, s))
     out = {}

@@ -1,4 +1,5 @@
-"""One benchmark run: fit a method on a board, predict, score, store."""
+"""One benchmark run: fit a method on a board, predict clean and corrupted test images, score,
+calibrate, store."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,18 +22,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.adapters import prepare_dataset
 from harness.boards import Board, load_board
+from harness.calibration import CALIBRATORS, fit_calibrator
 from harness.data import SplitData, board_splits
 from harness.errors import MethodOutputError, XRBenchError
-from harness.metrics import MetricValue, best_f1_threshold, binary_metrics
+from harness.evaluate import Evaluation, evaluate_condition, robustness_summary
+from harness.metrics import best_f1_threshold
 from harness.paths import cache_root, default_db
 from harness.protocol import FitContext, ImageBatches, Method
 from harness.provenance import environment
 from harness.registry import create_method
 from harness.splits import read_manifest, verify_manifest
 from harness.store import ResultStore
+from harness.stress import Condition, corrupted_conditions
 
 T = TypeVar("T")
-log = logging.getLogger("xrbench")
+Track = Callable[[Iterable[T], str], Iterable[T]]
 
 
 @dataclass
@@ -40,11 +44,13 @@ class BenchResult:
     run_id: str
     board: str
     method: str
-    metrics: list[MetricValue]
+    metrics: pd.DataFrame
+    robustness: dict
     fit_seconds: float
     predict_seconds: float
     weights_id: str
     db_path: Path
+    notes: list[str] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,53 +69,41 @@ def load_board_data(board: Board) -> tuple[dict[str, SplitData], str]:
     return board_splits(source, manifest, board.split_sha256, board.resolution), source.content_sha256 or ""
 
 
-def predict_split(method: Method, name: str, batches: ImageBatches, split: str, progress: Any) -> np.ndarray:
+def predict_scores(
+    method: Method, name: str, batches: ImageBatches, meta: pd.DataFrame, what: str, track: Track
+) -> np.ndarray:
+    """Scores for every image, checked for shape and finiteness."""
     scores = []
-    for images in progress(batches, f"predicting {split}"):
-        pred = method.predict(images)
-        s = pred.scores.detach().to("cpu", torch.float64)
+    for images in track(batches, f"predicting {what}"):
+        s = method.predict(images).scores.detach().to("cpu", torch.float64)
         if s.shape != (len(images),):
             raise MethodOutputError(
-                f"method {name} returned scores of shape {tuple(s.shape)} for a batch of "
-                f"{len(images)} images; expected ({len(images)},)"
+                f"method {name} returned scores of shape {tuple(s.shape)} for a batch of {len(images)} images; "
+                f"expected ({len(images)},)"
             )
         scores.append(s.numpy())
     out = np.concatenate(scores)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if len(bad):
+        first = meta["image_id"].iloc[bad[0]]
+        raise MethodOutputError(f"method {name} returned {len(bad)} non-finite scores on {what} (first image: {first})")
     return out
 
 
-def check_finite(name: str, split: str, scores: np.ndarray, data: SplitData) -> None:
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if len(bad):
-        raise MethodOutputError(
-            f"method {name} returned {len(bad)} non-finite scores on {split} "
-            f"(first image: {data.meta['image_id'].iloc[bad[0]]})"
-        )
-
-
-def test_metrics(board: Board, data: SplitData, scores: np.ndarray, threshold: float) -> list[MetricValue]:
-    labels, groups = data.labels, data.meta["patient_id"].to_numpy()
-    values = binary_metrics(labels, scores, groups, threshold, board.bootstrap, board.seed)
-    # Per finding: the images with that finding against all normal images.
-    findings = data.meta["findings"].str.split("|")
-    names = sorted({f for fs in findings for f in fs} - {board.normal_label})
-    for finding in names:
-        mask = (labels == 0) | findings.apply(lambda fs, f=finding: f in fs).to_numpy()
-        values += binary_metrics(
-            labels[mask],
-            scores[mask],
-            groups[mask],
-            threshold,
-            board.bootstrap,
-            board.seed,
-            slice_name=f"finding={finding}",
-            metrics=("auroc",),
-        )
-    return values
-
-
 def predictions_sha256(frame: pd.DataFrame) -> str:
-    return hashlib.sha256(frame[["image_id", "split", "condition", "score"]].to_csv(index=False).encode()).hexdigest()
+    columns = ["image_id", "split", "condition", "severity", "score"]
+    return hashlib.sha256(frame[columns].to_csv(index=False).encode()).hexdigest()
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def run_bench(
@@ -120,6 +114,7 @@ def run_bench(
     db: Path | None = None,
     device: str = "auto",
     console: Console | None = None,
+    corruptions: bool = True,
 ) -> BenchResult:
     console = console or Console(stderr=True)
     board = load_board(board_name)
@@ -128,25 +123,18 @@ def run_bench(
         raise XRBenchError(f"method {method_name} supports {method.card.tasks}, board {board.name} is {board.task}")
     seed = board.seed if seed is None else seed
     torch_device = resolve_device(device)
-    splits, content_sha256 = load_board_data(board)
+    splits, dataset_sha256 = load_board_data(board)
+    test = splits["test"]
+    conditions = [Condition("clean", 0, None, test.images)]
+    if corruptions and board.corruptions:
+        conditions += corrupted_conditions(board, test.images, test.meta["image_id"].tolist(), dataset_sha256)
     db = db or default_db()
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{method_name}-{uuid.uuid4().hex[:6]}"
-    batches = {
-        name: ImageBatches(s.images, torch.from_numpy(s.labels), board.batch_size, torch_device)
-        for name, s in splits.items()
-    }
 
-    with (
-        ResultStore(db) as store,
-        Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress,
-    ):
+    def batches(images: torch.Tensor, data: SplitData) -> ImageBatches:
+        return ImageBatches(images, torch.from_numpy(data.labels), board.batch_size, torch_device)
+
+    with ResultStore(db) as store, _progress(console) as progress:
 
         def track(items: Iterable[T], description: str) -> Iterable[T]:
             total = len(items) if hasattr(items, "__len__") else None
@@ -161,7 +149,7 @@ def run_bench(
                 "params": json.dumps(method.params, sort_keys=True),
                 "seed": seed,
                 "split_sha256": board.split_sha256,
-                "dataset_sha256": content_sha256,
+                "dataset_sha256": dataset_sha256,
                 **environment(torch_device),
             }
         )
@@ -177,51 +165,94 @@ def run_bench(
                 task=board.task,
             )
             start = time.perf_counter()
-            method.fit(batches["train"], batches["val"], ctx)
+            method.fit(
+                batches(splits["train"].images, splits["train"]), batches(splits["val"].images, splits["val"]), ctx
+            )
             fit_seconds = time.perf_counter() - start
+
             start = time.perf_counter()
-            scores = {
-                split: predict_split(method, method_name, batches[split], split, track) for split in ("val", "test")
+            val_scores = predict_scores(
+                method, method_name, batches(splits["val"].images, splits["val"]), splits["val"].meta, "val", track
+            )
+            condition_scores = {
+                (c.name, c.severity): predict_scores(
+                    method,
+                    method_name,
+                    batches(c.images, test),
+                    test.meta,
+                    "test" if c.name == "clean" else f"{c.name} s{c.severity}",
+                    track,
+                )
+                for c in conditions
             }
             predict_seconds = time.perf_counter() - start
-            for split, s in scores.items():
-                check_finite(method_name, split, s, splits[split])
-            threshold = best_f1_threshold(splits["val"].labels, scores["val"])
-            metric_values = test_metrics(board, splits["test"], scores["test"], threshold)
+
+            # Thresholds and calibrators see validation scores only, never test.
+            val_labels = splits["val"].labels
+            threshold = best_f1_threshold(val_labels, val_scores)
+            calibrators = {kind: fit_calibrator(kind, val_scores, val_labels) for kind in CALIBRATORS}
+            evaluation = Evaluation()
+            for (name, severity), scores in track(list(condition_scores.items()), "scoring conditions"):
+                part = evaluate_condition(
+                    board, test.meta, scores, threshold, calibrators, name, severity, detailed=name == "clean"
+                )
+                evaluation.metrics += part.metrics
+                evaluation.calibration_bins += part.calibration_bins
+                evaluation.risk_coverage += part.risk_coverage
+            metrics, bins, risk = evaluation.frames()
+            metrics = metrics.assign(board=board.name, method=method_name)
+
+            aurocs = {
+                (r.condition, int(r.severity)): float(r.value)
+                for r in metrics[(metrics["slice"] == "all") & (metrics["metric"] == "auroc")].itertuples()
+            }
+            reference_run = None
+            if board.reference_method and board.reference_method != method_name:
+                reference_run = store.latest_run(board.name, board.reference_method, board.split_sha256, dataset_sha256)
+            reference = (
+                store.condition_aurocs(reference_run)
+                if reference_run
+                else (aurocs if board.reference_method == method_name else None)
+            )
+            robustness = robustness_summary(aurocs, reference)
+
             predictions = pd.concat(
                 [
                     pd.DataFrame(
                         {
-                            "run_id": run_id,
-                            "image_id": splits[split].meta["image_id"],
-                            "split": split,
+                            "image_id": splits["val"].meta["image_id"],
+                            "patient_id": splits["val"].meta["patient_id"],
+                            "split": "val",
                             "condition": "clean",
-                            "label": splits[split].labels,
-                            "score": scores[split],
+                            "severity": 0,
+                            "label": val_labels,
+                            "score": val_scores,
                         }
-                    )
-                    for split in ("val", "test")
+                    ),
+                    *[
+                        pd.DataFrame(
+                            {
+                                "image_id": test.meta["image_id"],
+                                "patient_id": test.meta["patient_id"],
+                                "split": "test",
+                                "condition": name,
+                                "severity": severity,
+                                "label": test.labels,
+                                "score": scores,
+                            }
+                        )
+                        for (name, severity), scores in condition_scores.items()
+                    ],
                 ],
                 ignore_index=True,
             )
-            metrics = pd.DataFrame(
-                [
-                    {
-                        "run_id": run_id,
-                        "board": board.name,
-                        "method": method_name,
-                        "condition": "clean",
-                        "severity": 0,
-                        **vars(m),
-                    }
-                    for m in metric_values
-                ]
-            )
             weights = method.weights()
+            tables = {"predictions": predictions, "metrics": metrics, "calibration_bins": bins, "risk_coverage": risk}
+            if len(aurocs) > 1:
+                tables["robustness"] = pd.DataFrame([{**robustness, "reference_run_id": reference_run}])
             store.complete_run(
                 run_id,
-                predictions,
-                metrics,
+                tables,
                 {
                     "fit_seconds": fit_seconds,
                     "predict_seconds": predict_seconds,
@@ -234,6 +265,11 @@ def run_bench(
         except BaseException as exc:
             store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
             raise
+    notes = []
+    if board.reference_method and robustness.get("mce") is None and len(aurocs) > 1:
+        notes.append(
+            f"mCE needs a run of the reference method: make bench METHOD={board.reference_method} BOARD={board.name}"
+        )
     return BenchResult(
-        run_id, board.name, method_name, metric_values, fit_seconds, predict_seconds, weights.id, Path(db)
+        run_id, board.name, method_name, metrics, robustness, fit_seconds, predict_seconds, weights.id, Path(db), notes
     )

@@ -50,8 +50,10 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS predictions (
     run_id VARCHAR NOT NULL,
     image_id VARCHAR NOT NULL,
+    patient_id VARCHAR,         -- for patient-level (cluster) resampling
     split VARCHAR NOT NULL,
     condition VARCHAR NOT NULL,
+    severity INTEGER NOT NULL DEFAULT 0,
     label INTEGER,
     score DOUBLE,
     scores DOUBLE[]
@@ -68,8 +70,46 @@ CREATE TABLE IF NOT EXISTS metrics (
     ci_low DOUBLE,
     ci_high DOUBLE,
     n INTEGER,
-    n_pos INTEGER
+    n_pos INTEGER,
+    flag VARCHAR                -- why a value is missing or unreliable (small slice, small n)
 );
+CREATE TABLE IF NOT EXISTS calibration_bins (
+    run_id VARCHAR NOT NULL,
+    condition VARCHAR NOT NULL,
+    severity INTEGER NOT NULL,
+    calibrator VARCHAR NOT NULL,  -- none | platt | isotonic
+    "index" INTEGER,
+    lower DOUBLE,
+    upper DOUBLE,
+    mean_confidence DOUBLE,
+    accuracy DOUBLE,             -- fraction of abnormal images in the bin
+    count INTEGER
+);
+CREATE TABLE IF NOT EXISTS risk_coverage (
+    run_id VARCHAR NOT NULL,
+    condition VARCHAR NOT NULL,
+    severity INTEGER NOT NULL,
+    coverage DOUBLE,
+    risk DOUBLE
+);
+CREATE TABLE IF NOT EXISTS robustness (
+    run_id VARCHAR NOT NULL,
+    clean_auroc DOUBLE,
+    mean_corrupted_auroc DOUBLE,
+    worst_condition VARCHAR,
+    worst_severity INTEGER,
+    worst_auroc DOUBLE,
+    auroc_drop DOUBLE,
+    mce DOUBLE,                  -- mean corruption error relative to the board's reference method
+    relative_mce DOUBLE,
+    reference_run_id VARCHAR
+);
+"""
+# Columns added after the first release: databases created before them gain them on open.
+MIGRATIONS = """
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS severity INTEGER DEFAULT 0;
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS patient_id VARCHAR;
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS flag VARCHAR;
 """
 
 
@@ -83,6 +123,7 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path))
         self.con.execute(SCHEMA)
+        self.con.execute(MIGRATIONS)
 
     def close(self) -> None:
         self.con.close()
@@ -108,18 +149,16 @@ class ResultStore:
         cols = ", ".join(row)
         self.con.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
-    def complete_run(
-        self, run_id: str, predictions: pd.DataFrame, metrics: pd.DataFrame, updates: dict[str, Any]
-    ) -> None:
-        """Write everything a run produced, and mark it ok, in one transaction."""
+    def complete_run(self, run_id: str, tables: dict[str, pd.DataFrame], updates: dict[str, Any]) -> None:
+        """Write every table a run produced, and mark it ok, in one transaction."""
         updates = {**updates, "status": "ok", "finished_at": now()}
         with self.transaction() as con:
-            con.register("new_predictions", predictions)
-            con.execute("INSERT INTO predictions BY NAME SELECT * FROM new_predictions")
-            con.unregister("new_predictions")
-            con.register("new_metrics", metrics)
-            con.execute("INSERT INTO metrics BY NAME SELECT * FROM new_metrics")
-            con.unregister("new_metrics")
+            for table, frame in tables.items():
+                if frame.empty:
+                    continue
+                con.register("new_rows", frame.assign(run_id=run_id))
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
+                con.unregister("new_rows")
             self._update(con, run_id, updates)
 
     def fail_run(self, run_id: str, error: str) -> None:
@@ -137,6 +176,21 @@ class ResultStore:
         row = frame.iloc[0].to_dict()
         row["params"] = json.loads(row["params"]) if row["params"] else {}
         return row
+
+    def condition_aurocs(self, run_id: str) -> dict[tuple[str, int], float]:
+        frame = self.query(
+            "SELECT condition, severity, value FROM metrics WHERE run_id = ? AND slice = 'all' AND metric = 'auroc'",
+            [run_id],
+        )
+        return {(r.condition, int(r.severity)): float(r.value) for r in frame.itertuples()}
+
+    def latest_run(self, board: str, method: str, split_sha256: str, dataset_sha256: str) -> str | None:
+        frame = self.query(
+            "SELECT run_id FROM runs WHERE board = ? AND method = ? AND split_sha256 = ? "
+            "AND dataset_sha256 = ? AND status = 'ok' ORDER BY finished_at DESC LIMIT 1",
+            [board, method, split_sha256, dataset_sha256],
+        )
+        return None if frame.empty else str(frame["run_id"][0])
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return self.con.execute(sql, params or []).df()

@@ -44,11 +44,23 @@ split_sha256 = "{split_sha256}"
 bootstrap = 50
 seed = 0
 batch_size = 16
+slices = ["view", "sex", "age_bin", "site"]
+min_slice_class = 3
+reference_method = "intensity"
 
 [dataset]
 name = "synth-cxr"
 {params}
 content_sha256 = "{content_sha256}"
+
+[corruptions]
+gaussian_noise = [10, 50]
+gaussian_blur = [3, 9]
+jpeg = [70, 30]
+brightness_contrast = [0.15, 0.45]
+quantum_noise = [0.5, 0.125]
+resolution_loss = [0.75, 0.25]
+gamma_window = [0.2, 0.6]
 """)
     return board
 

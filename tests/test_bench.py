@@ -55,14 +55,30 @@ def test_patchcore_end_to_end_stores_a_complete_run(tiny_board, tmp_path):
     with ResultStore(db) as store:
         run = store.run(result.run_id)
         metrics = store.query("SELECT * FROM metrics WHERE run_id = ?", [result.run_id])
+        bins = store.query("SELECT * FROM calibration_bins WHERE run_id = ?", [result.run_id])
+        risk = store.query("SELECT * FROM risk_coverage WHERE run_id = ?", [result.run_id])
+        robustness = store.query("SELECT * FROM robustness WHERE run_id = ?", [result.run_id])
     assert run["status"] == "ok" and run["weights_id"] == "none" and run["split_sha256"]
     assert run["dataset_sha256"] and run["torch_version"] == torch.__version__ and run["device"].startswith("cpu")
     assert run["params"]["coreset_ratio"] == 0.1
-    overall = metrics[metrics["slice"] == "all"].set_index("metric")
-    assert set(overall.index) == {"auroc", "auprc", "sens@95spec", "f1"}
-    assert ((overall["ci_low"] <= overall["value"]) & (overall["value"] <= overall["ci_high"])).all()
-    assert (overall["n"] == 32).all() and (metrics["condition"] == "clean").all()
-    assert len(_predictions(db, result.run_id)) == 20 + 32
+    clean = metrics[(metrics["condition"] == "clean") & (metrics["slice"] == "all")].set_index("metric")
+    assert {"auroc", "auprc", "sens@95spec", "f1", "ece_none", "ece_platt", "brier_isotonic", "aurc"} <= set(
+        clean.index
+    )
+    binary = clean.loc[["auroc", "auprc", "sens@95spec", "f1"]]
+    assert ((binary["ci_low"] <= binary["value"]) & (binary["value"] <= binary["ci_high"])).all()
+    assert (binary["n"] == 32).all()
+    # 7 corruptions x 2 severities, each with AUROC and its interval.
+    corrupted = metrics[
+        (metrics["condition"] != "clean") & (metrics["metric"] == "auroc") & (metrics["slice"] == "all")
+    ]
+    assert len(corrupted) == 14 and set(corrupted["severity"]) == {1, 2}
+    assert corrupted["ci_low"].notna().all()
+    slices = set(metrics.loc[metrics["condition"] == "clean", "slice"])
+    assert {"view=PA", "sex=F", "site=A", "age_bin=60+"} <= slices
+    assert set(bins["calibrator"]) == {"none", "platt", "isotonic"} and (bins["count"] > 0).all()
+    assert len(risk) > 0 and robustness["mean_corrupted_auroc"].notna().all()
+    assert len(_predictions(db, result.run_id)) == 20 + 32 * 15
 
 
 def test_same_seed_gives_byte_identical_predictions(tiny_board, tmp_path):
@@ -78,8 +94,9 @@ def test_same_seed_gives_byte_identical_predictions(tiny_board, tmp_path):
 @pytest.mark.parametrize("method", ["knn", "intensity", "random"])
 def test_other_shipped_methods_run(tiny_board, tmp_path, method):
     result = run_bench(method, tiny_board, db=tmp_path / "r.duckdb", device="cpu")
-    auroc = next(m for m in result.metrics if m.metric == "auroc" and m.slice == "all")
-    assert 0.0 <= auroc.value <= 1.0
+    m = result.metrics
+    auroc = m[(m["metric"] == "auroc") & (m["slice"] == "all") & (m["condition"] == "clean")]["value"].item()
+    assert 0.0 <= auroc <= 1.0
 
 
 def test_a_crash_midway_leaves_no_results_and_a_failed_run(tiny_board, tmp_path):
@@ -125,3 +142,25 @@ def test_missing_and_corrupt_images_are_all_reported(tiny_board, tmp_path, monke
     message = str(info.value)
     assert images[0].name in message and "missing" in message
     assert images[1].name in message and "unreadable" in message
+
+
+def test_calibrators_and_threshold_see_validation_scores_only(tiny_board, tmp_path, monkeypatch):
+    import harness.runner as runner
+
+    seen = []
+
+    def spy(fn):
+        def wrapped(*args, **kwargs):
+            seen.append(next(a for a in args if isinstance(a, np.ndarray) and a.dtype == np.float64))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(runner, "fit_calibrator", spy(runner.fit_calibrator))
+    monkeypatch.setattr(runner, "best_f1_threshold", spy(runner.best_f1_threshold))
+    result = run_bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
+    val = _predictions(tmp_path / "r.duckdb", result.run_id).query("split == 'val'")
+    assert len(seen) == 4  # three calibrators and the threshold
+    for scores in seen:
+        assert len(scores) == len(val) == 20
+        assert sorted(scores) == sorted(val["score"])

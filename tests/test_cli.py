@@ -19,3 +19,17 @@ def test_bench_prints_a_summary(tiny_board, tmp_path, capsys):
     assert "auroc" in out and "95% CI" in out and "stored in" in out
     assert main(["runs", "--db", str(tmp_path / "r.duckdb")]) == 0
     assert "intensity" in capsys.readouterr().out
+
+
+def test_compare_two_runs(tiny_board, tmp_path, capsys):
+    from harness.runner import run_bench
+
+    db = tmp_path / "r.duckdb"
+    a = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False)
+    b = run_bench("random", tiny_board, db=db, device="cpu", corruptions=False)
+    assert main(["compare", a.run_id, b.run_id, "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "DeLong p" in out and "bootstrap p" in out
+    assert main(["compare", a.run_id, a.run_id, "--db", str(db)]) == 0
+    assert "not distinguishable" in capsys.readouterr().out
+    assert main(["compare", a.run_id, "missing-run", "--db", str(db)]) == 2

@@ -33,7 +33,7 @@ def test_complete_run_writes_everything_in_one_transaction(tmp_path):
             }
         )
         with pytest.raises(Exception):  # noqa: B017 - any database error must roll back
-            store.complete_run("r1", predictions, bad_metrics, {"threshold": 0.5})
+            store.complete_run("r1", {"predictions": predictions, "metrics": bad_metrics}, {"threshold": 0.5})
         assert store.query("SELECT count(*) AS n FROM predictions")["n"][0] == 0
         assert store.query("SELECT count(*) AS n FROM metrics")["n"][0] == 0
         assert store.run("r1")["status"] == "running"
@@ -61,12 +61,7 @@ def test_results_survive_reopening(tmp_path):
                 "n_pos": [5],
             }
         )
-        store.complete_run(
-            "r2",
-            pd.DataFrame(columns=["run_id", "image_id", "split", "condition", "label", "score"]),
-            metrics,
-            {"threshold": 0.1},
-        )
+        store.complete_run("r2", {"metrics": metrics}, {"threshold": 0.1})
     with ResultStore(path) as store:
         assert store.run("r2")["status"] == "ok"
         assert store.query("SELECT value FROM metrics WHERE run_id = 'r2'")["value"][0] == pytest.approx(0.7)

@@ -1,0 +1,124 @@
+"""Are two methods really different? Paired tests on AUROC over the same test images.
+
+- DeLong's test for two correlated ROC curves (fast algorithm of Sun & Xu, 2014);
+- a paired patient-level bootstrap of the AUROC difference, which respects patient clustering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm, rankdata
+
+from harness.errors import XRBenchError
+from harness.metrics import auroc, cluster_resamples
+from harness.store import ResultStore
+
+
+@dataclass(frozen=True)
+class Comparison:
+    auroc_a: float
+    auroc_b: float
+    difference: float  # a - b
+    delong_p: float
+    bootstrap_p: float
+    ci_low: float  # 95% paired-bootstrap interval of the difference
+    ci_high: float
+
+
+def delong_covariance(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUROCs (k,) and their DeLong covariance matrix (k, k) for score vectors `scores` (k, n)."""
+    scores = np.atleast_2d(scores)
+    pos, neg = scores[:, labels == 1], scores[:, labels == 0]
+    m, n = pos.shape[1], neg.shape[1]
+    aucs, v10, v01 = [], [], []
+    for p, q in zip(pos, neg, strict=True):
+        ranks_all = rankdata(np.concatenate([p, q]))
+        ranks_pos, ranks_neg = rankdata(p), rankdata(q)
+        aucs.append((ranks_all[:m].sum() - m * (m + 1) / 2) / (m * n))
+        v10.append((ranks_all[:m] - ranks_pos) / n)  # per positive: fraction of negatives scored below
+        v01.append(1.0 - (ranks_all[m:] - ranks_neg) / m)  # per negative: fraction of positives above
+    cov = np.atleast_2d(np.cov(np.array(v10))) / m + np.atleast_2d(np.cov(np.array(v01))) / n
+    return np.array(aucs), cov
+
+
+def delong_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> float:
+    """Two-sided p-value for equal AUROC of two score vectors on the same images."""
+    aucs, cov = delong_covariance(labels, np.vstack([scores_a, scores_b]))
+    variance = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    if variance <= 1e-15:
+        return 1.0 if abs(aucs[0] - aucs[1]) < 1e-12 else 0.0
+    z = (aucs[0] - aucs[1]) / np.sqrt(variance)
+    return float(2 * norm.sf(abs(z)))
+
+
+def paired_bootstrap(
+    labels: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    groups: np.ndarray,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(p-value, ci_low, ci_high) of AUROC(a) - AUROC(b), resampling patients."""
+    deltas = [
+        auroc(labels[idx], scores_a[idx]) - auroc(labels[idx], scores_b[idx])
+        for idx in cluster_resamples(labels, groups, n_resamples, seed)
+    ]
+    d = np.array(deltas)
+    p = min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0)))
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    return float(p), float(lo), float(hi)
+
+
+def compare_scores(
+    labels: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    groups: np.ndarray,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    a, b = auroc(labels, scores_a), auroc(labels, scores_b)
+    p_boot, lo, hi = paired_bootstrap(labels, scores_a, scores_b, groups, n_resamples, seed)
+    return Comparison(a, b, a - b, delong_test(labels, scores_a, scores_b), p_boot, lo, hi)
+
+
+def tied_with_leader(labels: np.ndarray, scores: dict[str, np.ndarray], alpha: float = 0.05) -> dict[str, float]:
+    """DeLong p-value of each entry against the highest-AUROC entry; p >= alpha means tied.
+
+    The leader itself gets p = 1.
+    """
+    aucs = {k: auroc(labels, s) for k, s in scores.items()}
+    leader = max(aucs, key=lambda k: aucs[k])
+    return {k: 1.0 if k == leader else delong_test(labels, scores[leader], s) for k, s in scores.items()}
+
+
+def compare_runs(
+    store: ResultStore, run_a: str, run_b: str, condition: str = "clean", severity: int = 0, n_resamples: int = 2000
+) -> Comparison:
+    """Compare two stored runs on the same board, split and test images."""
+    runs = {}
+    for run_id in (run_a, run_b):
+        try:
+            runs[run_id] = store.run(run_id)
+        except KeyError:
+            raise XRBenchError(f"no run {run_id!r} in {store.path}") from None
+        if runs[run_id]["status"] != "ok":
+            raise XRBenchError(f"run {run_id} has status {runs[run_id]['status']}; only completed runs compare")
+    a, b = runs[run_a], runs[run_b]
+    for key in ("board", "split_sha256", "dataset_sha256"):
+        if a[key] != b[key]:
+            raise XRBenchError(f"runs differ in {key} ({a[key]} vs {b[key]}): their results are not comparable")
+    sql = (
+        "SELECT image_id, patient_id, label, score FROM predictions "
+        "WHERE run_id = ? AND split = 'test' AND condition = ? AND severity = ? ORDER BY image_id"
+    )
+    pa, pb = (store.query(sql, [r, condition, severity]) for r in (run_a, run_b))
+    if pa.empty or not pa["image_id"].equals(pb["image_id"]):
+        raise XRBenchError(f"the runs do not share test predictions for condition {condition} severity {severity}")
+    groups = pa["patient_id"].to_numpy()
+    return compare_scores(
+        pa["label"].to_numpy(), pa["score"].to_numpy(), pb["score"].to_numpy(), groups, n_resamples=n_resamples
+    )

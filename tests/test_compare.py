@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from harness.compare import compare_scores, delong_covariance, delong_test, tied_with_leader
+from harness.metrics import auroc
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 150)
+    groups = np.arange(300)
+    weak = rng.normal(size=300) + 0.3 * labels
+    strong = rng.normal(size=300) + 2.0 * labels
+    return labels, groups, weak, strong
+
+
+def test_identical_scores_are_not_different(data):
+    labels, groups, weak, _ = data
+    result = compare_scores(labels, weak, weak, groups, n_resamples=300)
+    assert result.delong_p == 1.0 and result.bootstrap_p == 1.0 and result.difference == 0.0
+
+
+def test_clearly_different_scores_are(data):
+    labels, groups, weak, strong = data
+    result = compare_scores(labels, strong, weak, groups, n_resamples=500)
+    assert result.delong_p < 1e-6 and result.bootstrap_p < 0.01
+    assert result.ci_low > 0 and result.difference == pytest.approx(auroc(labels, strong) - auroc(labels, weak))
+
+
+def test_delong_variance_agrees_with_the_bootstrap_variance(data):
+    labels, _, weak, _ = data
+    aucs, cov = delong_covariance(labels, weak)
+    rng = np.random.default_rng(1)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    boot = []
+    for _ in range(2000):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        boot.append(auroc(labels[idx], weak[idx]))
+    assert aucs[0] == pytest.approx(auroc(labels, weak))
+    assert cov[0, 0] == pytest.approx(np.var(boot), rel=0.2)
+
+
+def test_p_value_is_roughly_uniform_under_the_null():
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1], 60)
+    ps = [delong_test(labels, rng.normal(size=120) + labels, rng.normal(size=120) + labels) for _ in range(200)]
+    assert 0.02 < np.mean(np.array(ps) < 0.05) < 0.1
+
+
+def test_tie_groups(data):
+    labels, _, weak, strong = data
+    rng = np.random.default_rng(5)
+    nearly = strong + 0.05 * rng.normal(size=300)
+    p = tied_with_leader(labels, {"strong": strong, "nearly": nearly, "weak": weak})
+    leader = max(("strong", "nearly"), key=lambda k: auroc(labels, {"strong": strong, "nearly": nearly}[k]))
+    assert p[leader] == 1.0 and p["weak"] < 0.05 and min(p["strong"], p["nearly"]) >= 0.05
