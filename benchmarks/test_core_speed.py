@@ -52,3 +52,44 @@ def test_whole_corruption_suite_on_400_images(benchmark):
                 apply(name, images, level, ids, 0, severity)
 
     benchmark.pedantic(run_suite, rounds=1, iterations=1)
+
+
+def test_duckdb_write_of_one_run(benchmark, tmp_path):
+    """One run's tables (about 9,000 predictions and 600 metric rows) in one transaction."""
+    import pandas as pd
+
+    from harness.store import ResultStore
+
+    rng = np.random.default_rng(0)
+    predictions = pd.DataFrame(
+        {
+            "image_id": [f"{i:08d}" for i in range(9000)],
+            "patient_id": "1",
+            "split": "test",
+            "condition": "clean",
+            "severity": 0,
+            "label": rng.integers(0, 2, 9000),
+            "score": rng.normal(size=9000),
+        }
+    )
+    metrics = pd.DataFrame(
+        {
+            "board": "b",
+            "method": "m",
+            "condition": "clean",
+            "severity": 0,
+            "slice": "all",
+            "metric": [f"m{i}" for i in range(600)],
+            "value": rng.normal(size=600),
+        }
+    )
+    store = ResultStore(tmp_path / "bench.duckdb")
+    counter = iter(range(10**6))
+
+    def write():
+        run_id = f"run{next(counter)}"
+        store.start_run({"run_id": run_id, "board": "b", "method": "m"})
+        store.complete_run(run_id, {"predictions": predictions, "metrics": metrics}, {"threshold": 0.5})
+
+    benchmark.pedantic(write, rounds=3, iterations=1)
+    store.close()

@@ -101,12 +101,93 @@ def print_summary(result: BenchResult) -> None:
         f"{_fmt(value[('ece_platt', 'clean')])} / {_fmt(value[('ece_isotonic', 'clean')])}",
     )
     summary.add_row("AURC (Platt)", _fmt(value[("aurc", "clean")]))
+    lat = result.latency.set_index("batch_size")
+    summary.add_row(
+        "fit time / peak memory", f"{result.fit_seconds:.1f} s / {result.fit_peak_memory_bytes / 2**20:.0f} MiB"
+    )
+    if 1 in lat.index:
+        summary.add_row("latency p50 / p95 (batch 1)", f"{lat.loc[1, 'p50_ms']:.1f} / {lat.loc[1, 'p95_ms']:.1f} ms")
+    for bs in lat.index[lat.index > 1]:
+        summary.add_row(f"throughput (batch {bs})", f"{lat.loc[bs, 'throughput_ips']:.0f} images/s")
+    summary.add_row("device", str(lat["device"].iloc[0]))
     console.print(summary)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(
         f"run [bold]{result.run_id}[/] stored in {result.db_path}  "
         f"(fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.1f}s, weights {result.weights_id})"
+    )
+
+
+def cmd_latency(args: argparse.Namespace) -> None:
+    from harness.latency import LatencyConfig
+    from harness.registry import parse_params
+    from harness.runner import run_latency
+
+    try:
+        sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        raise XRBenchError(f"--batch-sizes takes comma-separated integers, not {args.batch_sizes!r}") from None
+    configs = tuple(
+        LatencyConfig(
+            batch_size=b,
+            precision=args.precision,
+            channels_last=args.channels_last,
+            compile=args.compile,
+            warmup=args.warmup,
+            iterations=args.iterations,
+        )
+        for b in sizes
+    )
+    frame = run_latency(
+        args.method,
+        args.board,
+        configs,
+        seed=args.seed,
+        params=parse_params(args.param),
+        db=Path(args.db) if args.db else None,
+        device=args.device,
+        console=err_console,
+    )
+    first = frame.iloc[0]
+    table = Table(
+        title=f"{args.method} on {args.board}: {first['device']}, {first['timer']}, {first['threads']} threads, "
+        f"{args.precision}, {first['resolution']} px"
+    )
+    for col in (
+        "batch",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "host p50 ms",
+        "images/s",
+        "peak MiB",
+        "params",
+        "bank MiB",
+        "GFLOPs/img",
+        "compile s",
+    ):
+        table.add_column(col, justify="right")
+    for r in frame.itertuples():
+        table.add_row(
+            str(r.batch_size),
+            f"{r.p50_ms:.2f}",
+            f"{r.p95_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            f"{r.host_p50_ms:.2f}",
+            f"{r.throughput_ips:.1f}",
+            f"{r.peak_memory_bytes / 2**20:.1f}",
+            f"{r.param_count:,}",
+            f"{r.bank_bytes / 2**20:.1f}",
+            "n/a"
+            if r.flops_per_image is None or r.flops_per_image != r.flops_per_image
+            else f"{r.flops_per_image / 1e9:.3f}",
+            "-" if r.compile_seconds is None or r.compile_seconds != r.compile_seconds else f"{r.compile_seconds:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"{args.warmup} warm-up and {args.iterations} timed calls of predict() per batch size, on "
+        "preprocessed tensors in memory (data loading excluded); stored in the latency table"
     )
 
 
@@ -202,6 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--no-corruptions", action="store_true", help="skip the stress suite (clean test set only)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("latency", help="fit a method, then measure latency, throughput, memory and FLOPs")
+    p.add_argument("--method", required=True)
+    p.add_argument("--board", default="synth-cxr-ad")
+    p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default: 1,32)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="autocast dtype")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the method's modules (timed separately)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_latency)
 
     p = sub.add_parser("runs", help="list recent runs in the results database")
     p.add_argument("--db", default=None)

@@ -106,3 +106,12 @@ class Method:
 
     def weights(self) -> WeightsInfo:
         return WeightsInfo()
+
+    def torch_modules(self) -> list[torch.nn.Module]:
+        """The fitted torch modules used by `predict`: for parameter counts, FLOPs,
+        channels_last and torch.compile in latency measurements."""
+        return []
+
+    def memory_bank_bytes(self) -> int:
+        """Bytes held by a fitted memory bank or index (0 if none)."""
+        return 0

@@ -21,18 +21,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.adapters import prepare_dataset
+from harness.adapters.base import DatasetSource
 from harness.boards import Board, load_board
 from harness.calibration import CALIBRATORS, fit_calibrator
-from harness.data import SplitData, board_splits
+from harness.data import SplitData, board_splits, cached_images, decode_images
 from harness.errors import MethodOutputError, XRBenchError
 from harness.evaluate import Evaluation, evaluate_condition, robustness_summary
+from harness.latency import LatencyConfig, data_pipeline_speed, measure, peak_memory
 from harness.metrics import best_f1_threshold
 from harness.paths import cache_root, default_db
 from harness.protocol import FitContext, ImageBatches, Method
 from harness.provenance import environment
 from harness.registry import create_method
 from harness.splits import read_manifest, verify_manifest
-from harness.store import ResultStore
+from harness.store import ResultStore, now
 from harness.stress import Condition, corrupted_conditions
 
 T = TypeVar("T")
@@ -50,6 +52,8 @@ class BenchResult:
     predict_seconds: float
     weights_id: str
     db_path: Path
+    latency: pd.DataFrame
+    fit_peak_memory_bytes: int
     notes: list[str] = field(default_factory=list)
 
 
@@ -61,12 +65,75 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_board_data(board: Board) -> tuple[dict[str, SplitData], str]:
+@dataclass(frozen=True)
+class BoardData:
+    splits: dict[str, SplitData]
+    source: DatasetSource
+    manifest: pd.DataFrame
+
+    @property
+    def dataset_sha256(self) -> str:
+        return self.source.content_sha256 or ""
+
+
+def load_board_data(board: Board) -> BoardData:
     """Verify the frozen split, make sure the dataset is present, return the board's splits."""
     verify_manifest(board.split_manifest, board.split_sha256)
     manifest = read_manifest(board.split_manifest)
     source = prepare_dataset(board.dataset)
-    return board_splits(source, manifest, board.split_sha256, board.resolution), source.content_sha256 or ""
+    return BoardData(board_splits(source, manifest, board.split_sha256, board.resolution), source, manifest)
+
+
+def fit_method(
+    method: Method, board: Board, data: BoardData, seed: int, device: torch.device, track: Track
+) -> tuple[float, int]:
+    """Fit with the board's train and val splits; returns (wall seconds, peak memory bytes)."""
+    torch.manual_seed(seed)
+    name = method.card.name
+    ctx = FitContext(
+        seed=seed,
+        device=device,
+        cache_dir=cache_root() / "methods" / name,
+        log=logging.getLogger(f"xrbench.method.{name}"),
+        progress=track,
+        resolution=board.resolution,
+        task=board.task,
+    )
+    train, val = data.splits["train"], data.splits["val"]
+    with peak_memory(device) as memory:
+        start = time.perf_counter()
+        method.fit(
+            split_batches(train.images, train, board, device), split_batches(val.images, val, board, device), ctx
+        )
+        seconds = time.perf_counter() - start
+    return seconds, memory["bytes"]
+
+
+def split_batches(images: torch.Tensor, data: SplitData, board: Board, device: torch.device) -> ImageBatches:
+    return ImageBatches(images, torch.from_numpy(data.labels), board.batch_size, device)
+
+
+BENCH_LATENCY = (
+    LatencyConfig(batch_size=1, warmup=3, iterations=20),
+    LatencyConfig(batch_size=32, warmup=1, iterations=4),
+)
+
+
+def latency_rows(
+    method: Method, board: Board, images: torch.Tensor, device: torch.device, configs: tuple[LatencyConfig, ...]
+) -> pd.DataFrame:
+    rows = [measure(method, images, device, c).row() for c in configs]
+    return pd.DataFrame(rows).assign(
+        board=board.name, method=method.card.name, params=json.dumps(method.params, sort_keys=True), measured_at=now()
+    )
+
+
+def pipeline_speed(data: BoardData, board: Board, sample: int = 64) -> dict[str, float]:
+    ids = data.manifest["image_id"].tolist()
+    return data_pipeline_speed(
+        decode=lambda: len(decode_images(data.source, ids[:sample], board.resolution)),
+        read_cache=lambda: len(cached_images(data.source, data.manifest, board.split_sha256, board.resolution)),
+    )
 
 
 def predict_scores(
@@ -93,6 +160,16 @@ def predict_scores(
 def predictions_sha256(frame: pd.DataFrame) -> str:
     columns = ["image_id", "split", "condition", "severity", "score"]
     return hashlib.sha256(frame[columns].to_csv(index=False).encode()).hexdigest()
+
+
+def _tracker(progress: Progress, label: str) -> Track:
+    """`track(items, text)`: a progress bar for one long loop, labelled with the method."""
+
+    def track(items: Iterable[T], description: str) -> Iterable[T]:
+        total = len(items) if hasattr(items, "__len__") else None
+        return progress.track(items, total=total, description=f"{label}: {description}")
+
+    return track
 
 
 def _progress(console: Console) -> Progress:
@@ -123,7 +200,8 @@ def run_bench(
         raise XRBenchError(f"method {method_name} supports {method.card.tasks}, board {board.name} is {board.task}")
     seed = board.seed if seed is None else seed
     torch_device = resolve_device(device)
-    splits, dataset_sha256 = load_board_data(board)
+    data = load_board_data(board)
+    splits, dataset_sha256 = data.splits, data.dataset_sha256
     test = splits["test"]
     conditions = [Condition("clean", 0, None, test.images)]
     if corruptions and board.corruptions:
@@ -131,14 +209,11 @@ def run_bench(
     db = db or default_db()
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{method_name}-{uuid.uuid4().hex[:6]}"
 
-    def batches(images: torch.Tensor, data: SplitData) -> ImageBatches:
-        return ImageBatches(images, torch.from_numpy(data.labels), board.batch_size, torch_device)
+    def batches(images: torch.Tensor, split: SplitData) -> ImageBatches:
+        return split_batches(images, split, board, torch_device)
 
     with ResultStore(db) as store, _progress(console) as progress:
-
-        def track(items: Iterable[T], description: str) -> Iterable[T]:
-            total = len(items) if hasattr(items, "__len__") else None
-            return progress.track(items, total=total, description=f"{method_name}: {description}")
+        track = _tracker(progress, method_name)
 
         store.start_run(
             {
@@ -154,21 +229,7 @@ def run_bench(
             }
         )
         try:
-            torch.manual_seed(seed)
-            ctx = FitContext(
-                seed=seed,
-                device=torch_device,
-                cache_dir=cache_root() / "methods" / method_name,
-                log=logging.getLogger(f"xrbench.method.{method_name}"),
-                progress=track,
-                resolution=board.resolution,
-                task=board.task,
-            )
-            start = time.perf_counter()
-            method.fit(
-                batches(splits["train"].images, splits["train"]), batches(splits["val"].images, splits["val"]), ctx
-            )
-            fit_seconds = time.perf_counter() - start
+            fit_seconds, fit_peak_memory = fit_method(method, board, data, seed, torch_device, track)
 
             start = time.perf_counter()
             val_scores = predict_scores(
@@ -247,7 +308,13 @@ def run_bench(
                 ignore_index=True,
             )
             weights = method.weights()
-            tables = {"predictions": predictions, "metrics": metrics, "calibration_bins": bins, "risk_coverage": risk}
+            tables = {
+                "predictions": predictions,
+                "metrics": metrics,
+                "calibration_bins": bins,
+                "risk_coverage": risk,
+                "latency": (latency := latency_rows(method, board, test.images, torch_device, BENCH_LATENCY)),
+            }
             if len(aurocs) > 1:
                 tables["robustness"] = pd.DataFrame([{**robustness, "reference_run_id": reference_run}])
             store.complete_run(
@@ -260,6 +327,8 @@ def run_bench(
                     "weights_id": weights.id,
                     "weights_sha256": weights.sha256,
                     "predictions_sha256": predictions_sha256(predictions),
+                    "fit_peak_memory_bytes": fit_peak_memory,
+                    **pipeline_speed(data, board),
                 },
             )
         except BaseException as exc:
@@ -271,5 +340,47 @@ def run_bench(
             f"mCE needs a run of the reference method: make bench METHOD={board.reference_method} BOARD={board.name}"
         )
     return BenchResult(
-        run_id, board.name, method_name, metrics, robustness, fit_seconds, predict_seconds, weights.id, Path(db), notes
+        run_id,
+        board.name,
+        method_name,
+        metrics,
+        robustness,
+        fit_seconds,
+        predict_seconds,
+        weights.id,
+        Path(db),
+        latency,
+        fit_peak_memory,
+        notes,
     )
+
+
+def run_latency(
+    method_name: str,
+    board_name: str | Path,
+    configs: tuple[LatencyConfig, ...],
+    seed: int | None = None,
+    params: dict[str, Any] | None = None,
+    db: Path | None = None,
+    device: str = "auto",
+    console: Console | None = None,
+) -> pd.DataFrame:
+    """Fit a method on a board, then measure it under each configuration and store the rows."""
+    console = console or Console(stderr=True)
+    board = load_board(board_name)
+    method = create_method(method_name, params)
+    torch_device = resolve_device(device)
+    data = load_board_data(board)
+    with _progress(console) as progress:
+        track = _tracker(progress, method_name)
+
+        fit_method(method, board, data, board.seed if seed is None else seed, torch_device, track)
+        task = progress.add_task(f"{method_name}: measuring", total=len(configs))
+        rows = []
+        for config in configs:
+            rows.append(latency_rows(method, board, data.splits["test"].images, torch_device, (config,)))
+            progress.advance(task)
+    frame = pd.concat(rows, ignore_index=True)
+    with ResultStore(db or default_db()) as store:
+        store.add_latency(frame)
+    return frame

@@ -45,7 +45,10 @@ CREATE TABLE IF NOT EXISTS runs (
     fit_seconds DOUBLE,
     predict_seconds DOUBLE,
     threshold DOUBLE,           -- decision threshold chosen on the validation split
-    predictions_sha256 VARCHAR  -- over every stored prediction, to spot silent changes
+    predictions_sha256 VARCHAR, -- over every stored prediction, to spot silent changes
+    fit_peak_memory_bytes BIGINT,
+    decode_ips DOUBLE,          -- data pipeline: PNG decode + resize, images per second
+    cache_read_ips DOUBLE       -- data pipeline: reading the preprocessed cache
 );
 CREATE TABLE IF NOT EXISTS predictions (
     run_id VARCHAR NOT NULL,
@@ -92,6 +95,35 @@ CREATE TABLE IF NOT EXISTS risk_coverage (
     coverage DOUBLE,
     risk DOUBLE
 );
+CREATE TABLE IF NOT EXISTS latency (
+    run_id VARCHAR,             -- NULL for a stand-alone `xrbench latency` measurement
+    board VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    params VARCHAR,
+    measured_at TIMESTAMP,
+    device VARCHAR,
+    timer VARCHAR,              -- cuda_events | perf_counter
+    threads INTEGER,
+    resolution INTEGER,
+    batch_size INTEGER,
+    precision VARCHAR,          -- fp32 | fp16 | bf16 (autocast)
+    channels_last BOOLEAN,
+    compile BOOLEAN,
+    warmup INTEGER,
+    iterations INTEGER,
+    p50_ms DOUBLE,
+    p95_ms DOUBLE,
+    p99_ms DOUBLE,
+    mean_ms DOUBLE,
+    host_p50_ms DOUBLE,
+    throughput_ips DOUBLE,
+    peak_memory_bytes BIGINT,
+    memory_kind VARCHAR,        -- cuda_max_allocated | cpu_peak_rss_increase
+    param_count BIGINT,
+    bank_bytes BIGINT,
+    flops_per_image DOUBLE,
+    compile_seconds DOUBLE
+);
 CREATE TABLE IF NOT EXISTS robustness (
     run_id VARCHAR NOT NULL,
     clean_auroc DOUBLE,
@@ -110,6 +142,9 @@ MIGRATIONS = """
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS severity INTEGER DEFAULT 0;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS patient_id VARCHAR;
 ALTER TABLE metrics ADD COLUMN IF NOT EXISTS flag VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS fit_peak_memory_bytes BIGINT;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS decode_ips DOUBLE;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS cache_read_ips DOUBLE;
 """
 
 
@@ -160,6 +195,13 @@ class ResultStore:
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
                 con.unregister("new_rows")
             self._update(con, run_id, updates)
+
+    def add_latency(self, rows: pd.DataFrame) -> None:
+        """Stand-alone latency measurements (bench runs write theirs with the run)."""
+        with self.transaction() as con:
+            con.register("new_rows", rows)
+            con.execute("INSERT INTO latency BY NAME SELECT * FROM new_rows")
+            con.unregister("new_rows")
 
     def fail_run(self, run_id: str, error: str) -> None:
         self._update(self.con, run_id, {"status": "failed", "error": error, "finished_at": now()})

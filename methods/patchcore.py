@@ -63,3 +63,9 @@ class PatchCore(Method):
 
     def weights(self) -> WeightsInfo:
         return self.extractor.weights
+
+    def torch_modules(self) -> list[torch.nn.Module]:
+        return [self.extractor.model]
+
+    def memory_bank_bytes(self) -> int:
+        return self.bank.nbytes

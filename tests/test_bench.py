@@ -58,6 +58,7 @@ def test_patchcore_end_to_end_stores_a_complete_run(tiny_board, tmp_path):
         bins = store.query("SELECT * FROM calibration_bins WHERE run_id = ?", [result.run_id])
         risk = store.query("SELECT * FROM risk_coverage WHERE run_id = ?", [result.run_id])
         robustness = store.query("SELECT * FROM robustness WHERE run_id = ?", [result.run_id])
+        latency = store.query("SELECT * FROM latency WHERE run_id = ? ORDER BY batch_size", [result.run_id])
     assert run["status"] == "ok" and run["weights_id"] == "none" and run["split_sha256"]
     assert run["dataset_sha256"] and run["torch_version"] == torch.__version__ and run["device"].startswith("cpu")
     assert run["params"]["coreset_ratio"] == 0.1
@@ -79,6 +80,8 @@ def test_patchcore_end_to_end_stores_a_complete_run(tiny_board, tmp_path):
     assert set(bins["calibrator"]) == {"none", "platt", "isotonic"} and (bins["count"] > 0).all()
     assert len(risk) > 0 and robustness["mean_corrupted_auroc"].notna().all()
     assert len(_predictions(db, result.run_id)) == 20 + 32 * 15
+    assert latency["batch_size"].tolist() == [1, 32] and (latency["p50_ms"] > 0).all()
+    assert run["fit_peak_memory_bytes"] >= 0 and run["decode_ips"] > 0 and run["cache_read_ips"] > 0
 
 
 def test_same_seed_gives_byte_identical_predictions(tiny_board, tmp_path):

@@ -1,0 +1,103 @@
+import pytest
+import torch
+from torch import nn
+
+from harness.cli import main
+from harness.latency import LatencyConfig, measure, peak_memory
+from harness.protocol import Method, MethodCard, Prediction
+from harness.store import ResultStore
+
+CPU = torch.device("cpu")
+
+
+class TinyCNN(Method):
+    card = MethodCard("tiny-cnn", "test", "a small convolutional scorer", "-", "-")
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)).eval()
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        return Prediction(scores=self.net(batch.expand(-1, 3, -1, -1)).mean(dim=(1, 2, 3)))
+
+    def torch_modules(self) -> list[nn.Module]:
+        return [self.net]
+
+
+class Allocates(Method):
+    card = MethodCard("allocates", "test", "allocates 256 MiB per call", "-", "-")
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        block = torch.ones(64 * 2**20)  # 256 MiB, touched
+        return Prediction(scores=batch.mean(dim=(1, 2, 3)) + block[0])
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def test_latency_invariants_on_a_tiny_cnn(images):
+    method = TinyCNN()
+    one = measure(method, images, CPU, LatencyConfig(batch_size=1, warmup=5, iterations=60))
+    many = measure(method, images, CPU, LatencyConfig(batch_size=32, warmup=2, iterations=10))
+    for r in (one, many):
+        assert 0 < r.p50_ms <= r.p95_ms <= r.p99_ms
+        assert r.timer == "perf_counter" and r.threads >= 1 and r.resolution == 32
+        assert r.param_count == sum(p.numel() for p in method.net.parameters())
+    assert many.throughput_ips > one.throughput_ips
+    # FLOPs of the two convolutions, counted by torch's flop counter: 2 * Cout * Cin * 9 * H * W each.
+    assert one.flops_per_image == pytest.approx(2 * 32 * 32 * 9 * (16 * 3 + 16 * 16))
+
+
+def test_cpu_peak_memory_sees_an_allocation(images):
+    result = measure(Allocates(), images, CPU, LatencyConfig(batch_size=1, warmup=1, iterations=2))
+    assert result.peak_memory_bytes > 200 * 2**20 and result.memory_kind == "cpu_peak_rss_increase"
+    with peak_memory(CPU) as memory:
+        pass
+    assert memory["bytes"] < 200 * 2**20
+
+
+def test_autocast_precision_runs_on_cpu(images):
+    result = measure(
+        TinyCNN(),
+        images,
+        CPU,
+        LatencyConfig(batch_size=2, precision="bf16", channels_last=True, warmup=1, iterations=3),
+    )
+    assert result.precision == "bf16" and result.channels_last and result.p50_ms > 0
+
+
+@pytest.mark.parametrize("method", ["patchcore", "knn", "intensity", "random"])
+def test_latency_command_for_every_shipped_method(method, tiny_board, tmp_path, capsys):
+    db = tmp_path / "r.duckdb"
+    args = [
+        "latency",
+        "--method",
+        method,
+        "--board",
+        str(tiny_board),
+        "--batch-sizes",
+        "1,4",
+        "--warmup",
+        "1",
+        "--iterations",
+        "3",
+        "--db",
+        str(db),
+        "--device",
+        "cpu",
+    ]
+    if method == "patchcore":
+        args += ["--param", "coreset_ratio=0.1"]
+    assert main(args) == 0
+    assert "stored in the latency table" in capsys.readouterr().out
+    with ResultStore(db) as store:
+        rows = store.query("SELECT * FROM latency ORDER BY batch_size")
+    assert rows["batch_size"].tolist() == [1, 4] and rows["run_id"].isna().all()
+    assert (rows["p50_ms"] > 0).all() and (rows["p50_ms"] <= rows["p99_ms"]).all()
+    if method in ("patchcore", "knn"):
+        assert (
+            (rows["bank_bytes"] > 0).all() and (rows["param_count"] > 0).all() and (rows["flops_per_image"] > 0).all()
+        )
