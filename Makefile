@@ -6,13 +6,24 @@ METHOD ?= patchcore
 BOARD ?= synth-cxr-ad
 ARGS ?=
 
-.PHONY: setup test bench lint benchmark clean
+.PHONY: setup browser test bench site lint benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 setup: $(BIN)/python
 	$(BIN)/pip install -e '.[dev]'
+	@$(MAKE) --no-print-directory browser
+
+# Debian's Chromium and ChromeDriver drive the site's browser tests.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else \
+		echo "warning: install Debian's chromium and chromium-driver to run the browser tests" >&2; \
+	fi
 
 # pytest exits 5 when it collected no tests: that is a failure too.
 test:
@@ -21,6 +32,9 @@ test:
 
 bench:
 	$(BIN)/xrbench bench --method $(METHOD) --board $(BOARD) $(ARGS)
+
+site:
+	$(BIN)/xrbench site
 
 lint:
 	$(BIN)/ruff check .

@@ -191,6 +191,18 @@ def cmd_latency(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_site(args: argparse.Namespace) -> None:
+    from harness.paths import default_db, project_root
+    from harness.site import build_site
+
+    db = Path(args.db) if args.db else default_db()
+    if not db.exists():
+        raise XRBenchError(f"no results database at {db}; run a method first: make bench METHOD=patchcore")
+    out = Path(args.out) if args.out else project_root() / "site" / "_build"
+    index = build_site(db, out)
+    console.print(f"site written to {out}; open file://{index.resolve()}")
+
+
 def cmd_runs(args: argparse.Namespace) -> None:
     from harness.paths import default_db
     from harness.store import ResultStore
@@ -298,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--db", default=None)
     p.set_defaults(func=cmd_latency)
+
+    p = sub.add_parser("site", help="build the static leaderboard site from the results database")
+    p.add_argument("--db", default=None, help="DuckDB file (default: $XRBENCH_DB or results/xrbench.duckdb)")
+    p.add_argument("--out", default=None, help="output folder (default: site/_build)")
+    p.set_defaults(func=cmd_site)
 
     p = sub.add_parser("runs", help="list recent runs in the results database")
     p.add_argument("--db", default=None)

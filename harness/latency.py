@@ -172,6 +172,7 @@ def measure(method: Method, images: torch.Tensor, device: torch.device, config: 
         with torch.inference_mode(), _autocast(device, config.precision):
             method.predict(batch)
 
+    # The memory window includes warm-up: the first calls are where buffers get allocated.
     with peak_memory(device) as memory:
         device_ms, host_ms = time_calls(call, device, config.warmup, config.iterations)
     p50, p95, p99 = np.percentile(device_ms, [50, 95, 99])

@@ -1,0 +1,99 @@
+"""Static SVG plots for the leaderboard site (matplotlib, rendered at build time). Text stays
+text in a generic font family, so the browser fetches no fonts; pages load the files through
+<img>, where nothing in an SVG can run."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+plt.rcParams.update(
+    {
+        "svg.fonttype": "path",
+        "svg.hashsalt": "xrbench",
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+)
+
+
+def _svg(fig: plt.Figure) -> str:
+    buffer = io.StringIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prologue and DOCTYPE for inline use
+
+
+def corruption_heatmap(table: pd.DataFrame) -> str:
+    """`table`: rows = methods, columns = 'corruption sN', values = AUROC."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.42 * table.shape[1]), 0.45 * table.shape[0] + 1.6))
+    im = ax.imshow(table.to_numpy(dtype=float), cmap="viridis", vmin=0.4, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=60, ha="right")
+    ax.set_yticks(range(table.shape[0]), table.index)
+    for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
+        if v == v:
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.75 else "black")
+    fig.colorbar(im, ax=ax, label="AUROC", fraction=0.03)
+    return _svg(fig)
+
+
+def accuracy_vs_latency(points: pd.DataFrame) -> str:
+    """`points`: method, auroc, latency_ms."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.scatter(points["latency_ms"], points["auroc"], color="#1f5fa8")
+    for r in points.itertuples():
+        ax.annotate(str(r.method), (r.latency_ms, r.auroc), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 latency at batch 1 (ms, log scale)")
+    ax.set_ylabel("clean AUROC")
+    return _svg(fig)
+
+
+def roc_and_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """`curves`: label -> (labels, scores); ROC on the left, precision-recall on the right."""
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(8, 3.6))
+    for name, (y, s) in curves.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        roc_ax.plot(fpr, tpr, label=name)
+        precision, recall, _ = precision_recall_curve(y, s)
+        pr_ax.plot(recall, precision, label=name)
+    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    roc_ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC")
+    pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
+    roc_ax.legend(fontsize=7, loc="lower right")
+    return _svg(fig)
+
+
+def reliability_diagrams(panels: dict[str, pd.DataFrame]) -> str:
+    """One panel per board; each frame: calibrator, mean_confidence, accuracy (clean condition)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), squeeze=False)
+    for ax, (title, bins) in zip(axes[0], panels.items(), strict=True):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        for name, group in bins.groupby("calibrator", sort=False):
+            ax.plot(group["mean_confidence"], group["accuracy"], marker="o", markersize=3, label=str(name))
+        ax.set(xlabel="mean predicted P(abnormal)", ylabel="fraction abnormal", xlim=(0, 1), ylim=(0, 1), title=title)
+        ax.legend(fontsize=7, title="calibrator", title_fontsize=7)
+    return _svg(fig)
+
+
+def auroc_vs_severity(panels: dict[str, tuple[pd.DataFrame, float]]) -> str:
+    """One panel per board; each (frame of condition, severity, value (AUROC), clean AUROC)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (title, (frame, clean)) in zip(axes[0], panels.items(), strict=True):
+        for name, group in frame.groupby("condition"):
+            group = group.sort_values("severity")
+            ax.plot([0, *group["severity"]], [clean, *group["value"]], marker="o", markersize=3, label=str(name))
+        ax.set(xlabel="severity (0 = clean)", ylabel="AUROC", title=title)
+        ax.set_xticks(sorted({0, *frame["severity"].astype(int)}))
+        ax.legend(fontsize=7, ncol=2)
+    return _svg(fig)

@@ -1,0 +1,375 @@
+"""The static leaderboard site: DuckDB in, Jinja2 templates out, browsable from file://.
+
+Everything a page shows comes from the results database; plots are SVG files made at build
+time and loaded through <img> (so nothing in them can run), every table is also written as
+CSV and JSON, and the pages need no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from harness import __version__, plots
+from harness.boards import load_board
+from harness.compare import tied_with_leader
+from harness.errors import XRBenchError
+from harness.paths import project_root
+from harness.store import ResultStore
+
+# Metrics shown in the board table: (column, label, lower is better).
+COLUMNS = [
+    ("auroc", "AUROC", False),
+    ("auprc", "AUPRC", False),
+    ("sens_at_95spec", "Sens@95%Spec", False),
+    ("ece_none", "ECE before", True),
+    ("ece_platt", "ECE after (Platt)", True),
+    ("mean_corrupted_auroc", "Mean corrupted AUROC", False),
+    ("worst_auroc", "Worst-case AUROC", False),
+    ("p50_ms", "p50 latency (ms, batch 1)", True),
+    ("throughput_ips", "Throughput (img/s, batch 32)", False),
+    ("param_count", "Parameters", True),
+]
+TIE_ALPHA = 0.05
+
+
+def slug(name: str) -> str:
+    """A file-name-safe, collision-free name for anything a contributor can name."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60] or "x"
+    return f"{clean}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+
+
+@dataclass
+class Table:
+    """A table shown on a page and offered as CSV and JSON."""
+
+    frame: pd.DataFrame
+    name: str
+
+    def links(self) -> dict[str, str]:
+        return {"csv": f"data/{self.name}.csv", "json": f"data/{self.name}.json"}
+
+
+class SiteBuilder:
+    def __init__(self, store: ResultStore, out: Path, templates: Path | None = None):
+        self.store, self.out = store, out
+        templates = templates or project_root() / "site" / "templates"
+        self.env = Environment(
+            loader=FileSystemLoader(templates),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["num"] = _num
+        self.env.filters["slug"] = slug
+        self.built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        self._board_tables: dict[str, pd.DataFrame] = {}
+        self._plots: list[tuple[Callable[..., str], object, Path]] = []
+
+    # --- output helpers -------------------------------------------------------------------
+    def write_page(self, path: str, template: str, **context: object) -> None:
+        depth = path.count("/")
+        html = self.env.get_template(template).render(
+            root="../" * depth, built_at=self.built_at, version=__version__, **context
+        )
+        (self.out / path).parent.mkdir(parents=True, exist_ok=True)
+        (self.out / path).write_text(html)
+
+    def export(self, frame: pd.DataFrame, name: str) -> Table:
+        folder = self.out / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(folder / f"{name}.csv", index=False)
+        (folder / f"{name}.json").write_text(frame.to_json(orient="records", indent=1, date_format="iso"))
+        return Table(frame, name)
+
+    def plot(self, render: Callable[..., str], data: object, name: str) -> str:
+        """Queue an SVG plot (rendered in parallel at the end of the build); returns its path."""
+        self._plots.append((render, data, self.out / "plots" / f"{name}.svg"))
+        return f"plots/{name}.svg"
+
+    def render_plots(self) -> None:
+        (self.out / "plots").mkdir(parents=True, exist_ok=True)
+        workers = min(len(self._plots), os.cpu_count() or 1)
+        if workers <= 1:
+            for job in self._plots:
+                _render(job)
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_render, self._plots, chunksize=4))
+        self._plots.clear()
+
+    # --- data -----------------------------------------------------------------------------
+    def runs(self) -> pd.DataFrame:
+        return self.store.query("SELECT * FROM runs WHERE status = 'ok' ORDER BY finished_at")
+
+    def board_table(self, board: str) -> pd.DataFrame:
+        """One row per ok run on the board with every column of the leaderboard (computed once)."""
+        if board not in self._board_tables:
+            self._board_tables[board] = self._board_table(board)
+        return self._board_tables[board]
+
+    def _board_table(self, board: str) -> pd.DataFrame:
+        runs = self.store.query(
+            "SELECT run_id, method, seed, device, weights_id, finished_at, split_sha256, "
+            "dataset_sha256 FROM runs WHERE board = ? AND status = 'ok'",
+            [board],
+        )
+        if runs.empty:
+            return runs
+        ids = runs["run_id"].tolist()
+        metrics = self.store.query(
+            "SELECT run_id, metric, value, ci_low, ci_high FROM metrics WHERE condition = 'clean' AND slice = 'all' "
+            "AND run_id IN (SELECT unnest(?))",
+            [ids],
+        )
+        wide = metrics.pivot(index="run_id", columns="metric", values="value")
+        wide.columns = [c.replace("@", "_at_") for c in wide.columns]  # usable as attribute names
+        wide["auroc_ci_low"] = metrics[metrics["metric"] == "auroc"].set_index("run_id")["ci_low"]
+        wide["auroc_ci_high"] = metrics[metrics["metric"] == "auroc"].set_index("run_id")["ci_high"]
+        robustness = self.store.query("SELECT * FROM robustness WHERE run_id IN (SELECT unnest(?))", [ids])
+        latency = self.store.query(
+            "SELECT run_id, batch_size, p50_ms, throughput_ips, param_count, device AS "
+            "latency_device FROM latency WHERE run_id IN (SELECT unnest(?))",
+            [ids],
+        )
+        one = latency[latency["batch_size"] == 1].set_index("run_id")[["p50_ms", "param_count", "latency_device"]]
+        many = latency[latency["batch_size"] == 32].set_index("run_id")[["throughput_ips"]]
+        table = (
+            runs.set_index("run_id")
+            .join(wide)
+            .join(
+                robustness.set_index("run_id")[
+                    ["mean_corrupted_auroc", "worst_auroc", "worst_condition", "worst_severity"]
+                ]
+            )
+            .join(one)
+            .join(many)
+        )
+        return table.reset_index().sort_values("auroc", ascending=False, kind="stable")
+
+    def test_scores(self, run_ids: list[str], condition: str = "clean", severity: int = 0) -> pd.DataFrame:
+        frame = self.store.query(
+            "SELECT run_id, image_id, label, score FROM predictions WHERE split = 'test' AND condition = ? "
+            "AND severity = ? AND run_id IN (SELECT unnest(?))",
+            [condition, severity, run_ids],
+        )
+        return frame.pivot(index="image_id", columns="run_id", values="score").join(
+            frame.drop_duplicates("image_id").set_index("image_id")["label"]
+        )
+
+    def ties(self, best: pd.DataFrame) -> dict[str, float]:
+        """DeLong p-value of each best run against the leader, among runs on the same split."""
+        if best.empty:
+            return {}
+        leader_split = best.iloc[0]["split_sha256"]
+        comparable = best[best["split_sha256"] == leader_split]
+        scores = self.test_scores(comparable["run_id"].tolist()).dropna()
+        if len(comparable) < 2 or scores.empty:
+            return {r: 1.0 for r in comparable["run_id"]}
+        return tied_with_leader(scores["label"].to_numpy(), {r: scores[r].to_numpy() for r in comparable["run_id"]})
+
+    # --- pages ----------------------------------------------------------------------------
+    def build(self) -> Path:
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True)
+        shutil.copytree(project_root() / "site" / "static", self.out / "static")
+        runs = self.runs()
+        boards = []
+        for board in sorted(runs["board"].unique()) if not runs.empty else []:
+            boards.append(self.board_page(board))
+        index = pd.DataFrame(
+            [{k: b[k] for k in ("board", "task", "methods", "best_method", "best_auroc", "updated")} for b in boards]
+        )
+        self.write_page("index.html", "index.html", boards=boards, index=self.export(index, "boards"))
+        for method in sorted(runs["method"].unique()) if not runs.empty else []:
+            self.method_page(method)
+        for run in runs.itertuples():
+            self.run_page(run.run_id)
+        self.render_plots()
+        return self.out / "index.html"
+
+    def board_page(self, board: str) -> dict:
+        table = self.board_table(board)
+        # Only runs on the board's current split and dataset are ranked together: results on an
+        # older manifest or different pixels are never mixed with current ones.
+        latest = table.sort_values("finished_at").iloc[-1]
+        current = (table["split_sha256"] == latest["split_sha256"]) & (
+            table["dataset_sha256"] == latest["dataset_sha256"]
+        )
+        superseded = int((~current).sum())
+        table = table[current]
+        best = table.drop_duplicates("method").reset_index(drop=True)
+        ties = self.ties(best)
+        best["rank"] = np.arange(1, len(best) + 1)
+        best["tie_p"] = best["run_id"].map(ties)
+        best["tied"] = (best["tie_p"] >= TIE_ALPHA) & (best["rank"] > 1)
+        try:
+            task = load_board(board).task
+        except XRBenchError:
+            task = "unknown (board file not found)"
+        name = slug(board)
+        exported = self.export(best.drop(columns=["split_sha256", "dataset_sha256"]), f"{name}-leaderboard")
+        all_runs = self.export(table.drop(columns=["split_sha256", "dataset_sha256"]), f"{name}-all-runs")
+        ids = best["run_id"].tolist()
+        corrupt = self.store.query(
+            "SELECT m.run_id, r.method, m.condition, m.severity, m.value FROM metrics m JOIN runs r USING (run_id) "
+            "WHERE m.slice = 'all' AND m.metric = 'auroc' AND m.condition <> 'clean' "
+            "AND m.run_id IN (SELECT unnest(?))",
+            [ids],
+        )
+        heatmap = None
+        if not corrupt.empty:
+            corrupt["column"] = corrupt["condition"] + " s" + corrupt["severity"].astype(str)
+            grid = corrupt.pivot(index="method", columns="column", values="value")
+            grid = grid.reindex(index=[m for m in best["method"] if m in grid.index])
+            heatmap = self.plot(plots.corruption_heatmap, grid, f"{name}-corruptions")
+            corrupt = self.export(grid.reset_index(), f"{name}-corruptions")
+        points = best.dropna(subset=["p50_ms"])
+        scatter = None
+        if not points.empty:
+            scatter = self.plot(
+                plots.accuracy_vs_latency,
+                points.rename(columns={"p50_ms": "latency_ms"})[["method", "auroc", "latency_ms"]],
+                f"{name}-scatter",
+            )
+        slices = self.store.query(
+            "SELECT r.method, m.slice, m.value, m.ci_low, m.ci_high, m.n, m.n_pos, m.flag FROM metrics m "
+            "JOIN runs r USING (run_id) WHERE m.condition = 'clean' AND m.metric = 'auroc' AND m.slice <> 'all' "
+            "AND m.run_id IN (SELECT unnest(?)) ORDER BY m.slice",
+            [ids],
+        )
+        slice_grid = pd.DataFrame()
+        if not slices.empty:
+            # What a reader sees per cell: the AUROC, or why there is none.
+            slices["shown"] = [
+                "too few cases" if isinstance(f, str) else _num(v)
+                for v, f in zip(slices["value"], slices["flag"], strict=True)
+            ]
+            slice_grid = slices.pivot(index="slice", columns="method", values="shown").fillna("no result").reset_index()
+        slice_table = self.export(slices, f"{name}-slices")
+        updated = str(table["finished_at"].max())[:16] if not table.empty else ""
+        info = {
+            "board": board,
+            "slug": name,
+            "task": task,
+            "methods": len(best),
+            "superseded": superseded,
+            "split_sha256": latest["split_sha256"],
+            "dataset_sha256": latest["dataset_sha256"],
+            "best_method": best.iloc[0]["method"] if len(best) else "",
+            "best_auroc": best.iloc[0]["auroc"] if len(best) else None,
+            "updated": updated,
+        }
+        self.write_page(
+            f"boards/{name}.html",
+            "board.html",
+            info=info,
+            best=best,
+            all_runs=all_runs,
+            table=exported,
+            columns=COLUMNS,
+            heatmap=heatmap,
+            scatter=scatter,
+            slices=slice_table,
+            slice_grid=slice_grid,
+            corruptions=corrupt if heatmap else None,
+            tie_alpha=TIE_ALPHA,
+        )
+        return info
+
+    def method_page(self, method: str) -> None:
+        from harness.errors import UnknownMethodError
+        from harness.registry import get_method
+
+        try:
+            card = get_method(method).card
+        except UnknownMethodError:
+            card = None
+        table = self.store.query("SELECT board, run_id FROM runs WHERE method = ? AND status = 'ok'", [method])
+        results, curves, reliability, severity = [], {}, {}, {}
+        for board in sorted(table["board"].unique()):
+            best = self.board_table(board)
+            best = best[best["method"] == method].iloc[0]
+            results.append(best)
+            scores = self.test_scores([best["run_id"]]).dropna()
+            curves[board] = (scores["label"].to_numpy(), scores[best["run_id"]].to_numpy())
+            bins = self.store.query(
+                "SELECT calibrator, mean_confidence, accuracy, count FROM calibration_bins "
+                "WHERE run_id = ? AND condition = 'clean' ORDER BY calibrator, \"index\"",
+                [best["run_id"]],
+            )
+            if not bins.empty:
+                reliability[board] = bins
+            sev = self.store.query(
+                "SELECT condition, severity, value FROM metrics WHERE run_id = ? AND slice = 'all' "
+                "AND metric = 'auroc' AND condition <> 'clean'",
+                [best["run_id"]],
+            )
+            if not sev.empty:
+                severity[board] = (sev, best["auroc"])
+        name = slug(method)
+        reliability_plot = (
+            self.plot(plots.reliability_diagrams, reliability, f"{name}-reliability") if reliability else None
+        )
+        severity_plot = self.plot(plots.auroc_vs_severity, severity, f"{name}-severity") if severity else None
+        frame = pd.DataFrame(results)
+        exported = self.export(
+            frame.drop(columns=["split_sha256", "dataset_sha256"], errors="ignore"), f"method-{slug(method)}"
+        )
+        roc = self.plot(plots.roc_and_pr, curves, f"{slug(method)}-roc") if curves else None
+        params = self.store.query("SELECT params FROM runs WHERE run_id = ?", [frame.iloc[0]["run_id"]]).iloc[0, 0]
+        self.write_page(
+            f"methods/{slug(method)}.html",
+            "method.html",
+            method=method,
+            card=card,
+            results=exported,
+            roc=roc,
+            reliability=reliability_plot,
+            severity=severity_plot,
+            params=json.loads(params or "{}"),
+            weights=frame.iloc[0]["weights_id"],
+        )
+
+    def run_page(self, run_id: str) -> None:
+        run = self.store.run(run_id)
+        run["versions"] = json.loads(run["versions"] or "{}")
+        latency = self.export(
+            self.store.query("SELECT * FROM latency WHERE run_id = ? ORDER BY batch_size", [run_id]),
+            f"run-{slug(run_id)}-latency",
+        )
+        self.write_page(f"runs/{slug(run_id)}.html", "run.html", run=run, latency=latency)
+
+
+def _render(job: tuple[Callable[..., str], object, Path]) -> None:
+    render, data, path = job
+    path.write_text(render(data))
+
+
+def _num(value: object, digits: int = 3) -> str:
+    """Numbers for display: fixed digits, thousands separators for counts, n/a for missing."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1000):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def build_site(db: Path, out: Path) -> Path:
+    with ResultStore(db) as store:
+        return SiteBuilder(store, out).build()

@@ -1,0 +1,142 @@
+"""The leaderboard site: content, escaping, downloads, and behaviour in a real browser."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.runner import run_bench
+from harness.site import build_site, slug
+from harness.store import ResultStore
+
+HOSTILE = "<script>alert('x')</script>"
+
+
+@pytest.fixture(scope="module")
+def site(tiny_board, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("site")
+    db = folder / "results.duckdb"
+    run_bench("patchcore", tiny_board, params={"coreset_ratio": "0.1"}, db=db, device="cpu")
+    run_bench("intensity", tiny_board, db=db, device="cpu")
+    run_bench("random", tiny_board, db=db, device="cpu")
+    out = folder / "build"
+    build_site(db, out)
+    return db, out
+
+
+def _board_page(out: Path) -> Path:
+    return next((out / "boards").glob("tiny-ad-*.html"))
+
+
+def test_pages_and_downloads_exist(site):
+    _, out = site
+    assert (out / "index.html").exists()
+    html = _board_page(out).read_text()
+    assert "patchcore" in html and "intensity" in html and "random" in html
+    for method in ("patchcore", "intensity", "random"):
+        assert (out / "methods" / f"{slug(method)}.html").exists()
+    assert len(list((out / "runs").glob("*.html"))) == 3
+    board_csv = pd.read_csv(next((out / "data").glob("tiny-ad-*-leaderboard.csv")))
+    board_json = json.loads(next((out / "data").glob("tiny-ad-*-leaderboard.json")).read_text())
+    assert len(board_csv) == len(board_json) == 3
+    assert list(board_csv["rank"]) == [1, 2, 3] and board_csv["auroc"].is_monotonic_decreasing
+    assert list((out / "plots").glob("*corruptions.svg")) and list((out / "plots").glob("*scatter.svg"))
+
+
+def test_the_site_needs_no_network(site):
+    _, out = site
+    for page in out.rglob("*.html"):
+        text = page.read_text()
+        assert "http://" not in text and "https://" not in text, page
+
+
+def test_hostile_names_are_escaped(site, tmp_path):
+    db, _ = site
+    copy = tmp_path / "hostile.duckdb"
+    shutil.copy(db, copy)
+    with ResultStore(copy) as store:
+        store.con.execute("UPDATE runs SET method = ? WHERE method = 'random'", [HOSTILE])
+        store.con.execute("UPDATE metrics SET method = ? WHERE method = 'random'", [HOSTILE])
+    out = tmp_path / "build"
+    build_site(copy, out)
+    for page in out.rglob("*.html"):
+        assert "<script>alert" not in page.read_text(), page
+    assert "&lt;script&gt;alert" in _board_page(out).read_text()
+
+
+def test_empty_database_gives_instructions(tmp_path):
+    db = tmp_path / "empty.duckdb"
+    ResultStore(db).close()
+    build_site(db, tmp_path / "build")
+    assert "make bench METHOD=patchcore" in (tmp_path / "build" / "index.html").read_text()
+
+
+def _browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromedriver are required in CI (make setup installs them)")
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make browser)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1600",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_sorting_in_a_real_browser(site, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    _, out = site
+    browser = _browser()
+    try:
+        browser.get((out / "index.html").as_uri())
+        assert "tiny-ad" in browser.find_element(By.ID, "boards").text
+        browser.get(_board_page(out).as_uri())
+
+        def column(name: str) -> list[str]:
+            table = browser.find_element(By.ID, "leaderboard")
+            headers = [th.text for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
+            index = headers.index(name)
+            rows = table.find_elements(By.CSS_SELECTOR, "tbody tr:not([hidden])")
+            return [r.find_elements(By.TAG_NAME, "td")[index].get_attribute("data-value") for r in rows]
+
+        initial = [float(v) for v in column("AUROC")]
+        assert initial == sorted(initial, reverse=True)
+        header = browser.find_element(By.XPATH, "//table[@id='leaderboard']//th[text()='AUROC']")
+        header.click()  # higher is better: first click sorts descending
+        header.click()  # second click: ascending
+        ascending = [float(v) for v in column("AUROC")]
+        assert ascending == sorted(initial)
+        browser.find_element(By.XPATH, "//table[@id='leaderboard']//th[text()='Method']").click()
+        assert column("Method") == sorted(column("Method"), key=str.lower)
+        browser.save_screenshot(str(tmp_path / "board.png"))
+        assert (tmp_path / "board.png").stat().st_size > 10_000
+
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+        requested = set()
+        for entry in browser.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message["method"] == "Network.requestWillBeSent":
+                requested.add(message["params"]["request"]["url"])
+        outside = [u for u in requested if not u.startswith(out.as_uri())]
+        assert requested and not outside, outside
+    finally:
+        browser.quit()
