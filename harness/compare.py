@@ -67,7 +67,8 @@ def paired_bootstrap(
         for idx in cluster_resamples(labels, groups, n_resamples, seed)
     ]
     d = np.array(deltas)
-    p = min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0)))
+    # (count + 1) / (n + 1): a resampling p-value is never exactly 0.
+    p = min(1.0, 2 * min((np.sum(d <= 0) + 1) / (len(d) + 1), (np.sum(d >= 0) + 1) / (len(d) + 1)))
     lo, hi = np.quantile(d, [0.025, 0.975])
     return float(p), float(lo), float(hi)
 

@@ -73,3 +73,27 @@ def test_global_random_state_does_not_matter(images):
 def test_unknown_corruption_lists_the_known_ones(images):
     with pytest.raises(XRBenchError, match="gaussian_blur"):
         apply("fog", images, 1, IDS, 0, 1)
+
+
+def test_every_method_reads_the_same_cached_corrupted_bytes(tiny_board):
+    from harness.boards import load_board
+    from harness.runner import load_board_data
+    from harness.stress import corrupted_conditions
+
+    board = load_board(tiny_board)
+    data = load_board_data(board)
+    test = data.splits["test"]
+    ids = test.meta["image_id"].tolist()
+    first = corrupted_conditions(board, test.images, ids, data.dataset_sha256)
+    second = corrupted_conditions(board, test.images, ids, data.dataset_sha256)
+    assert [(c.name, c.severity) for c in first] == [(c.name, c.severity) for c in second]
+    assert all(a.images.numpy().tobytes() == b.images.numpy().tobytes() for a, b in zip(first, second, strict=True))
+    # A damaged cache file is detected by its hash and rebuilt with the same bytes.
+    from harness.paths import cache_root
+
+    cached = next((cache_root() / "corrupted").rglob("jpeg-1-*.npy"))
+    original = cached.read_bytes()
+    cached.write_bytes(original[:-16] + bytes(16))
+    third = corrupted_conditions(board, test.images, ids, data.dataset_sha256)
+    assert cached.read_bytes() == original
+    assert all(a.images.numpy().tobytes() == c.images.numpy().tobytes() for a, c in zip(first, third, strict=True))
