@@ -90,4 +90,6 @@ class FeatureExtractor:
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return self.model(to_backbone_input(images.to(self.device)))
+        """Feature maps as float32, also under fp16/bf16 autocast, so that scorers (faiss,
+        numpy) always receive full-precision features."""
+        return [m.float() for m in self.model(to_backbone_input(images.to(self.device)))]

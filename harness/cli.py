@@ -214,11 +214,14 @@ def cmd_runs(args: argparse.Namespace) -> None:
             "AND m.condition = 'clean' ORDER BY r.started_at DESC LIMIT ?",
             [args.limit],
         )
-    table = Table(title="recent runs")
-    for col in frame.columns:
-        table.add_column(col)
-    for row in frame.itertuples(index=False):
-        table.add_row(*["" if v is None or v != v else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row])
+    table = Table(title="recent runs (clean test AUROC)")
+    table.add_column("run id", no_wrap=True)
+    for col in ("board", "method", "status", "started", "AUROC", "error"):
+        table.add_column(col, justify="right" if col == "AUROC" else "left")
+    for r in frame.itertuples(index=False):
+        auroc = "" if r.auroc is None or r.auroc != r.auroc else f"{r.auroc:.3f}"
+        error = "" if not isinstance(r.error, str) else (r.error[:60] + ("…" if len(r.error) > 60 else ""))
+        table.add_row(r.run_id, r.board, r.method, r.status, f"{r.started_at:%Y-%m-%d %H:%M}", auroc, error)
     console.print(table)
 
 
