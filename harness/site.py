@@ -76,6 +76,8 @@ class SiteBuilder:
         self.env.filters["slug"] = slug
         self.built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         self._board_tables: dict[str, pd.DataFrame] = {}
+        self._superseded: dict[str, int] = {}
+        self._editions: dict[str, tuple[str, str]] = {}
         self._plots: list[tuple[Callable[..., str], object, Path]] = []
 
     # --- output helpers -------------------------------------------------------------------
@@ -115,10 +117,29 @@ class SiteBuilder:
         return self.store.query("SELECT * FROM runs WHERE status = 'ok' ORDER BY finished_at")
 
     def board_table(self, board: str) -> pd.DataFrame:
-        """One row per ok run on the board with every column of the leaderboard (computed once)."""
+        """One row per ok run on the board's current split and dataset, with every column of the
+        leaderboard (computed once). Results on an older manifest or different pixels are never
+        ranked with current ones; they are only counted."""
         if board not in self._board_tables:
-            self._board_tables[board] = self._board_table(board)
+            table = self._board_table(board)
+            split, dataset = self._editions[board] = self.current_edition(board, table)
+            current = (table["split_sha256"] == split) & (table["dataset_sha256"] == dataset)
+            self._superseded[board] = int((~current).sum())
+            self._board_tables[board] = table[current]
         return self._board_tables[board]
+
+    @staticmethod
+    def current_edition(board: str, table: pd.DataFrame) -> tuple[str, str]:
+        """(split, dataset) hashes ranked on a board: the board file's, or without a board file
+        here, those of the most recent run."""
+        try:
+            definition = load_board(board)
+            if definition.dataset.content_sha256:
+                return definition.split_sha256, definition.dataset.content_sha256
+        except XRBenchError:
+            pass
+        latest = table.sort_values("finished_at").iloc[-1]
+        return latest["split_sha256"], latest["dataset_sha256"]
 
     def _board_table(self, board: str) -> pd.DataFrame:
         runs = self.store.query(
@@ -203,14 +224,7 @@ class SiteBuilder:
 
     def board_page(self, board: str) -> dict:
         table = self.board_table(board)
-        # Only runs on the board's current split and dataset are ranked together: results on an
-        # older manifest or different pixels are never mixed with current ones.
-        latest = table.sort_values("finished_at").iloc[-1]
-        current = (table["split_sha256"] == latest["split_sha256"]) & (
-            table["dataset_sha256"] == latest["dataset_sha256"]
-        )
-        superseded = int((~current).sum())
-        table = table[current]
+        superseded = self._superseded[board]
         best = table.drop_duplicates("method").reset_index(drop=True)
         ties = self.ties(best)
         best["rank"] = np.arange(1, len(best) + 1)
@@ -267,8 +281,8 @@ class SiteBuilder:
             "task": task,
             "methods": len(best),
             "superseded": superseded,
-            "split_sha256": latest["split_sha256"],
-            "dataset_sha256": latest["dataset_sha256"],
+            "split_sha256": self._editions[board][0],
+            "dataset_sha256": self._editions[board][1],
             "best_method": best.iloc[0]["method"] if len(best) else "",
             "best_auroc": best.iloc[0]["auroc"] if len(best) else None,
             "updated": updated,
@@ -301,8 +315,12 @@ class SiteBuilder:
         table = self.store.query("SELECT board, run_id FROM runs WHERE method = ? AND status = 'ok'", [method])
         results, curves, reliability, severity = [], {}, {}, {}
         for board in sorted(table["board"].unique()):
-            best = self.board_table(board)
-            best = best[best["method"] == method].iloc[0]
+            current = self.board_table(board)
+            current = current[current["method"] == method]
+            if current.empty:  # only runs on a superseded split or dataset
+                continue
+            best = current.iloc[0].copy()
+            best["board"] = board
             results.append(best)
             scores = self.test_scores([best["run_id"]]).dropna()
             curves[board] = (scores["label"].to_numpy(), scores[best["run_id"]].to_numpy())
@@ -330,7 +348,11 @@ class SiteBuilder:
             frame.drop(columns=["split_sha256", "dataset_sha256"], errors="ignore"), f"method-{slug(method)}"
         )
         roc = self.plot(plots.roc_and_pr, curves, f"{slug(method)}-roc") if curves else None
-        params = self.store.query("SELECT params FROM runs WHERE run_id = ?", [frame.iloc[0]["run_id"]]).iloc[0, 0]
+        params = (
+            self.store.query("SELECT params FROM runs WHERE run_id = ?", [frame.iloc[0]["run_id"]]).iloc[0, 0]
+            if len(frame)
+            else None
+        )
         self.write_page(
             f"methods/{slug(method)}.html",
             "method.html",
@@ -341,7 +363,7 @@ class SiteBuilder:
             reliability=reliability_plot,
             severity=severity_plot,
             params=json.loads(params or "{}"),
-            weights=frame.iloc[0]["weights_id"],
+            weights=frame.iloc[0]["weights_id"] if len(frame) else "n/a",
         )
 
     def run_page(self, run_id: str) -> None:

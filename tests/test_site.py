@@ -140,3 +140,19 @@ def test_sorting_in_a_real_browser(site, tmp_path):
         assert requested and not outside, outside
     finally:
         browser.quit()
+
+
+def test_runs_on_another_dataset_version_are_not_ranked(site, tmp_path):
+    db, _ = site
+    copy = tmp_path / "mixed.duckdb"
+    shutil.copy(db, copy)
+    with ResultStore(copy) as store:
+        store.con.execute(
+            "UPDATE runs SET dataset_sha256 = 'an-older-dataset', finished_at = finished_at - INTERVAL 1 DAY "
+            "WHERE method = 'random'"
+        )
+    out = tmp_path / "build"
+    build_site(copy, out)
+    board = pd.read_csv(next((out / "data").glob("tiny-ad-*-leaderboard.csv")))
+    assert "random" not in set(board["method"]) and len(board) == 2
+    assert "1 older runs" in _board_page(out).read_text()
