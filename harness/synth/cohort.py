@@ -24,7 +24,7 @@ from PIL import Image
 from harness.adapters.nih import NIH_COLUMNS
 from harness.synth.chest import FINDINGS, draw_acquisition, draw_anatomy, draw_finding, render_chest
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # Relative frequencies of findings among abnormal images.
 FINDING_WEIGHTS = {
     "Nodule": 0.2,
