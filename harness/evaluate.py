@@ -22,6 +22,11 @@ class Evaluation:
     calibration_bins: list[dict] = field(default_factory=list)
     risk_coverage: list[dict] = field(default_factory=list)
 
+    def extend(self, other: Evaluation) -> None:
+        self.metrics += other.metrics
+        self.calibration_bins += other.calibration_bins
+        self.risk_coverage += other.risk_coverage
+
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         return pd.DataFrame(self.metrics), pd.DataFrame(self.calibration_bins), pd.DataFrame(self.risk_coverage)
 

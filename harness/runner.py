@@ -183,6 +183,32 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def prepare(
+    method_name: str, board_name: str | Path, params: dict[str, Any] | None, device: str
+) -> tuple[Board, Method, torch.device, BoardData]:
+    """Load the board, create the method (checking it supports the board's task), pick the
+    device and make the board's data ready: what every command that runs a method needs."""
+    board = load_board(board_name)
+    method = create_method(method_name, params)
+    if board.task not in method.card.tasks:
+        raise XRBenchError(f"method {method_name} supports {method.card.tasks}, board {board.name} is {board.task}")
+    return board, method, resolve_device(device), load_board_data(board)
+
+
+def _prediction_rows(data: SplitData, split: str, condition: str, severity: int, scores: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "image_id": data.meta["image_id"],
+            "patient_id": data.meta["patient_id"],
+            "split": split,
+            "condition": condition,
+            "severity": severity,
+            "label": data.labels,
+            "score": scores,
+        }
+    )
+
+
 def run_bench(
     method_name: str,
     board_name: str | Path,
@@ -194,13 +220,8 @@ def run_bench(
     corruptions: bool = True,
 ) -> BenchResult:
     console = console or Console(stderr=True)
-    board = load_board(board_name)
-    method = create_method(method_name, params)
-    if board.task not in method.card.tasks:
-        raise XRBenchError(f"method {method_name} supports {method.card.tasks}, board {board.name} is {board.task}")
+    board, method, torch_device, data = prepare(method_name, board_name, params, device)
     seed = board.seed if seed is None else seed
-    torch_device = resolve_device(device)
-    data = load_board_data(board)
     splits, dataset_sha256 = data.splits, data.dataset_sha256
     test = splits["test"]
     conditions = [Condition("clean", 0, None, test.images)]
@@ -257,9 +278,7 @@ def run_bench(
                 part = evaluate_condition(
                     board, test.meta, scores, threshold, calibrators, name, severity, detailed=name == "clean"
                 )
-                evaluation.metrics += part.metrics
-                evaluation.calibration_bins += part.calibration_bins
-                evaluation.risk_coverage += part.risk_coverage
+                evaluation.extend(part)
             metrics, bins, risk = evaluation.frames()
             metrics = metrics.assign(board=board.name, method=method_name)
 
@@ -279,31 +298,8 @@ def run_bench(
 
             predictions = pd.concat(
                 [
-                    pd.DataFrame(
-                        {
-                            "image_id": splits["val"].meta["image_id"],
-                            "patient_id": splits["val"].meta["patient_id"],
-                            "split": "val",
-                            "condition": "clean",
-                            "severity": 0,
-                            "label": val_labels,
-                            "score": val_scores,
-                        }
-                    ),
-                    *[
-                        pd.DataFrame(
-                            {
-                                "image_id": test.meta["image_id"],
-                                "patient_id": test.meta["patient_id"],
-                                "split": "test",
-                                "condition": name,
-                                "severity": severity,
-                                "label": test.labels,
-                                "score": scores,
-                            }
-                        )
-                        for (name, severity), scores in condition_scores.items()
-                    ],
+                    _prediction_rows(splits["val"], "val", "clean", 0, val_scores),
+                    *[_prediction_rows(test, "test", name, sev, sc) for (name, sev), sc in condition_scores.items()],
                 ],
                 ignore_index=True,
             )
@@ -367,10 +363,7 @@ def run_latency(
 ) -> pd.DataFrame:
     """Fit a method on a board, then measure it under each configuration and store the rows."""
     console = console or Console(stderr=True)
-    board = load_board(board_name)
-    method = create_method(method_name, params)
-    torch_device = resolve_device(device)
-    data = load_board_data(board)
+    board, method, torch_device, data = prepare(method_name, board_name, params, device)
     with _progress(console) as progress:
         track = _tracker(progress, method_name)
 
