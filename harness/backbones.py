@@ -1,8 +1,10 @@
-"""timm feature extractors with explicit, recorded weights.
+"""Feature extractors with explicit, recorded weights.
 
-`weights` is `none` (seeded random init), `imagenet` (timm's pretrained weights, read from a
-local Hugging Face cache only: xrbench never downloads at run time) or a path to a weights
-file (.safetensors, .pth, .bin).
+A backbone is a timm architecture name (`resnet18`, `convnext_tiny`, `vit_small_patch14_dinov2`,
+...) or an open_clip image encoder written `clip:ViT-B-32`. `weights` is `none` (seeded random
+init), `imagenet` (timm's pretrained weights; for CLIP encoders an open_clip pretrained tag
+such as `openai` or `laion2b_s34b_b79k`), read from a local Hugging Face cache only since
+xrbench never downloads at run time, or a path to a weights file (.safetensors, .pth, .bin).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import WeightsUnavailable
@@ -19,77 +22,147 @@ from harness.splits import file_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+CLIP_PREFIX = "clip:"
 
 
-def _cached_pretrained_file(arch: str) -> Path:
-    """Find timm's default pretrained weights for `arch` in the local Hugging Face cache."""
+def _from_hf_cache(repo: str | None, what: str, hint: str) -> Path:
     from huggingface_hub import try_to_load_from_cache
+
+    if repo:
+        for filename in WEIGHT_FILES:
+            found = try_to_load_from_cache(repo.strip("/"), filename)
+            if isinstance(found, str):
+                return Path(found)
+    where = f"the Hugging Face repository {repo.strip('/')}" if repo else hint
+    raise WeightsUnavailable(
+        f"{what} are not in the local Hugging Face cache and xrbench does not download at run time. "
+        f"On a machine with internet, fetch {where} (for example `huggingface-cli download "
+        f"{(repo or '').strip('/') or '<repository>'}`), copy ~/.cache/huggingface to this machine "
+        f"(or set HF_HOME), or pass weights=/path/to/weights file."
+    )
+
+
+def _cached_pretrained_file(arch: str, tag: str) -> Path:
+    """Find pretrained weights for `arch` (timm, or `clip:` + open_clip name) in the local HF cache."""
+    if arch.startswith(CLIP_PREFIX):
+        from open_clip.pretrained import get_pretrained_cfg
+
+        name = arch.removeprefix(CLIP_PREFIX)
+        cfg = get_pretrained_cfg(name, tag) or {}
+        return _from_hf_cache(cfg.get("hf_hub"), f"open_clip weights {name}/{tag}", f"open_clip's {name} {tag}")
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(arch)
     repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-    if repo:
-        for filename in WEIGHT_FILES:
-            found = try_to_load_from_cache(repo, filename)
-            if isinstance(found, str):
-                return Path(found)
-    where = f"the Hugging Face repository {repo}" if repo else f"timm's release for {arch}"
-    raise WeightsUnavailable(
-        f"ImageNet weights for {arch} are not in the local Hugging Face cache and xrbench does not download "
-        f"at run time. On a machine with internet, fetch {where} (for example "
-        f"`huggingface-cli download {repo or arch} model.safetensors`), copy ~/.cache/huggingface to this "
-        f"machine (or set HF_HOME), or pass weights=/path/to/weights.safetensors."
-    )
+    return _from_hf_cache(repo, f"ImageNet weights for {arch}", f"timm's release for {arch}")
 
 
 def resolve_weights(arch: str, weights: str) -> tuple[Path | None, WeightsInfo]:
+    """`none`, a pretrained name (`imagenet` for timm, an open_clip tag for `clip:` encoders)
+    looked up in the local Hugging Face cache, or a weights file."""
     if weights == "none":
         return None, WeightsInfo()
-    path = _cached_pretrained_file(arch) if weights == "imagenet" else Path(weights).expanduser()
+    named = weights == "imagenet" if not arch.startswith(CLIP_PREFIX) else not any(c in weights for c in "/\\.")
+    path = _cached_pretrained_file(arch, weights) if named else Path(weights).expanduser()
     if not path.is_file():
-        raise WeightsUnavailable(f"weights file {path} does not exist (weights= takes none, imagenet or a file path)")
-    return path, WeightsInfo(id=f"{arch}:{weights if weights == 'imagenet' else path.name}", sha256=file_sha256(path))
+        kinds = "none, an open_clip pretrained tag" if arch.startswith(CLIP_PREFIX) else "none, imagenet"
+        raise WeightsUnavailable(f"weights file {path} does not exist (weights= takes {kinds} or a file path)")
+    return path, WeightsInfo(id=f"{arch}:{weights if named else path.name}", sha256=file_sha256(path))
 
 
-def create_backbone(arch: str, weights: str, seed: int, out_indices: tuple[int, ...]) -> tuple[nn.Module, WeightsInfo]:
-    """A frozen, eval-mode timm feature pyramid returning the maps at `out_indices`."""
+def is_vit(arch: str) -> bool:
+    return arch.startswith(("vit_", "deit", "eva")) or "dinov2" in arch
+
+
+def auto_layers(arch: str) -> tuple[int, ...]:
+    """Mid-level feature stages (stride 8 and 16 on CNNs; blocks 8 and 12 of a 12-block ViT)."""
+    if arch.startswith(CLIP_PREFIX):
+        return (0,)
+    if is_vit(arch):
+        return (-4, -1)
+    if arch.startswith("convnext"):
+        return (1, 2)
+    return (2, 3)
+
+
+def parse_layers(layers: str, arch: str = "resnet18") -> tuple[int, ...]:
+    """'2,3' -> (2, 3): feature-pyramid stages as timm numbers them (2 = layer2 of a ResNet;
+    block indices on a ViT, negative from the end); 'auto' picks `auto_layers(arch)`."""
+    if str(layers) == "auto":
+        return auto_layers(arch)
+    try:
+        return tuple(int(part) for part in str(layers).split(","))
+    except ValueError:
+        raise ValueError(f"layers must be 'auto' or comma-separated integers such as '2,3', not {layers!r}") from None
+
+
+def vit_input_size(arch: str, resolution: int) -> int:
+    """ViTs need a multiple of their patch size: the largest one not above `resolution`."""
+    patch = 14 if "patch14" in arch else 8 if "patch8" in arch else 16
+    return max(patch, resolution // patch * patch)
+
+
+def create_backbone(
+    arch: str, weights: str, seed: int, out_indices: tuple[int, ...], resolution: int = 128
+) -> tuple[nn.Module, WeightsInfo]:
+    """A frozen, eval-mode feature pyramid returning the maps at `out_indices`."""
+    if arch.startswith(CLIP_PREFIX):
+        from harness.clip import create_clip_visual
+
+        return create_clip_visual(arch.removeprefix(CLIP_PREFIX), weights, seed)
     path, info = resolve_weights(arch, weights)
     kwargs: dict = {"features_only": True, "out_indices": out_indices}
+    if is_vit(arch):
+        kwargs["img_size"] = vit_input_size(arch, resolution)
     if path is not None:
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = timm.create_model(arch, **kwargs)
     model.eval().requires_grad_(False)
+    if is_vit(arch):
+        model = ResizeInput(model, kwargs["img_size"])
     return model, info
 
 
-def to_backbone_input(images: torch.Tensor) -> torch.Tensor:
-    """Grayscale (B, 1, H, W) in [0, 1] to ImageNet-normalised 3-channel input."""
-    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (images.expand(-1, 3, -1, -1) - mean) / std
+class ResizeInput(nn.Module):
+    """Resize inputs to the size a position-embedded model was built for."""
+
+    def __init__(self, model: nn.Module, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        return self.model(x)
 
 
-def parse_layers(layers: str) -> tuple[int, ...]:
-    """'2,3' -> (2, 3): feature-pyramid stages as timm numbers them (2 = layer2 of a ResNet)."""
-    try:
-        return tuple(int(part) for part in str(layers).split(","))
-    except ValueError:
-        raise ValueError(f"layers must be comma-separated integers such as '2,3', not {layers!r}") from None
+def to_backbone_input(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Grayscale (B, 1, H, W) in [0, 1] to normalised 3-channel input."""
+    mean_t = images.new_tensor(mean).view(1, 3, 1, 1)
+    std_t = images.new_tensor(std).view(1, 3, 1, 1)
+    return (images.expand(-1, 3, -1, -1) - mean_t) / std_t
 
 
 class FeatureExtractor:
-    """A frozen backbone that maps grayscale batches to a list of feature maps."""
+    """A frozen backbone that maps grayscale batches to a list of feature maps (B, C, h, w).
 
-    def __init__(self, arch: str, weights: str, seed: int, layers: str, device: torch.device):
-        self.model, self.weights = create_backbone(arch, weights, seed, parse_layers(layers))
+    CLIP encoders give one global map of size 1x1."""
+
+    def __init__(self, arch: str, weights: str, seed: int, layers: str, device: torch.device, resolution: int = 128):
+        self.arch, self.layers = arch, parse_layers(layers, arch)
+        self.model, self.weights = create_backbone(arch, weights, seed, self.layers, resolution)
         self.model.to(device)
         self.device = device
+        self.mean, self.std = (
+            getattr(self.model, "input_mean", IMAGENET_MEAN),
+            getattr(self.model, "input_std", IMAGENET_STD),
+        )
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps as float32, also under fp16/bf16 autocast, so that scorers (faiss,
         numpy) always receive full-precision features."""
-        return [m.float() for m in self.model(to_backbone_input(images.to(self.device)))]
+        return [m.float() for m in self.model(to_backbone_input(images.to(self.device), self.mean, self.std))]

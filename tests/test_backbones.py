@@ -42,3 +42,51 @@ def test_weights_from_a_local_file_are_loaded_and_hashed(tmp_path):
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         resolve_weights("resnet18", str(tmp_path / "nope.safetensors"))
+
+
+@pytest.mark.parametrize(
+    ("arch", "channels"),
+    [
+        ("resnet50", [512, 1024]),
+        ("wide_resnet50_2", [512, 1024]),
+        ("densenet121", [512, 1024]),
+        ("convnext_tiny", [192, 384]),
+        ("vit_small_patch16_224", [384, 384]),
+        ("vit_small_patch14_dinov2", [384, 384]),
+    ],
+)
+def test_every_listed_backbone_gives_global_and_patch_features(arch, channels):
+    from harness.features import global_embedding, patch_features
+
+    extractor = FeatureExtractor(arch, "none", seed=0, layers="auto", device=torch.device("cpu"), resolution=64)
+    maps = extractor(torch.rand(2, 1, 64, 64))
+    assert [m.shape[1] for m in maps] == channels and all(m.dtype == torch.float32 for m in maps)
+    assert global_embedding(maps).shape == (2, sum(channels))
+    patches = patch_features(maps)
+    assert patches.shape[:2] == (2, sum(channels)) and patches.shape[-1] >= 2
+
+
+def test_vit_input_is_resized_to_a_multiple_of_the_patch_size():
+    from harness.backbones import vit_input_size
+
+    assert vit_input_size("vit_small_patch14_dinov2", 128) == 126
+    assert vit_input_size("vit_small_patch16_224", 128) == 128
+    extractor = FeatureExtractor("vit_small_patch14_dinov2", "none", 0, "auto", torch.device("cpu"), resolution=128)
+    assert extractor(torch.rand(1, 1, 128, 128))[0].shape[-2:] == (9, 9)
+
+
+def test_layers_must_be_auto_or_integers():
+    from harness.backbones import parse_layers
+
+    assert parse_layers("auto", "convnext_tiny") == (1, 2) and parse_layers("1, 2") == (1, 2)
+    with pytest.raises(ValueError, match="auto"):
+        parse_layers("layer2")
+
+
+def test_clip_pretrained_tag_missing_from_cache_gives_instructions(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    with pytest.raises(WeightsUnavailable) as info:
+        resolve_weights("clip:ViT-B-32", "openai")
+    assert "vit_base_patch32_clip_224.openai" in str(info.value) and "weights=" in str(info.value)
+    with pytest.raises(WeightsUnavailable, match="imagenet"):
+        resolve_weights("resnet18", "openai")
