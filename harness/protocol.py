@@ -1,7 +1,7 @@
 """The contract between the harness and a method.
 
 The harness owns data loading, preprocessing, corruption and scoring; a method sees tensors
-only. See `methods/knn.py` for a complete, short example.
+only. See the README section "Adding a method" for a complete, short example.
 """
 
 from __future__ import annotations
@@ -76,6 +76,9 @@ class FitContext:
     progress: Callable[[Iterable[T], str], Iterable[T]] = field(default=lambda it, desc: it)
     resolution: int = 128
     task: str = "anomaly"
+    data_fingerprint: str = ""
+    """Identifies the training data (board, split hash, dataset hash, resolution): part of
+    every cache key of things a method learns from it."""
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ def fit_method(
         progress=track,
         resolution=board.resolution,
         task=board.task,
+        data_fingerprint=data_fingerprint(board, data),
     )
     train, val = data.splits["train"], data.splits["val"]
     with peak_memory(device) as memory:
@@ -107,6 +108,11 @@ def fit_method(
         )
         seconds = time.perf_counter() - start
     return seconds, memory["bytes"]
+
+
+def data_fingerprint(board: Board, data: BoardData) -> str:
+    parts = [board.name, board.split_sha256, data.dataset_sha256, str(board.resolution)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
 def split_batches(images: torch.Tensor, data: SplitData, board: Board, device: torch.device) -> ImageBatches:

@@ -1,0 +1,163 @@
+"""Self-supervised pretraining inside the harness, on a board's normal training images.
+
+`pretrained_weights()` trains a timm backbone with one of the `ALGORITHMS` (or finds the
+checkpoint from an identical earlier training) and returns the checkpoint path, which the
+feature extractor then loads like any weights file. The cache key holds everything that
+changes the weights: algorithm, architecture, initial weights, hyperparameters, seed, and the
+board's data fingerprint (name, split hash, dataset hash, resolution).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from harness.backbones import is_vit, resolve_weights, vit_input_size
+from harness.paths import cache_root
+from harness.protocol import FitContext, ImageBatches
+
+PRETRAIN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Defaults are the small CPU configurations; raise `epochs` (and `batch_size`) on a GPU."""
+
+    algorithm: str
+    arch: str
+    init_weights: str = "none"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    resolution: int = 0
+    """Training resolution (0: the board's). CNNs trained at a lower one still extract well at
+    the board's, at a quarter of the cost per halving."""
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Trainer:
+    """What one algorithm contributes: trainable modules and a loss over a batch of images.
+    `after_step` runs after each optimiser step (MoCo's momentum update)."""
+
+    modules: list[nn.Module]
+    loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+    after_step: Callable[[], None] = lambda: None
+
+
+def _algorithms() -> dict[str, Callable[[nn.Module, PretrainConfig], Trainer]]:
+    from harness.pretrain import contrastive, cutpaste, mae
+
+    return {"simclr": contrastive.simclr, "moco": contrastive.moco, "mae": mae.mae, "cutpaste": cutpaste.cutpaste}
+
+
+ALGORITHMS = ("simclr", "moco", "mae", "cutpaste")
+DEFAULT_EPOCHS = {"simclr": 15, "moco": 20, "mae": 40, "cutpaste": 10}
+DEFAULT_RESOLUTION = {"simclr": 64, "moco": 64, "mae": 0, "cutpaste": 64}
+
+
+def default_config(algorithm: str, arch: str, init_weights: str = "none", epochs: int = 0) -> PretrainConfig:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown pretraining {algorithm!r}; choose one of none, {', '.join(ALGORITHMS)}")
+    config = PretrainConfig(
+        algorithm,
+        arch,
+        init_weights,
+        epochs=epochs or DEFAULT_EPOCHS[algorithm],
+        resolution=0 if is_vit(arch) else DEFAULT_RESOLUTION[algorithm],
+    )
+    return replace(config, lr=1.5e-4 * config.batch_size / 64 * 4) if algorithm == "mae" else config
+
+
+def create_trainable(arch: str, init_weights: str, seed: int, resolution: int) -> nn.Module:
+    """The full timm model (classifier head kept, so its state dict loads like timm's own)."""
+    path, _ = resolve_weights(arch, init_weights)
+    kwargs: dict = {"img_size": vit_input_size(arch, resolution)} if is_vit(arch) else {}
+    if path is not None:
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(arch, **kwargs)
+
+
+def cache_key(config: PretrainConfig, seed: int, data_fingerprint: str, resolution: int) -> str:
+    payload = {
+        "version": PRETRAIN_VERSION,
+        **asdict(config),
+        "seed": seed,
+        "data": data_fingerprint,
+        "resolution": resolution,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def pretrained_weights(config: PretrainConfig, train: ImageBatches, ctx: FitContext) -> Path:
+    """Path of the checkpoint for `config` on this board, training it when not cached."""
+    key = cache_key(config, ctx.seed, ctx.data_fingerprint, ctx.resolution)
+    folder = cache_root() / "pretrain"
+    path = folder / f"{config.algorithm}-{config.arch}-{key[:16]}.pth"
+    if path.is_file():
+        ctx.log.info("using cached %s checkpoint %s", config.algorithm, path)
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    model, history = train_model(config, train, ctx)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    meta = {**asdict(config), "seed": ctx.seed, "data": ctx.data_fingerprint, "loss_per_epoch": history}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def train_model(config: PretrainConfig, train: ImageBatches, ctx: FitContext) -> tuple[nn.Module, list[float]]:
+    """Train on the normal training images; returns the model and the mean loss per epoch."""
+    gen = torch.Generator().manual_seed(ctx.seed)
+    model = create_trainable(config.arch, config.init_weights, ctx.seed, ctx.resolution)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed + 1)
+        trainer = _algorithms()[config.algorithm](model, config)
+    modules = nn.ModuleList(trainer.modules).to(ctx.device).train()
+    params = [p for p in modules.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    images = torch.cat([batch.cpu() for batch in train])
+    if config.resolution and config.resolution != images.shape[-1]:
+        size = (config.resolution, config.resolution)
+        images = nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True)
+    history = []
+    for _ in ctx.progress(range(config.epochs), f"{config.algorithm} pretraining ({config.epochs} epochs)"):
+        order = torch.randperm(len(images), generator=gen)
+        total, steps = 0.0, 0
+        for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
+            batch = images[order[start : start + config.batch_size]]
+            loss = trainer.loss(batch, gen)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            trainer.after_step()
+            total, steps = total + loss.item(), steps + 1
+        history.append(total / max(steps, 1))
+        ctx.log.info("%s epoch %d: loss %.4f", config.algorithm, len(history), history[-1])
+    return model.eval().cpu(), history
+
+
+def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Global embedding of a timm model's final features (mean over positions or tokens)."""
+    features = model.forward_features(x)
+    return features.mean(dim=1) if features.ndim == 3 else features.mean(dim=(-2, -1))
+
+
+def feature_dim(model: nn.Module) -> int:
+    return model.num_features
+
+
+def projection_head(dim: int, out: int = 128) -> nn.Module:
+    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, out))
