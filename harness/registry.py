@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
+from dataclasses import replace
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -28,6 +30,21 @@ def register(cls: type[Method]) -> type[Method]:
         )
     _REGISTRY[name] = cls
     return cls
+
+
+def variant(base: type[Method], name: str, description: str, reference: str | None = None, **defaults: Any):
+    """Register `base` again under a new name with other defaults (e.g. `simclr-knn` is `knn`
+    with `pretrain=simclr`): one implementation, several leaderboard entries."""
+    card = replace(
+        base.card,
+        name=name,
+        description=description,
+        reference=reference or base.card.reference,
+        defaults={**base.card.defaults, **defaults},
+    )
+    class_name = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+    caller = sys._getframe(1).f_globals.get("__name__", base.__module__)
+    return register(type(class_name, (base,), {"card": card, "__module__": caller}))
 
 
 def discover() -> dict[str, type[Method]]:

@@ -1,19 +1,17 @@
-"""kNN: distance of an image's global embedding to its nearest normal training images."""
+"""kNN: distance of an image's global embedding to its nearest normal training images, on a
+frozen backbone or one pretrained in-harness by a self-supervised algorithm."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
-from harness.backbones import FeatureExtractor
-from harness.features import global_embedding
-from harness.neighbors import NearestNeighbors
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
-from harness.registry import register
+from harness.embedding import EmbeddingMethod
+from harness.features import EXTRACTOR_DEFAULTS
+from harness.protocol import MethodCard
+from harness.registry import register, variant
+from harness.scorers import KNNScorer, Scorer
 
 
 @register
-class KNN(Method):
+class KNN(EmbeddingMethod):
     card = MethodCard(
         name="knn",
         family="embedding distance",
@@ -21,27 +19,32 @@ class KNN(Method):
         reference="Bergman, Cohen & Hoshen, Deep Nearest Neighbor Anomaly Detection, arXiv:2002.10445 (2020)",
         license="Apache-2.0",
         tasks=("anomaly",),
-        defaults={"backbone": "resnet18", "weights": "none", "layers": "2,3", "k": 5},
+        defaults={**EXTRACTOR_DEFAULTS, "k": 5},
     )
 
-    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
-        p = self.params
-        self.extractor = FeatureExtractor(p["backbone"], p["weights"], ctx.seed, p["layers"], ctx.device)
-        bank = [self._embed(x) for x in ctx.progress(train, "embedding normal images")]
-        self.index = NearestNeighbors(np.concatenate(bank))
+    def make_scorer(self) -> Scorer:
+        return KNNScorer(k=self.params["k"])
 
-    def _embed(self, images: torch.Tensor) -> np.ndarray:
-        return global_embedding(self.extractor(images)).cpu().numpy()
 
-    def predict(self, batch: torch.Tensor) -> Prediction:
-        distances = self.index.distances(self._embed(batch), k=self.params["k"])
-        return Prediction(scores=torch.from_numpy(distances.mean(axis=1)))
-
-    def weights(self) -> WeightsInfo:
-        return self.extractor.weights
-
-    def torch_modules(self) -> list[torch.nn.Module]:
-        return [self.extractor.model]
-
-    def memory_bank_bytes(self) -> int:
-        return self.index.nbytes
+variant(
+    KNN,
+    "simclr-knn",
+    "kNN distance on a ResNet-18 pretrained in-harness with SimCLR on the board's normal images",
+    "Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, ICML 2020",
+    pretrain="simclr",
+)
+variant(
+    KNN,
+    "moco-knn",
+    "kNN distance on a ResNet-18 pretrained in-harness with MoCo v2 on the board's normal images",
+    "Chen et al., Improved Baselines with Momentum Contrastive Learning, arXiv:2003.04297 (2020)",
+    pretrain="moco",
+)
+variant(
+    KNN,
+    "mae-knn",
+    "kNN distance on a ViT-Tiny encoder pretrained in-harness as a masked autoencoder on the board's normal images",
+    "He et al., Masked Autoencoders Are Scalable Vision Learners, CVPR 2022",
+    backbone="vit_tiny_patch16_224",
+    pretrain="mae",
+)

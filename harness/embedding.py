@@ -1,0 +1,94 @@
+"""Shared bodies of methods built on a frozen feature extractor, so that methods differ only
+in what actually differs (the scorer, the pooling), never by copy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
+
+from harness.features import build_extractor, global_embedding
+from harness.neighbors import NearestNeighbors, greedy_coreset
+from harness.protocol import FitContext, ImageBatches, Method, Prediction, WeightsInfo
+from harness.scorers import Scorer
+
+
+class BackboneMethod(Method):
+    """A method whose fitted state includes `self.extractor` (see `harness.features.build_extractor`)."""
+
+    def weights(self) -> WeightsInfo:
+        return self.extractor.weights
+
+    def torch_modules(self) -> list[torch.nn.Module]:
+        return [self.extractor.model]
+
+
+class EmbeddingMethod(BackboneMethod):
+    """Global embedding of each image, scored against the normal training embeddings by
+    the `Scorer` that `make_scorer()` returns."""
+
+    def make_scorer(self) -> Scorer:
+        raise NotImplementedError
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        self.extractor = build_extractor(self.params, train, ctx)
+        normal = np.concatenate([self.embed(x) for x in ctx.progress(train, "embedding normal images")])
+        self.scorer = self.make_scorer().fit(normal)
+
+    def embed(self, images: torch.Tensor) -> np.ndarray:
+        return global_embedding(self.extractor(images)).cpu().numpy()
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        return Prediction(scores=torch.from_numpy(self.scorer.score(self.embed(batch)).astype(np.float32)))
+
+    def memory_bank_bytes(self) -> int:
+        return self.scorer.nbytes
+
+
+PATCH_DEFAULTS = {"neighbourhood": 3, "coreset_ratio": 0.05, "projection_dim": 64, "smoothing_sigma": 4.0}
+"""PatchCore's parameters: neighbourhood pooling size, coreset fraction, random projection
+width for coreset selection, Gaussian smoothing of the anomaly map (pixels)."""
+
+
+class PatchBank:
+    """PatchCore's memory: a greedy coreset of normal patch features and nearest-neighbour
+    distances of new patches to it."""
+
+    def __init__(self, coreset_ratio: float, projection_dim: int, seed: int):
+        self.coreset_ratio, self.projection_dim, self.seed = coreset_ratio, projection_dim, seed
+
+    def fit(self, patches: torch.Tensor, ctx: FitContext) -> PatchBank:
+        """`patches`: (N, C, h, w) features of the normal training images."""
+        flat = patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
+        n_keep = max(1, math.ceil(self.coreset_ratio * len(flat)))
+        ctx.log.info("coreset: keeping %d of %d patches", n_keep, len(flat))
+        keep = greedy_coreset(flat, n_keep, projection_dim=self.projection_dim, seed=self.seed)
+        self.index = NearestNeighbors(flat[keep].numpy())
+        return self
+
+    def distances(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, 1, h, w) distance of each patch to its nearest bank patch."""
+        b, c, h, w = patches.shape
+        flat = patches.permute(0, 2, 3, 1).reshape(-1, c).numpy()
+        return torch.from_numpy(self.index.distances(flat, k=1)[:, 0].astype(np.float32)).view(b, 1, h, w)
+
+    @property
+    def nbytes(self) -> int:
+        return self.index.nbytes
+
+
+def patch_prediction(bank: PatchBank, patches: torch.Tensor, size: tuple[int, int], sigma: float) -> Prediction:
+    """Image score = maximum of the smoothed map of patch distances."""
+    maps = image_maps(bank.distances(patches), size, sigma)
+    return Prediction(scores=maps.flatten(1).amax(dim=1), maps=maps)
+
+
+def image_maps(grid: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """(B, 1, h, w) patch scores -> (B, H, W) maps: bilinear upsampling, then Gaussian smoothing."""
+    maps = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+    if sigma > 0:
+        maps = gaussian_blur(maps, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)
+    return maps[:, 0]

@@ -1,0 +1,65 @@
+"""Dual-space fusion: a global (image-level) and a local (patch-level) anomaly score from the
+same backbone, each standardised on the validation normals, then mixed."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from harness.embedding import PATCH_DEFAULTS, BackboneMethod, PatchBank, patch_prediction
+from harness.features import EXTRACTOR_DEFAULTS, build_extractor, global_embedding, patch_features
+from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
+from harness.registry import register
+from harness.scorers import KNNScorer, Standardiser
+
+
+@register
+class DualSpace(BackboneMethod):
+    card = MethodCard(
+        name="dual-space",
+        family="fusion",
+        description="global_weight x z(kNN distance of the pooled embedding) + (1 - global_weight) x "
+        "z(PatchCore patch score); z standardises each score by the mean and standard deviation of the "
+        "validation normals' scores. global_weight = 0.5 weighs the two equally.",
+        reference="Global kNN (Bergman et al. 2020) and PatchCore (Roth et al., CVPR 2022), fused after "
+        "per-space standardisation",
+        license="Apache-2.0",
+        tasks=("anomaly",),
+        defaults={**EXTRACTOR_DEFAULTS, **PATCH_DEFAULTS, "k": 5, "global_weight": 0.5},
+    )
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        p = self.params
+        self.extractor = build_extractor(p, train, ctx)
+        embeddings, patches = zip(*(self._features(x) for x in ctx.progress(train, "extracting features")), strict=True)
+        self.global_scorer = KNNScorer(k=p["k"]).fit(np.concatenate(embeddings))
+        self.bank = PatchBank(p["coreset_ratio"], p["projection_dim"], ctx.seed).fit(torch.cat(patches), ctx)
+        global_scores, local_scores = [], []
+        for images, labels in ctx.progress(val.with_labels(), "standardising on validation normals"):
+            normal = images[labels == 0]
+            if len(normal):
+                g, local = self._raw_scores(normal)
+                global_scores.append(g)
+                local_scores.append(local.scores.numpy())
+        if not global_scores:
+            raise ValueError("dual-space needs normal validation images to standardise its two scores")
+        self.standardise_global = Standardiser().fit(np.concatenate(global_scores))
+        self.standardise_local = Standardiser().fit(np.concatenate(local_scores))
+
+    def _features(self, images: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        maps = self.extractor(images)
+        return global_embedding(maps).cpu().numpy(), patch_features(maps, self.params["neighbourhood"]).cpu()
+
+    def _raw_scores(self, images: torch.Tensor) -> tuple[np.ndarray, Prediction]:
+        embedding, patches = self._features(images)
+        local = patch_prediction(self.bank, patches, images.shape[-2:], self.params["smoothing_sigma"])
+        return self.global_scorer.score(embedding), local
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        global_score, local = self._raw_scores(batch)
+        w = self.params["global_weight"]
+        fused = w * self.standardise_global(global_score) + (1 - w) * self.standardise_local(local.scores.numpy())
+        return Prediction(scores=torch.from_numpy(fused.astype(np.float32)), maps=local.maps)
+
+    def memory_bank_bytes(self) -> int:
+        return self.global_scorer.nbytes + self.bank.nbytes

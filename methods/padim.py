@@ -1,0 +1,62 @@
+"""PaDiM: a Gaussian per patch position over the normal training images."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.embedding import BackboneMethod, image_maps
+from harness.features import EXTRACTOR_DEFAULTS, build_extractor, patch_features
+from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
+from harness.registry import register
+
+
+@register
+class PaDiM(BackboneMethod):
+    card = MethodCard(
+        name="padim",
+        family="patch density",
+        description="Mahalanobis distance of each patch to a Gaussian fitted at its position over normal images "
+        "(random subset of the concatenated layer-1 to layer-3 channels)",
+        reference="Defard et al., PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection and "
+        "Localization, ICPR 2021 Workshops",
+        license="Apache-2.0",
+        tasks=("anomaly",),
+        defaults={**EXTRACTOR_DEFAULTS, "layers": "1,2,3", "channels": 100, "epsilon": 0.01, "smoothing_sigma": 4.0},
+    )
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        self.extractor = build_extractor(self.params, train, ctx)
+        count, total, outer = 0, None, None
+        for images in ctx.progress(train, "accumulating patch statistics"):
+            x = self._patches(images, ctx.seed).double()  # (B, P, d)
+            if total is None:
+                total, outer = x.sum(0), torch.einsum("bpi,bpj->pij", x, x)
+            else:
+                total += x.sum(0)
+                outer += torch.einsum("bpi,bpj->pij", x, x)
+            count += len(x)
+        mean = total / count
+        cov = (outer - count * torch.einsum("pi,pj->pij", mean, mean)) / max(count - 1, 1)
+        cov += self.params["epsilon"] * torch.eye(cov.shape[-1], dtype=cov.dtype)
+        self.mean, self.precision = mean.float(), torch.linalg.inv(cov).float()
+
+    def _patches(self, images: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """(B, positions, channels) features at the finest selected stage, on a fixed channel subset."""
+        features = patch_features(self.extractor(images), neighbourhood=1).cpu()
+        if seed is not None and not hasattr(self, "channel_index"):
+            gen = torch.Generator().manual_seed(seed)
+            n = min(self.params["channels"], features.shape[1])
+            self.channel_index = torch.randperm(features.shape[1], generator=gen)[:n].sort().values
+            self.grid = features.shape[-2:]
+        features = features[:, self.channel_index]
+        return features.flatten(2).transpose(1, 2)
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        diff = self._patches(batch) - self.mean
+        squared = torch.einsum("bpi,pij,bpj->bp", diff, self.precision, diff).clamp_min(0)
+        grid = squared.sqrt().view(len(batch), 1, *self.grid)
+        maps = image_maps(grid, batch.shape[-2:], self.params["smoothing_sigma"])
+        return Prediction(scores=maps.flatten(1).amax(dim=1), maps=maps)
+
+    def memory_bank_bytes(self) -> int:
+        return (self.mean.numel() + self.precision.numel()) * 4
