@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 
 from harness.adapters.base import DatasetSource
+from harness.dicom import is_dicom, read_dicom, to_uint8
 from harness.errors import DataIntegrityError
 from harness.paths import cache_root
 from harness.synth.cohort import image_digest
@@ -40,9 +41,19 @@ class SplitData:
         return len(self.meta)
 
 
-def _decode(path: Path, resolution: int, expected_digest: str | None, image_id: str) -> np.ndarray:
+def read_pixels(path: Path) -> np.ndarray:
+    """8-bit grayscale at native size: DICOM (found by its preamble) through `harness.dicom`,
+    anything else through Pillow."""
+    if is_dicom(path):
+        return to_uint8(read_dicom(path))
     with Image.open(path) as im:
-        pixels = np.asarray(im.convert("L"))
+        return np.asarray(im.convert("L"))
+
+
+def _decode(path: Path, resolution: int, expected_digest: str | None, image_id: str) -> np.ndarray:
+    """Decode, check the recorded digest, resize to the square board resolution (non-square
+    images such as panoramics are stretched, not cropped: every method sees the whole image)."""
+    pixels = read_pixels(path)
     if expected_digest is not None and image_digest(image_id, pixels).hex() != expected_digest:
         raise DataIntegrityError(f"{path}: pixels differ from the dataset's recorded digest")
     if pixels.shape != (resolution, resolution):

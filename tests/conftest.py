@@ -73,3 +73,41 @@ def tiny_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -
     manifest = folder / "tiny-ad.csv"
     sha = write_manifest(frame, manifest)
     return write_board(folder, manifest, sha, source.content_sha256 or "")
+
+
+TINY_DENTAL = {"seed": 1, "n_patients": 60, "image_height": 48}
+
+
+@pytest.fixture(scope="session")
+def tiny_dental_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
+    """A reduced synth-dental board: DICOM phantoms read through the dental adapter."""
+    from harness.adapters import synthetic_dental
+
+    folder = tmp_path_factory.mktemp("tiny-dental")
+    source = synthetic_dental.prepare(DatasetSpec("synth-dental", dict(TINY_DENTAL)), workers=1)
+    frame = anomaly_split(source.entries, n_train=24, n_val=(6, 6), n_test=(10, 10), seed=0)
+    manifest = folder / "tiny-dental.csv"
+    sha = write_manifest(frame, manifest)
+    params = "\n".join(f"{k} = {v}" for k, v in TINY_DENTAL.items())
+    board = folder / "tiny-dental.toml"
+    board.write_text(f"""
+name = "tiny-dental"
+version = 1
+description = "reduced synthetic dental board for tests"
+task = "anomaly"
+resolution = 32
+split_manifest = "{manifest.name}"
+split_sha256 = "{sha}"
+bootstrap = 20
+seed = 0
+batch_size = 16
+slices = ["sex"]
+min_slice_class = 3
+reference_method = "intensity"
+
+[dataset]
+name = "synth-dental"
+{params}
+content_sha256 = "{source.content_sha256}"
+""")
+    return board

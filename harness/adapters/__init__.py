@@ -12,7 +12,11 @@ def prepare_dataset(spec: DatasetSpec) -> DatasetSource:
         from harness.adapters import synthetic
 
         return synthetic.prepare(spec)
-    raise XRBenchError(f"no adapter for dataset {spec.name!r}; available: synth-cxr")
+    if spec.name == "synth-dental":
+        from harness.adapters import synthetic_dental
+
+        return synthetic_dental.prepare(spec)
+    raise XRBenchError(f"no adapter for dataset {spec.name!r}; available: synth-cxr, synth-dental")
 
 
 __all__ = ["DatasetSource", "prepare_dataset"]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from PIL import Image
 from harness.adapters.nih import NIH_COLUMNS
 from harness.synth.chest import FINDINGS, draw_acquisition, draw_anatomy, draw_finding, render_chest
 
+T = TypeVar("T")
 GENERATOR_VERSION = 2
 # Relative frequencies of findings among abnormal images.
 FINDING_WEIGHTS = {
@@ -122,6 +124,36 @@ def _render_and_save(args: tuple[ImageRecord, int, int, str]) -> bytes:
     return image_digest(record.image_id, pixels)
 
 
+def render_all(
+    render: Callable[[T], bytes], jobs: list[T], workers: int = 0, progress: Callable[[int], None] | None = None
+) -> list[bytes]:
+    """Run `render` (a picklable function returning a digest) over `jobs`, in worker processes
+    when `workers` > 1 (default: up to 4), keeping the jobs' order."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    digests: list[bytes] = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers, initializer=_keep_freed_memory) as pool:
+            results = pool.map(render, jobs, chunksize=16)
+            for digest in results:
+                digests.append(digest)
+                if progress:
+                    progress(1)
+        return digests
+    _keep_freed_memory()
+    for job in jobs:
+        digests.append(render(job))
+        if progress:
+            progress(1)
+    return digests
+
+
+def replace_folder(tmp: Path, folder: Path) -> None:
+    """Move a finished dataset into place (the reader only trusts folders with dataset.json)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
 def metadata_frame(records: list[ImageRecord], size: int) -> pd.DataFrame:
     """The cohort as an NIH `Data_Entry_2017.csv` table, plus a synthetic `Site` column."""
     spacing = round(0.143 * 3000 / size, 4)
@@ -162,20 +194,7 @@ def write_dataset(
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
     jobs = [(r, seed, size, str(tmp / "images")) for r in records]
-    workers = workers or min(4, os.cpu_count() or 1)
-    digests: list[bytes] = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=_keep_freed_memory) as pool:
-            for digest in pool.map(_render_and_save, jobs, chunksize=16):
-                digests.append(digest)
-                if progress:
-                    progress(1)
-    else:
-        _keep_freed_memory()
-        for job in jobs:
-            digests.append(_render_and_save(job))
-            if progress:
-                progress(1)
+    digests = render_all(_render_and_save, jobs, workers, progress)
     content_sha256 = combine_digests(digests)
     metadata_frame(records, size).to_csv(tmp / "Data_Entry_2017.csv", index=False)
     pd.DataFrame({"image_id": [r.image_id for r in records], "sha256": [d.hex() for d in digests]}).to_csv(
@@ -191,7 +210,5 @@ def write_dataset(
         "findings": list(FINDINGS),
     }
     (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    replace_folder(tmp, folder)
     return content_sha256

@@ -1,0 +1,44 @@
+"""The embedded synthetic dental dataset: DICOM phantoms generated on first use, read back
+through the dental DICOM adapter, verified by hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.adapters.base import DatasetSource
+from harness.adapters.dental import read_dental
+from harness.adapters.synthetic import checked_params, ensure_generated, verified_digests
+from harness.boards import DatasetSpec
+from harness.paths import data_root
+from harness.synth.dental_cohort import DENTAL_GENERATOR_VERSION, draw_cohort, write_dataset
+
+DEFAULTS = {"seed": 0, "n_patients": 800, "image_height": 192}
+
+
+def dataset_folder(params: dict) -> Path:
+    p = {**DEFAULTS, **params}
+    name = f"v{DENTAL_GENERATOR_VERSION}-seed{p['seed']}-n{p['n_patients']}-h{p['image_height']}"
+    return data_root() / "synth-dental" / name
+
+
+def prepare(spec: DatasetSpec, workers: int = 0) -> DatasetSource:
+    params = checked_params("synth-dental", spec.params, DEFAULTS)
+    folder = dataset_folder(params)
+    n_images = len(draw_cohort(params["seed"], params["n_patients"]))
+    ensure_generated(
+        folder,
+        f"synth-dental ({n_images} DICOM files)",
+        n_images,
+        lambda progress: write_dataset(
+            folder, params["seed"], params["n_patients"], params["image_height"], workers=workers, progress=progress
+        ),
+    )
+    content_sha256, digests = verified_digests(folder, spec.content_sha256)
+    return DatasetSource(
+        name="synth-dental",
+        root=folder,
+        entries=read_dental(folder, folder / "labels.csv"),
+        image_dir=folder,
+        content_sha256=content_sha256,
+        image_digests=digests,
+    )

@@ -1,0 +1,128 @@
+"""DICOM decoding on real radiographs shipped by pydicom-data, and the dental adapter."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from harness.adapters.dental import read_dental
+from harness.data import read_pixels
+from harness.dicom import is_dicom, read_dicom
+from harness.errors import DataIntegrityError, XRBenchError
+from harness.synth.dental_cohort import DentalRecord, write_dicom
+
+
+def _real(name: str) -> str:
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"{name} is not available (pip install pydicom-data)")
+    return path
+
+
+def test_monochrome1_cr_is_windowed_and_inverted_as_the_standard_says():
+    path = _real("RG1_UNCI.dcm")
+    ds = pydicom.dcmread(path)
+    assert ds.PhotometricInterpretation == "MONOCHROME1"
+    x = ds.pixel_array.astype(np.float64)
+    c, w = float(ds.WindowCenter), float(ds.WindowWidth)
+    # DICOM PS3.3 C.11.2.1.2.1 linear window, scaled to [0, 1], then inverted for MONOCHROME1.
+    expected = 1.0 - np.clip((x - (c - 0.5)) / (w - 1) + 0.5, 0, 1)
+    np.testing.assert_allclose(read_dicom(path), expected, atol=1e-4)
+
+
+def test_jpeg2000_variants_decode_like_their_uncompressed_references():
+    # pydicom-data pairs each JPEG 2000 file with its uncompressed pixels: _J2KR with _UNCR
+    # (lossless), _J2KI with _UNCI (the lossy result).
+    original = read_dicom(_real("RG1_UNCR.dcm"))
+    np.testing.assert_array_equal(read_dicom(_real("RG1_J2KR.dcm")), original)
+    lossy = read_dicom(_real("RG1_J2KI.dcm"))
+    np.testing.assert_array_equal(lossy, read_dicom(_real("RG1_UNCI.dcm")))
+    assert 0 < np.abs(lossy - original).mean() < 0.01
+
+
+def test_jpeg_lossless_and_rle_decode():
+    jpeg = read_dicom(_real("JPEG-LL.dcm"))
+    assert jpeg.shape == (1024, 256) and jpeg.std() > 0.01
+
+
+def test_multiframe_and_colour_files_are_refused_by_name():
+    with pytest.raises(DataIntegrityError, match=r"OBXXXX1A_2frame\.dcm: 2 frames"):
+        read_dicom(_real("OBXXXX1A_2frame.dcm"))
+    with pytest.raises(DataIntegrityError, match=r"SC_rgb\.dcm: photometric interpretation RGB"):
+        read_dicom(_real("SC_rgb.dcm"))
+
+
+def test_truncated_file_is_an_error_naming_it(tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.write_bytes(open(_real("RG1_UNCI.dcm"), "rb").read()[:50_000])
+    assert is_dicom(damaged)
+    with pytest.raises(DataIntegrityError, match="damaged"):
+        read_dicom(damaged)
+
+
+def _record(**kw) -> DentalRecord:
+    base = dict(
+        path="x.dcm", patient_id=7, visit=0, age=45, sex="F", findings=(), monochrome1=False, windowed=False, rle=False
+    )
+    return DentalRecord(**{**base, **kw})
+
+
+@pytest.mark.parametrize("monochrome1", [False, True])
+@pytest.mark.parametrize("rle", [False, True])
+def test_written_phantoms_decode_the_same_whatever_the_encoding(tmp_path, monochrome1, rle):
+    values = np.random.default_rng(0).integers(0, 4096, size=(24, 48)).astype(np.uint16)
+    values[0, 0], values[0, 1] = 0, 4095  # full range, so min-max and the 12-bit window agree
+    path = tmp_path / "image"
+    write_dicom(path, values, _record(monochrome1=monochrome1, rle=rle), seed=0)
+    assert is_dicom(path)
+    np.testing.assert_allclose(read_dicom(path), values / 4095, atol=1e-6)
+    assert read_pixels(path).dtype == np.uint8
+
+
+def _tree(tmp_path, layout: dict[str, int]):
+    for i, (rel, patient) in enumerate(layout.items()):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_dicom(path, np.full((8, 16), 100 * i, np.uint16), _record(path=rel, patient_id=patient), seed=0)
+
+
+def test_dental_labels_from_folders_and_patient_ids_from_headers(tmp_path):
+    _tree(tmp_path, {"normal/a.dcm": 1, "normal/sub/b": 2, "abnormal/c.DCM": 3})
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    entries = read_dental(tmp_path)
+    assert entries.set_index("image_id")["label"].to_dict() == {
+        "abnormal/c.DCM": 1,
+        "normal/a.dcm": 0,
+        "normal/sub/b": 0,
+    }
+    assert set(entries["patient_id"]) == {"D00001", "D00002", "D00003"} and set(entries["age"]) == {45}
+
+
+def test_dental_labels_csv_by_uid_with_patient_override(tmp_path):
+    _tree(tmp_path, {"x/1.dcm": 1, "x/2.dcm": 2})
+    uids = {f: str(pydicom.dcmread(tmp_path / f).SOPInstanceUID) for f in ("x/1.dcm", "x/2.dcm")}
+    pd.DataFrame(
+        {
+            "sop_instance_uid": list(uids.values()),
+            "label": ["0", "abnormal"],
+            "patient_id": ["p", "p"],
+            "finding": ["", "Caries"],
+        }
+    ).to_csv(tmp_path / "labels.csv", index=False)
+    entries = read_dental(tmp_path, tmp_path / "labels.csv").set_index("image_id")
+    assert entries.loc["x/2.dcm", "findings"] == "Caries" and entries.loc["x/1.dcm", "findings"] == "No Finding"
+    assert set(entries["patient_id"]) == {"p"}
+
+
+def test_dental_unlabelled_files_and_bad_labels_are_errors(tmp_path):
+    _tree(tmp_path, {"a.dcm": 1, "b.dcm": 2})
+    pd.DataFrame({"path": ["a.dcm"], "label": ["normal"]}).to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(DataIntegrityError, match=r"1 DICOM files .* no label \(first: b\.dcm\)"):
+        read_dental(tmp_path, tmp_path / "labels.csv")
+    pd.DataFrame({"path": ["a.dcm", "b.dcm"], "label": ["normal", "maybe"]}).to_csv(tmp_path / "l2.csv", index=False)
+    with pytest.raises(XRBenchError, match="maybe"):
+        read_dental(tmp_path, tmp_path / "l2.csv")
+    shutil.rmtree(tmp_path)

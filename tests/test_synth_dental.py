@@ -1,0 +1,53 @@
+"""The synthetic dental DICOM dataset and its board, end to end."""
+
+import numpy as np
+import pydicom
+
+from harness.adapters import synthetic_dental
+from harness.boards import DatasetSpec
+from harness.runner import run_bench
+from harness.synth.dental_cohort import draw_cohort, write_dataset
+
+
+def test_generation_is_deterministic_and_mixes_encodings(tmp_path):
+    a = write_dataset(tmp_path / "a", seed=5, n_patients=12, height=32, workers=1)
+    b = write_dataset(tmp_path / "b", seed=5, n_patients=12, height=32, workers=2)
+    assert a == b
+    assert a != write_dataset(tmp_path / "c", seed=6, n_patients=12, height=32, workers=1)
+    records = draw_cohort(5, 12)
+    headers = [pydicom.dcmread(tmp_path / "a" / r.path) for r in records]
+    assert {h.PhotometricInterpretation for h in headers} == {"MONOCHROME1", "MONOCHROME2"}
+    assert {h.file_meta.TransferSyntaxUID.name for h in headers} == {"Explicit VR Little Endian", "RLE Lossless"}
+    assert {h.Modality for h in headers} == {"PX"} and {h.BitsStored for h in headers} == {12}
+    assert any(not r.path.endswith(".dcm") for r in records)
+
+
+def test_findings_change_the_image_locally():
+    from harness.synth.dental import draw_acquisition, draw_finding, draw_patient, render_panoramic
+
+    patient = draw_patient(np.random.default_rng(0))
+    acquisition = draw_acquisition(np.random.default_rng(1))
+    normal = render_panoramic(patient, acquisition, [], 96).astype(float)
+    for name in ("Periapical lesion", "Caries", "Cyst"):
+        finding = draw_finding(np.random.default_rng(2), name, len(patient["teeth"]))
+        diff = np.abs(render_panoramic(patient, acquisition, [finding], 96) - normal)
+        changed = diff > 200
+        assert changed.any() and changed.mean() < 0.05, name
+
+
+def test_dental_board_runs_end_to_end(tiny_dental_board, tmp_path):
+    for method in ("intensity", "patchcore"):
+        result = run_bench(method, tiny_dental_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+        m = result.metrics
+        assert 0 <= m[(m["metric"] == "auroc") & (m["slice"] == "all")]["value"].iloc[0] <= 1
+
+
+def test_the_board_refuses_a_dataset_with_other_pixels(tiny_dental_board):
+    import pytest
+
+    from harness.errors import DataIntegrityError
+
+    with pytest.raises(DataIntegrityError, match="content SHA-256"):
+        synthetic_dental.prepare(
+            DatasetSpec("synth-dental", {"seed": 1, "n_patients": 60, "image_height": 48}, content_sha256="0" * 64)
+        )
