@@ -245,6 +245,44 @@ def cmd_compare(args: argparse.Namespace) -> None:
     console.print(f"At the 5% level the two runs are [bold]{verdict}[/] (both tests must agree to call a difference).")
 
 
+def cmd_data_check(args: argparse.Namespace) -> None:
+    from rich.progress import track
+
+    from harness.adapters.local import check_files, read_entries
+
+    root = Path(args.root).expanduser()
+    entries = read_entries(args.name, root)
+    report = check_files(
+        root, entries["image_id"].tolist(), lambda it, text: track(it, description=text, console=err_console)
+    )
+    table = Table(title=f"{args.name} at {root}")
+    for column in ("images listed", "present", "missing", "unreadable", "normal", "abnormal", "no usable label"):
+        table.add_column(column, justify="right")
+    label = entries["label"]
+    table.add_row(
+        *(
+            str(x)
+            for x in (
+                len(entries),
+                report.present,
+                len(report.missing),
+                len(report.unreadable),
+                int((label == 0).sum()),
+                int((label == 1).sum()),
+                int(label.isna().sum()),
+            )
+        )
+    )
+    console.print(table)
+    if "official_split" in entries:
+        counts = entries["official_split"].replace("", "(none)").value_counts().to_dict()
+        console.print("official split: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for line in report.lines():
+        console.print(line)
+    if report.missing or report.unreadable:
+        raise XRBenchError(f"{len(report.missing) + len(report.unreadable)} listed images cannot be used")
+
+
 def cmd_split_freeze(args: argparse.Namespace) -> None:
     from harness.adapters import prepare_dataset
     from harness.boards import load_board
@@ -331,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--severity", type=int, default=0)
     p.add_argument("--db", default=None)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("data", help="local copies of the real datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("check", help="what is there, missing or unreadable (writes nothing)")
+    q.add_argument("name", choices=("nih", "chexpert", "mimic", "dental"))
+    q.add_argument("--root", required=True, help="the dataset's folder, in its published layout")
+    q.set_defaults(func=cmd_data_check)
 
     p = sub.add_parser("split", help="maintain frozen split manifests")
     split_sub = p.add_subparsers(dest="split_command", required=True)

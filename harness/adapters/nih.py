@@ -54,3 +54,57 @@ def read_data_entry(path: Path) -> pd.DataFrame:
             "site": raw["Site"] if "Site" in raw.columns else "",
         }
     )
+
+
+def official_split(root: Path) -> dict[str, str]:
+    """image -> 'train_val' or 'test' from the release's lists; empty when they are absent."""
+    out: dict[str, str] = {}
+    for name, split in (("train_val_list.txt", "train_val"), ("test_list.txt", "test")):
+        path = root / name
+        if path.exists():
+            out.update({line.strip(): split for line in path.read_text().splitlines() if line.strip()})
+    return out
+
+
+def locate_images(root: Path) -> dict[str, str]:
+    """image file name -> path relative to `root`, for `images/` or `images_001/images/` ...."""
+    found: dict[str, str] = {}
+    for folder in [root / "images", *sorted(root.glob("images_*/images"))]:
+        if folder.is_dir():
+            for path in folder.iterdir():
+                found.setdefault(path.name, path.relative_to(root).as_posix())
+    return found
+
+
+def read_bbox_list(path: Path) -> pd.DataFrame:
+    """`BBox_List_2017.csv`: image_id, finding, x, y, w, h in original pixel coordinates."""
+    raw = pd.read_csv(path)
+    box = [c for c in raw.columns if c.startswith("Bbox")]
+    if "Image Index" not in raw.columns or "Finding Label" not in raw.columns or not box:
+        raise XRBenchError(f"{path} lacks the NIH box columns (Image Index, Finding Label, Bbox [x,y,w,h])")
+    start = raw.columns.get_loc(box[0])
+    values = raw.iloc[:, start : start + 4].astype(float).to_numpy()
+    return pd.DataFrame(
+        {
+            "image_id": raw["Image Index"],
+            "finding": raw["Finding Label"],
+            "x": values[:, 0],
+            "y": values[:, 1],
+            "w": values[:, 2],
+            "h": values[:, 3],
+        }
+    )
+
+
+def read_nih(root: Path) -> pd.DataFrame:
+    """Entries for a local NIH ChestX-ray14 copy: image ids become paths relative to `root`;
+    `official_split` comes from the release's lists ('' when absent)."""
+    table = next((root / n for n in ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv") if (root / n).exists()), None)
+    if table is None:
+        raise XRBenchError(f"{root} has no Data_Entry_2017.csv (or _v2020): is this the NIH ChestX-ray14 root?")
+    entries = read_data_entry(table)
+    split = official_split(root)
+    located = locate_images(root)
+    entries["official_split"] = entries["image_id"].map(split).fillna("")
+    entries["image_id"] = entries["image_id"].map(lambda i: located.get(i, f"images/{i}"))
+    return entries

@@ -1,0 +1,202 @@
+"""Metadata readers on small fake trees in each dataset's published layout."""
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from harness.adapters.chexpert import read_chexpert
+from harness.adapters.chexpert_labels import OBSERVATIONS, anomaly_labels
+from harness.adapters.local import check_files, read_entries
+from harness.adapters.mimic import image_path, read_mimic
+from harness.adapters.nih import NIH_COLUMNS, read_bbox_list, read_nih
+from harness.cli import main
+from harness.errors import XRBenchError
+
+
+def _png(path, value=128):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, np.uint8)).save(path)
+
+
+def _observations(**values) -> dict:
+    return {name: values.get(name.replace(" ", "_"), "") for name in OBSERVATIONS}
+
+
+def test_uncertainty_policies():
+    rows = pd.DataFrame(
+        [
+            _observations(No_Finding=1.0),
+            _observations(Cardiomegaly=1.0, Edema=-1.0),
+            _observations(Edema=-1.0),
+            _observations(Support_Devices=1.0),
+            _observations(No_Finding="", Pneumothorax=0.0),
+        ]
+    )
+    label, findings = anomaly_labels(rows, "ignore")
+    assert label.tolist()[:2] == [0.0, 1.0] and np.isnan(label.tolist()[2:]).all()
+    assert findings.tolist()[:2] == ["No Finding", "Cardiomegaly"]
+    assert (
+        anomaly_labels(rows, "ones")[0].tolist()[2] == 1.0
+        and anomaly_labels(rows, "ones")[1][1] == "Cardiomegaly|Edema"
+    )
+    assert np.isnan(anomaly_labels(rows, "zeros")[0][2])  # uncertain -> negative, and no "No Finding" either
+    with pytest.raises(XRBenchError, match="policy"):
+        anomaly_labels(rows, "maybe")
+    with pytest.raises(XRBenchError, match="'2'"):
+        anomaly_labels(pd.DataFrame([_observations(Edema="2")]), "ignore")
+
+
+def _chexpert_tree(root):
+    header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *OBSERVATIONS]
+    rows = [
+        [
+            "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg",
+            "Male",
+            68,
+            "Frontal",
+            "AP",
+            *_observations(No_Finding=1.0).values(),
+        ],
+        [
+            "CheXpert-v1.0-small/train/patient00001/study1/view2_lateral.jpg",
+            "Male",
+            68,
+            "Lateral",
+            "",
+            *_observations(No_Finding=1.0).values(),
+        ],
+        [
+            "CheXpert-v1.0-small/train/patient00002/study1/view1_frontal.jpg",
+            "Female",
+            40,
+            "Frontal",
+            "PA",
+            *_observations(Pleural_Effusion=1.0, Edema=-1.0).values(),
+        ],
+    ]
+    pd.DataFrame(rows, columns=header).to_csv(root / "train.csv", index=False)
+    valid = [
+        [
+            "CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg",
+            "Female",
+            55,
+            "Frontal",
+            "AP",
+            *_observations(Edema=-1.0).values(),
+        ]
+    ]
+    pd.DataFrame(valid, columns=header).to_csv(root / "valid.csv", index=False)
+
+
+def test_chexpert_reader(tmp_path):
+    _chexpert_tree(tmp_path)
+    entries = read_chexpert(tmp_path)
+    assert entries["image_id"].tolist()[0] == "train/patient00001/study1/view1_frontal.jpg"
+    assert len(entries) == 3  # lateral view left out
+    assert entries["patient_id"].tolist() == ["chexpert-00001", "chexpert-00002", "chexpert-64541"]
+    assert entries["label"].tolist()[:2] == [0.0, 1.0] and np.isnan(entries["label"].iloc[2])
+    assert entries["official_split"].tolist() == ["train", "train", "valid"]
+    assert entries["view"].tolist() == ["AP", "PA", "AP"] and entries["sex"].tolist() == ["M", "F", "F"]
+    assert len(read_chexpert(tmp_path, frontal_only=False)) == 4
+
+
+def test_chexpert_missing_columns_are_named(tmp_path):
+    pd.DataFrame({"Path": ["x"]}).to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(XRBenchError, match="lacks the CheXpert columns"):
+        read_chexpert(tmp_path)
+
+
+def _mimic_tree(root):
+    meta = pd.DataFrame(
+        {
+            "dicom_id": ["d1", "d2", "d3", "d4"],
+            "subject_id": [10000032, 10000032, 10000764, 10000898],
+            "study_id": [50414267, 50414267, 57375967, 50771383],
+            "ViewPosition": ["PA", "LATERAL", "AP", "PA"],
+            "Rows": 1,
+            "Columns": 1,
+        }
+    )
+    labels = pd.DataFrame(
+        [
+            {"subject_id": 10000032, "study_id": 50414267, **_observations(No_Finding=1.0)},
+            {"subject_id": 10000764, "study_id": 57375967, **_observations(Consolidation=1.0)},
+        ]
+    )
+    split = meta[["dicom_id", "study_id", "subject_id"]].assign(split=["train", "train", "test", "validate"])
+    with gzip.open(root / "mimic-cxr-2.0.0-metadata.csv.gz", "wt") as f:
+        meta.to_csv(f, index=False)
+    labels.to_csv(root / "mimic-cxr-2.0.0-chexpert.csv", index=False)
+    split.to_csv(root / "mimic-cxr-2.0.0-split.csv", index=False)
+
+
+def test_mimic_reader(tmp_path):
+    _mimic_tree(tmp_path)
+    entries = read_mimic(tmp_path).set_index("image_id")
+    first = image_path(10000032, 50414267, "d1")
+    assert first == "files/p10/p10000032/s50414267/d1.jpg"
+    assert list(entries.index) == [first, image_path(10000764, 57375967, "d3"), image_path(10000898, 50771383, "d4")]
+    assert entries["label"].tolist()[:2] == [0.0, 1.0]
+    assert np.isnan(entries["label"].iloc[2])  # study without labels: kept, labelled NaN
+    assert entries["official_split"].tolist() == ["train", "test", "validate"]
+    with pytest.raises(XRBenchError, match="negbio"):
+        read_mimic(tmp_path, labeler="negbio")
+
+
+def _nih_tree(root):
+    rows = [
+        ["00000001_000.png", "Cardiomegaly|Effusion", 0, 1, 58, "M", "PA", 2682, 2749, 0.143, 0.143],
+        ["00000002_000.png", "No Finding", 0, 2, 81, "M", "AP", 2500, 2048, 0.171, 0.171],
+        ["00000003_000.png", "Hernia", 0, 3, 74, "F", "PA", 2500, 2048, 0.168, 0.168],
+    ]
+    pd.DataFrame(rows, columns=NIH_COLUMNS).to_csv(root / "Data_Entry_2017_v2020.csv", index=False)
+    _png(root / "images_001" / "images" / "00000001_000.png")
+    _png(root / "images_002" / "images" / "00000002_000.png")
+    (root / "images_002" / "images" / "00000003_000.png").write_bytes(b"not a png")
+    (root / "train_val_list.txt").write_text("00000001_000.png\n00000002_000.png\n")
+    (root / "test_list.txt").write_text("00000003_000.png\n")
+
+
+def test_nih_reader_finds_images_and_the_official_split(tmp_path):
+    _nih_tree(tmp_path)
+    entries = read_nih(tmp_path)
+    assert entries["image_id"].tolist() == [
+        "images_001/images/00000001_000.png",
+        "images_002/images/00000002_000.png",
+        "images_002/images/00000003_000.png",
+    ]
+    assert entries["official_split"].tolist() == ["train_val", "train_val", "test"]
+    assert entries["label"].tolist() == [1, 0, 1]
+    report = check_files(tmp_path, [*entries["image_id"], "images/missing.png"])
+    assert report.present == 2 and report.unreadable == ["images_002/images/00000003_000.png"]
+    assert report.missing == ["images/missing.png"]
+
+
+def test_nih_boxes(tmp_path):
+    (tmp_path / "BBox_List_2017.csv").write_text(
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\n00013118_008.png,Atelectasis,225.08,547.02,86.79,79.18\n"
+    )
+    boxes = read_bbox_list(tmp_path / "BBox_List_2017.csv")
+    assert boxes.iloc[0].to_dict() == {
+        "image_id": "00013118_008.png",
+        "finding": "Atelectasis",
+        "x": 225.08,
+        "y": 547.02,
+        "w": 86.79,
+        "h": 79.18,
+    }
+
+
+def test_data_check_command_reports_and_fails_on_unusable_images(tmp_path, capsys):
+    _nih_tree(tmp_path)
+    assert main(["data", "check", "nih", "--root", str(tmp_path)]) != 0
+    out = capsys.readouterr()
+    assert "1 unreadable: images_002/images/00000003_000.png" in out.out
+    (tmp_path / "images_002" / "images" / "00000003_000.png").unlink()
+    _png(tmp_path / "images_002" / "images" / "00000003_000.png")
+    assert main(["data", "check", "nih", "--root", str(tmp_path)]) == 0
+    with pytest.raises(XRBenchError, match="unknown dataset"):
+        read_entries("padchest", tmp_path)
