@@ -239,9 +239,9 @@ def run_bench(
     def batches(images: torch.Tensor, split: SplitData) -> ImageBatches:
         return split_batches(images, split, board, torch_device)
 
-    with ResultStore(db) as store, _progress(console) as progress:
-        track = _tracker(progress, method_name)
-
+    # The database is opened only to record the start and the outcome, so that other
+    # processes (another bench, `xrbench runs`, the site) can use it while this one computes.
+    with ResultStore(db) as store:
         store.start_run(
             {
                 "run_id": run_id,
@@ -255,6 +255,8 @@ def run_bench(
                 **environment(torch_device),
             }
         )
+    with _progress(console) as progress:
+        track = _tracker(progress, method_name)
         try:
             fit_seconds, fit_peak_memory = fit_method(method, board, data, seed, torch_device, track)
 
@@ -292,14 +294,13 @@ def run_bench(
                 (r.condition, int(r.severity)): float(r.value)
                 for r in metrics[(metrics["slice"] == "all") & (metrics["metric"] == "auroc")].itertuples()
             }
-            reference_run = None
+            reference_run, reference = None, aurocs if board.reference_method == method_name else None
             if board.reference_method and board.reference_method != method_name:
-                reference_run = store.latest_run(board.name, board.reference_method, board.split_sha256, dataset_sha256)
-            reference = (
-                store.condition_aurocs(reference_run)
-                if reference_run
-                else (aurocs if board.reference_method == method_name else None)
-            )
+                with ResultStore(db) as store:
+                    reference_run = store.latest_run(
+                        board.name, board.reference_method, board.split_sha256, dataset_sha256
+                    )
+                    reference = store.condition_aurocs(reference_run) if reference_run else None
             robustness = robustness_summary(aurocs, reference)
 
             predictions = pd.concat(
@@ -319,22 +320,24 @@ def run_bench(
             }
             if len(aurocs) > 1:
                 tables["robustness"] = pd.DataFrame([{**robustness, "reference_run_id": reference_run}])
-            store.complete_run(
-                run_id,
-                tables,
-                {
-                    "fit_seconds": fit_seconds,
-                    "predict_seconds": predict_seconds,
-                    "threshold": threshold,
-                    "weights_id": weights.id,
-                    "weights_sha256": weights.sha256,
-                    "predictions_sha256": predictions_sha256(predictions),
-                    "fit_peak_memory_bytes": fit_peak_memory,
-                    **pipeline_speed(data, board),
-                },
-            )
+            with ResultStore(db) as store:
+                store.complete_run(
+                    run_id,
+                    tables,
+                    {
+                        "fit_seconds": fit_seconds,
+                        "predict_seconds": predict_seconds,
+                        "threshold": threshold,
+                        "weights_id": weights.id,
+                        "weights_sha256": weights.sha256,
+                        "predictions_sha256": predictions_sha256(predictions),
+                        "fit_peak_memory_bytes": fit_peak_memory,
+                        **pipeline_speed(data, board),
+                    },
+                )
         except BaseException as exc:
-            store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+            with ResultStore(db) as store:
+                store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
             raise
     notes = []
     if board.reference_method and robustness.get("mce") is None and len(aurocs) > 1:

@@ -8,6 +8,7 @@ run that fails is marked `failed` with its error.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+
+from harness.errors import XRBenchError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -152,11 +155,24 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _connect(path: Path, wait_seconds: float = 60.0) -> duckdb.DuckDBPyConnection:
+    """Open the database, waiting while another process briefly holds its lock (a run being
+    recorded) instead of failing at once."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise XRBenchError(f"cannot open {path}: {exc}") from exc
+            time.sleep(0.2)
+
+
 class ResultStore:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path))
+        self.con = _connect(self.path)
         self.con.execute(SCHEMA)
         self.con.execute(MIGRATIONS)
 

@@ -167,3 +167,37 @@ def test_calibrators_and_threshold_see_validation_scores_only(tiny_board, tmp_pa
     for scores in seen:
         assert len(scores) == len(val) == 20
         assert sorted(scores) == sorted(val["score"])
+
+
+@register
+class ReadsTheDatabaseWhileFitting(Method):
+    """Opens the results database from another process in the middle of a run."""
+
+    card = MethodCard("test-reads-db-midway", "test", "checks the database is not locked during a run", "-", "-")
+    db_path = ""
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        import subprocess
+        import sys
+
+        code = f"import duckdb; print(duckdb.connect({self.db_path!r}).execute('SELECT count(*) FROM runs').fetchone())"
+        self.reader = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        return Prediction(scores=batch.mean(dim=(1, 2, 3)))
+
+
+def test_the_database_stays_usable_by_other_processes_during_a_run(tiny_board, tmp_path, monkeypatch):
+    db = tmp_path / "r.duckdb"
+    monkeypatch.setattr(ReadsTheDatabaseWhileFitting, "db_path", str(db))
+    seen = {}
+    original = ReadsTheDatabaseWhileFitting.fit
+
+    def fit(self, *args):
+        original(self, *args)
+        seen["reader"] = self.reader
+
+    monkeypatch.setattr(ReadsTheDatabaseWhileFitting, "fit", fit)
+    run_bench("test-reads-db-midway", tiny_board, db=db, device="cpu", corruptions=False)
+    assert seen["reader"].returncode == 0, seen["reader"].stderr
+    assert seen["reader"].stdout.strip() == "(1,)"  # the running run is visible, status 'running'
