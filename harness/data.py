@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
-from rich.progress import track
+from rich.progress import Progress
 
 from harness.adapters.base import DatasetSource
 from harness.dicom import is_dicom, read_dicom, to_uint8
@@ -61,26 +63,57 @@ def _decode(path: Path, resolution: int, expected_digest: str | None, image_id: 
     return pixels
 
 
-def decode_images(source: DatasetSource, image_ids: list[str], resolution: int) -> np.ndarray:
-    """Decode every image, collecting all failures before raising one error that lists them."""
-    out = np.empty((len(image_ids), resolution, resolution), dtype=np.uint8)
+def _decode_chunk(args: tuple[list[Path], list[str], list[str | None], int]) -> tuple[np.ndarray, list[str]]:
+    paths, image_ids, digests, resolution = args
+    out = np.empty((len(paths), resolution, resolution), dtype=np.uint8)
     failures: list[str] = []
-    digests = source.image_digests or {}
-    for i, image_id in enumerate(track(image_ids, description="decoding images", transient=True)):
-        path = source.image_path(image_id)
+    for i, (path, image_id, digest) in enumerate(zip(paths, image_ids, digests, strict=True)):
         try:
-            out[i] = _decode(path, resolution, digests.get(image_id), image_id)
+            out[i] = _decode(path, resolution, digest, image_id)
         except FileNotFoundError:
             failures.append(f"{path}: missing")
-        except (UnidentifiedImageError, OSError, DataIntegrityError) as exc:
-            failures.append(f"{path}: unreadable ({exc})" if not isinstance(exc, DataIntegrityError) else str(exc))
+        except DataIntegrityError as exc:
+            failures.append(str(exc))
+        except (UnidentifiedImageError, OSError) as exc:
+            failures.append(f"{path}: unreadable ({exc})")
+    return out, failures
+
+
+def decode_images(source: DatasetSource, image_ids: list[str], resolution: int, workers: int = 0) -> np.ndarray:
+    """Decode every image (in worker processes when there are many), collecting all failures
+    before raising one error that lists them."""
+    digests = source.image_digests or {}
+    chunk = 64
+    jobs = [
+        (
+            [source.image_path(i) for i in image_ids[start : start + chunk]],
+            image_ids[start : start + chunk],
+            [digests.get(i) for i in image_ids[start : start + chunk]],
+            resolution,
+        )
+        for start in range(0, len(image_ids), chunk)
+    ]
+    workers = workers or (min(4, os.cpu_count() or 1) if len(image_ids) >= 4 * chunk else 1)
+    parts: list[np.ndarray] = []
+    failures: list[str] = []
+    with ExitStack() as stack:
+        progress = stack.enter_context(Progress(transient=True))
+        task = progress.add_task("decoding images", total=len(image_ids))
+        if workers > 1:
+            results = stack.enter_context(ProcessPoolExecutor(workers)).map(_decode_chunk, jobs)
+        else:
+            results = map(_decode_chunk, jobs)
+        for array, failed in results:
+            parts.append(array)
+            failures.extend(failed)
+            progress.advance(task, len(array))
     if failures:
         shown = "\n  ".join(failures[:5])
         raise DataIntegrityError(
             f"{len(failures)} of {len(image_ids)} images could not be used:\n  {shown}"
             + (f"\n  ... and {len(failures) - 5} more" if len(failures) > 5 else "")
         )
-    return out
+    return np.concatenate(parts) if parts else np.empty((0, resolution, resolution), np.uint8)
 
 
 def _array_sha256(array: np.ndarray) -> str:

@@ -51,3 +51,27 @@ def test_the_board_refuses_a_dataset_with_other_pixels(tiny_dental_board):
         synthetic_dental.prepare(
             DatasetSpec("synth-dental", {"seed": 1, "n_patients": 60, "image_height": 48}, content_sha256="0" * 64)
         )
+
+
+def test_parallel_decoding_equals_serial_and_reports_every_failure(tiny_dental_board, tmp_path):
+    import shutil
+
+    import pytest
+
+    from harness.boards import load_board
+    from harness.data import decode_images
+    from harness.errors import DataIntegrityError
+
+    board = load_board(tiny_dental_board)
+    source = synthetic_dental.prepare(board.dataset)
+    ids = source.entries["image_id"].tolist()
+    serial = decode_images(source, ids, 32, workers=1)
+    assert np.array_equal(decode_images(source, ids, 32, workers=2), serial)
+    copy = tmp_path / "copy"
+    shutil.copytree(source.root, copy)
+    (copy / ids[0]).unlink()
+    (copy / ids[-1]).write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
+    damaged = type(source)(**{**source.__dict__, "root": copy, "image_dir": copy})
+    with pytest.raises(DataIntegrityError) as info:
+        decode_images(damaged, ids, 32, workers=2)
+    assert f"{ids[0]}: missing" in str(info.value) and ids[-1] in str(info.value) and "2 of" in str(info.value)

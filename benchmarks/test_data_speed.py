@@ -1,0 +1,51 @@
+"""Data preparation speed: decode + resize + cache write (what `cached_images` does on a
+first run), and reading the verified cache back. Images per second = n_images / mean time."""
+
+import pytest
+
+from harness.adapters import synthetic, synthetic_dental
+from harness.boards import DatasetSpec
+from harness.data import cached_images
+from harness.paths import cache_root
+
+DATASETS = {
+    "chest-png-256": (synthetic, DatasetSpec("synth-cxr", {"seed": 11, "n_patients": 250, "image_size": 256})),
+    "dental-dicom-384x192": (
+        synthetic_dental,
+        DatasetSpec("synth-dental", {"seed": 11, "n_patients": 250, "image_height": 192}),
+    ),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp("data-speed")
+        patch.setenv("XRBENCH_CACHE", str(root / "cache"))
+        patch.setenv("XRBENCH_DATA", str(root / "data"))
+        yield
+
+
+@pytest.fixture(scope="module", params=sorted(DATASETS))
+def source(request, isolated):
+    module, spec = DATASETS[request.param]
+    return module.prepare(spec)
+
+
+def _clear_cache():
+    import shutil
+
+    shutil.rmtree(cache_root() / "tensors", ignore_errors=True)
+
+
+def test_prepare_decode_resize_and_cache_write(benchmark, source):
+    manifest = source.entries[["image_id"]]
+    benchmark.extra_info["images"] = len(manifest)
+    benchmark.pedantic(cached_images, args=(source, manifest, "bench", 128), setup=_clear_cache, rounds=2)
+
+
+def test_read_the_verified_cache(benchmark, source):
+    manifest = source.entries[["image_id"]]
+    cached_images(source, manifest, "bench", 128)
+    benchmark.extra_info["images"] = len(manifest)
+    benchmark(cached_images, source, manifest, "bench", 128)
