@@ -245,42 +245,53 @@ def cmd_compare(args: argparse.Namespace) -> None:
     console.print(f"At the 5% level the two runs are [bold]{verdict}[/] (both tests must agree to call a difference).")
 
 
-def cmd_data_check(args: argparse.Namespace) -> None:
+def _check_local(name: str, root: Path):
+    """Read a local copy's metadata and check its files: (entries, file report), with a summary."""
     from rich.progress import track
 
     from harness.adapters.local import check_files, read_entries
 
-    root = Path(args.root).expanduser()
-    entries = read_entries(args.name, root)
+    entries = read_entries(name, root)
     report = check_files(
-        root, entries["image_id"].tolist(), lambda it, text: track(it, description=text, console=err_console)
+        root, entries["path"].tolist(), lambda it, text: track(it, description=text, console=err_console)
     )
-    table = Table(title=f"{args.name} at {root}")
+    table = Table(title=f"{name} at {root}")
     for column in ("images listed", "present", "missing", "unreadable", "normal", "abnormal", "no usable label"):
         table.add_column(column, justify="right")
     label = entries["label"]
-    table.add_row(
-        *(
-            str(x)
-            for x in (
-                len(entries),
-                report.present,
-                len(report.missing),
-                len(report.unreadable),
-                int((label == 0).sum()),
-                int((label == 1).sum()),
-                int(label.isna().sum()),
-            )
-        )
+    counts = (
+        len(entries),
+        report.present,
+        len(report.missing),
+        len(report.unreadable),
+        int((label == 0).sum()),
+        int((label == 1).sum()),
+        int(label.isna().sum()),
     )
+    table.add_row(*(str(x) for x in counts))
     console.print(table)
     if "official_split" in entries:
-        counts = entries["official_split"].replace("", "(none)").value_counts().to_dict()
-        console.print("official split: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        split_counts = entries["official_split"].replace("", "(none)").value_counts().to_dict()
+        console.print("official split: " + ", ".join(f"{k} {v}" for k, v in split_counts.items()))
     for line in report.lines():
         console.print(line)
+    return entries, report
+
+
+def cmd_data_check(args: argparse.Namespace) -> None:
+    _, report = _check_local(args.name, Path(args.root).expanduser())
     if report.missing or report.unreadable:
         raise XRBenchError(f"{len(report.missing) + len(report.unreadable)} listed images cannot be used")
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from harness.local_prepare import prepare_local_dataset
+
+    root = Path(args.root).expanduser()
+    entries, report = _check_local(args.name, root)
+    result = prepare_local_dataset(args.name, root, entries, report)
+    for line in result.lines():
+        console.print(line)
 
 
 def cmd_split_freeze(args: argparse.Namespace) -> None:
@@ -298,7 +309,10 @@ def cmd_split_freeze(args: argparse.Namespace) -> None:
         )
     # Freezing records the dataset's content hash anew, so it does not check the old one.
     source = prepare_dataset(dataclasses.replace(board.dataset, content_sha256=None))
-    entries = source.entries
+    entries = source.entries[source.entries["label"].notna()]  # images with no usable anomaly label
+    if spec.get("views"):
+        entries = entries[entries["view"].isin(spec["views"])]
+    entries = entries.assign(label=entries["label"].astype(int))
     frame = anomaly_split(
         entries,
         spec["n_train"],
@@ -376,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name", choices=("nih", "chexpert", "mimic", "dental"))
     q.add_argument("--root", required=True, help="the dataset's folder, in its published layout")
     q.set_defaults(func=cmd_data_check)
+    q = data_sub.add_parser(
+        "prepare", help="check a local copy against the frozen boards, record exclusions, fill the image cache"
+    )
+    q.add_argument("name", choices=("nih", "chexpert", "mimic", "dental"))
+    q.add_argument("--root", required=True, help="the dataset's folder, in its published layout")
+    q.set_defaults(func=cmd_data_prepare)
 
     p = sub.add_parser("split", help="maintain frozen split manifests")
     split_sub = p.add_subparsers(dest="split_command", required=True)

@@ -63,25 +63,30 @@ def _decode(path: Path, resolution: int, expected_digest: str | None, image_id: 
     return pixels
 
 
-def _decode_chunk(args: tuple[list[Path], list[str], list[str | None], int]) -> tuple[np.ndarray, list[str]]:
+Failure = tuple[str, str]  # (image id, what went wrong, starting with the file's path)
+
+
+def _decode_chunk(args: tuple[list[Path], list[str], list[str | None], int]) -> tuple[np.ndarray, list[Failure]]:
     paths, image_ids, digests, resolution = args
-    out = np.empty((len(paths), resolution, resolution), dtype=np.uint8)
-    failures: list[str] = []
+    out = np.zeros((len(paths), resolution, resolution), dtype=np.uint8)
+    failures: list[Failure] = []
     for i, (path, image_id, digest) in enumerate(zip(paths, image_ids, digests, strict=True)):
         try:
             out[i] = _decode(path, resolution, digest, image_id)
         except FileNotFoundError:
-            failures.append(f"{path}: missing")
+            failures.append((image_id, f"{path}: missing"))
         except DataIntegrityError as exc:
-            failures.append(str(exc))
-        except (UnidentifiedImageError, OSError) as exc:
-            failures.append(f"{path}: unreadable ({exc})")
+            failures.append((image_id, str(exc)))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            failures.append((image_id, f"{path}: unreadable ({exc})"))
     return out, failures
 
 
-def decode_images(source: DatasetSource, image_ids: list[str], resolution: int, workers: int = 0) -> np.ndarray:
-    """Decode every image (in worker processes when there are many), collecting all failures
-    before raising one error that lists them."""
+def decode_all(
+    source: DatasetSource, image_ids: list[str], resolution: int, workers: int = 0
+) -> tuple[np.ndarray, list[Failure]]:
+    """Decode every image (in worker processes when there are many); failed images stay zero
+    and are listed with what went wrong."""
     digests = source.image_digests or {}
     chunk = 64
     jobs = [
@@ -95,7 +100,7 @@ def decode_images(source: DatasetSource, image_ids: list[str], resolution: int, 
     ]
     workers = workers or (min(4, os.cpu_count() or 1) if len(image_ids) >= 4 * chunk else 1)
     parts: list[np.ndarray] = []
-    failures: list[str] = []
+    failures: list[Failure] = []
     with ExitStack() as stack:
         progress = stack.enter_context(Progress(transient=True))
         task = progress.add_task("decoding images", total=len(image_ids))
@@ -107,45 +112,68 @@ def decode_images(source: DatasetSource, image_ids: list[str], resolution: int, 
             parts.append(array)
             failures.extend(failed)
             progress.advance(task, len(array))
+    return (np.concatenate(parts) if parts else np.empty((0, resolution, resolution), np.uint8)), failures
+
+
+def decode_images(source: DatasetSource, image_ids: list[str], resolution: int, workers: int = 0) -> np.ndarray:
+    """Decode every image, collecting all failures before raising one error that lists them."""
+    array, failures = decode_all(source, image_ids, resolution, workers)
     if failures:
-        shown = "\n  ".join(failures[:5])
+        shown = "\n  ".join(message for _, message in failures[:5])
         raise DataIntegrityError(
             f"{len(failures)} of {len(image_ids)} images could not be used:\n  {shown}"
             + (f"\n  ... and {len(failures) - 5} more" if len(failures) > 5 else "")
+            + ("\nRun `xrbench data prepare` to record them as exclusions." if source.paths is not None else "")
         )
-    return np.concatenate(parts) if parts else np.empty((0, resolution, resolution), np.uint8)
+    return array
 
 
-def _array_sha256(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+def _array_sha256(array: np.ndarray, rows: int = 1024) -> str:
+    """SHA-256 of the array's bytes, read in slices so that a memory-mapped cache is never
+    copied whole into memory."""
+    h = hashlib.sha256()
+    for start in range(0, len(array), rows):
+        h.update(np.ascontiguousarray(array[start : start + rows]).data)
+    return h.hexdigest()
 
 
-def cached_images(source: DatasetSource, manifest: pd.DataFrame, manifest_sha256: str, resolution: int) -> np.ndarray:
-    """All manifest images at `resolution`, as (N, H, W) uint8 in manifest order."""
-    content = source.content_sha256 or "unhashed"
-    folder = cache_root() / "tensors" / f"{source.name}-{content[:12]}-{manifest_sha256[:12]}-r{resolution}"
-    meta_path, array_path = folder / "meta.json", folder / "images.npy"
-    if meta_path.exists() and array_path.exists():
-        meta = json.loads(meta_path.read_text())
-        array = np.load(array_path)
-        if meta.get("array_sha256") == _array_sha256(array) and meta.get("n") == len(manifest):
-            return array
-    array = decode_images(source, manifest["image_id"].tolist(), resolution)
+def _cache_folder(source: DatasetSource, manifest_sha256: str, resolution: int) -> Path:
+    # Generated datasets are identified by their pixel hash; a user's copy by where it lives.
+    content = source.content_sha256 or "root-" + hashlib.sha256(str(source.root.resolve()).encode()).hexdigest()
+    return cache_root() / "tensors" / f"{source.name}-{content[:17]}-{manifest_sha256[:12]}-r{resolution}"
+
+
+def write_cache(source: DatasetSource, manifest_sha256: str, resolution: int, array: np.ndarray) -> None:
+    """Store decoded images (N, H, W) uint8 with the SHA-256 that every later load checks."""
+    folder = _cache_folder(source, manifest_sha256, resolution)
     folder.mkdir(parents=True, exist_ok=True)
+    array_path = folder / "images.npy"
     tmp = array_path.with_suffix(".tmp.npy")
     np.save(tmp, array)
     os.replace(tmp, array_path)
-    meta_path.write_text(
-        json.dumps(
-            {
-                "n": len(manifest),
-                "resolution": resolution,
-                "manifest_sha256": manifest_sha256,
-                "content_sha256": content,
-                "array_sha256": _array_sha256(array),
-            }
-        )
-    )
+    meta = {
+        "n": len(array),
+        "resolution": resolution,
+        "manifest_sha256": manifest_sha256,
+        "content_sha256": source.content_sha256,
+        "root": str(source.root),
+        "array_sha256": _array_sha256(array),
+    }
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def cached_images(source: DatasetSource, manifest: pd.DataFrame, manifest_sha256: str, resolution: int) -> np.ndarray:
+    """All manifest images at `resolution`, as (N, H, W) uint8 in manifest order, memory-mapped
+    from the cache when it is there and intact, else decoded and cached."""
+    folder = _cache_folder(source, manifest_sha256, resolution)
+    meta_path, array_path = folder / "meta.json", folder / "images.npy"
+    if meta_path.exists() and array_path.exists():
+        meta = json.loads(meta_path.read_text())
+        array = np.load(array_path, mmap_mode="r")
+        if meta.get("array_sha256") == _array_sha256(array) and meta.get("n") == len(manifest):
+            return array
+    array = decode_images(source, manifest["image_id"].tolist(), resolution)
+    write_cache(source, manifest_sha256, resolution, array)
     return array
 
 

@@ -3,6 +3,7 @@ calibrate, store."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from harness.paths import cache_root, default_db
 from harness.protocol import FitContext, ImageBatches, Method
 from harness.provenance import environment
 from harness.registry import create_method
-from harness.splits import read_manifest, verify_manifest
+from harness.splits import excluded_split_sha256, read_manifest, verify_manifest
 from harness.store import ResultStore, now
 from harness.stress import Condition, corrupted_conditions
 
@@ -70,6 +71,7 @@ class BoardData:
     splits: dict[str, SplitData]
     source: DatasetSource
     manifest: pd.DataFrame
+    board: Board  # as run: with exclusions, its split_sha256 is the reduced manifest's
 
     @property
     def dataset_sha256(self) -> str:
@@ -77,11 +79,25 @@ class BoardData:
 
 
 def load_board_data(board: Board) -> BoardData:
-    """Verify the frozen split, make sure the dataset is present, return the board's splits."""
+    """Verify the frozen split, make sure the dataset is present, return the board's splits.
+
+    Images that `xrbench data prepare` recorded as missing or unreadable are left out, and the
+    board is run under the reduced manifest's hash (with a warning)."""
     verify_manifest(board.split_manifest, board.split_sha256)
     manifest = read_manifest(board.split_manifest)
     source = prepare_dataset(board.dataset)
-    return BoardData(board_splits(source, manifest, board.split_sha256, board.resolution), source, manifest)
+    excluded = sorted(set(source.excluded) & set(manifest["image_id"]))
+    if excluded:
+        manifest = manifest[~manifest["image_id"].isin(excluded)].reset_index(drop=True)
+        board = dataclasses.replace(board, split_sha256=excluded_split_sha256(board.split_sha256, excluded))
+        logging.getLogger("xrbench").warning(
+            "%d images of %s are excluded on this machine (see `xrbench data prepare`); results are stored under "
+            "split hash %s and are not ranked with results on the full manifest",
+            len(excluded),
+            board.name,
+            board.split_sha256[:12],
+        )
+    return BoardData(board_splits(source, manifest, board.split_sha256, board.resolution), source, manifest, board)
 
 
 def fit_method(
@@ -198,7 +214,8 @@ def prepare(
     method = create_method(method_name, params)
     if board.task not in method.card.tasks:
         raise XRBenchError(f"method {method_name} supports {method.card.tasks}, board {board.name} is {board.task}")
-    return board, method, resolve_device(device), load_board_data(board)
+    data = load_board_data(board)
+    return data.board, method, resolve_device(device), data
 
 
 def _prediction_rows(data: SplitData, split: str, condition: str, severity: int, scores: np.ndarray) -> pd.DataFrame:

@@ -122,3 +122,9 @@ def write_manifest(frame: pd.DataFrame, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame[MANIFEST_COLUMNS].to_csv(path, index=False, lineterminator="\n")
     return file_sha256(path)
+
+
+def excluded_split_sha256(split_sha256: str, excluded: list[str]) -> str:
+    """The identity of a frozen manifest minus some images: never equal to the full one's, so
+    results on a reduced manifest are never ranked with results on the full one."""
+    return hashlib.sha256("\n".join([split_sha256, "excluding", *sorted(excluded)]).encode()).hexdigest()

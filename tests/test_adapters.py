@@ -138,7 +138,12 @@ def test_mimic_reader(tmp_path):
     entries = read_mimic(tmp_path).set_index("image_id")
     first = image_path(10000032, 50414267, "d1")
     assert first == "files/p10/p10000032/s50414267/d1.jpg"
-    assert list(entries.index) == [first, image_path(10000764, 57375967, "d3"), image_path(10000898, 50771383, "d4")]
+    assert list(entries.index) == ["d1", "d3", "d4"]
+    assert entries["path"].tolist() == [
+        first,
+        image_path(10000764, 57375967, "d3"),
+        image_path(10000898, 50771383, "d4"),
+    ]
     assert entries["label"].tolist()[:2] == [0.0, 1.0]
     assert np.isnan(entries["label"].iloc[2])  # study without labels: kept, labelled NaN
     assert entries["official_split"].tolist() == ["train", "test", "validate"]
@@ -163,14 +168,15 @@ def _nih_tree(root):
 def test_nih_reader_finds_images_and_the_official_split(tmp_path):
     _nih_tree(tmp_path)
     entries = read_nih(tmp_path)
-    assert entries["image_id"].tolist() == [
+    assert entries["image_id"].tolist() == ["00000001_000.png", "00000002_000.png", "00000003_000.png"]
+    assert entries["path"].tolist() == [
         "images_001/images/00000001_000.png",
         "images_002/images/00000002_000.png",
         "images_002/images/00000003_000.png",
     ]
     assert entries["official_split"].tolist() == ["train_val", "train_val", "test"]
     assert entries["label"].tolist() == [1, 0, 1]
-    report = check_files(tmp_path, [*entries["image_id"], "images/missing.png"])
+    report = check_files(tmp_path, [*entries["path"], "images/missing.png"])
     assert report.present == 2 and report.unreadable == ["images_002/images/00000003_000.png"]
     assert report.missing == ["images/missing.png"]
 

@@ -16,7 +16,13 @@ def prepare_dataset(spec: DatasetSpec) -> DatasetSource:
         from harness.adapters import synthetic_dental
 
         return synthetic_dental.prepare(spec)
-    raise XRBenchError(f"no adapter for dataset {spec.name!r}; available: synth-cxr, synth-dental")
+    from harness.adapters.local import DATASETS, prepare_local
+
+    if spec.name in DATASETS:
+        return prepare_local(spec.name, dict(spec.params))
+    raise XRBenchError(
+        f"no adapter for dataset {spec.name!r}; available: synth-cxr, synth-dental, {', '.join(DATASETS)}"
+    )
 
 
 __all__ = ["DatasetSource", "prepare_dataset"]

@@ -18,6 +18,8 @@ class DatasetSource:
     image_dir: Path
     content_sha256: str | None = None  # over decoded pixels, when the dataset defines one
     image_digests: dict[str, str] | None = None  # per-image SHA-256 of decoded pixels
+    paths: dict[str, str] | None = None  # image id -> path below image_dir, when they differ
+    excluded: tuple[str, ...] = ()  # images `xrbench data prepare` found missing or unreadable
 
     def image_path(self, image_id: str) -> Path:
-        return self.image_dir / image_id
+        return self.image_dir / (self.paths.get(image_id, image_id) if self.paths else image_id)

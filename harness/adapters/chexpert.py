@@ -58,5 +58,6 @@ def read_chexpert(root: Path, uncertainty: str = "ignore", frontal_only: bool = 
             "age": table["Age"].fillna(-1).astype(int),
             "site": "",
             "official_split": table["official_split"],
+            "path": image_id,
         }
     )

@@ -102,5 +102,6 @@ def read_dental(root: Path, labels_csv: Path | None = None) -> pd.DataFrame:
             "sex": [h.get("sex", "") for h in header],
             "age": [_age_years(h.get("age", "")) for h in header],
             "site": "",
+            "path": table["image_id"],
         }
     )

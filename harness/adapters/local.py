@@ -1,15 +1,21 @@
-"""Datasets a user downloads: read their published metadata, check what is on disk."""
+"""Datasets a user downloads: read their published metadata, check what is on disk, and
+remember (in `$XRBENCH_DATA/local.json`) where each prepared copy lives and which of its
+images were found missing or unreadable."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from harness.adapters.base import DatasetSource
 from harness.dicom import is_dicom
 from harness.errors import XRBenchError
+from harness.paths import data_root
 
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
@@ -20,9 +26,8 @@ def _readers() -> dict[str, Callable[[Path], pd.DataFrame]]:
     from harness.adapters.mimic import read_mimic
     from harness.adapters.nih import read_nih
 
-    def dental(root: Path) -> pd.DataFrame:
-        labels = root / "labels.csv"
-        return read_dental(root, labels if labels.exists() else None)
+    def dental(root: Path, labels: str = "labels.csv") -> pd.DataFrame:
+        return read_dental(root, root / labels if (root / labels).exists() else None)
 
     return {"nih": read_nih, "chexpert": read_chexpert, "mimic": read_mimic, "dental": dental}
 
@@ -30,12 +35,59 @@ def _readers() -> dict[str, Callable[[Path], pd.DataFrame]]:
 DATASETS = ("nih", "chexpert", "mimic", "dental")
 
 
-def read_entries(name: str, root: Path) -> pd.DataFrame:
+def read_entries(name: str, root: Path, **options: object) -> pd.DataFrame:
+    """The dataset's images with normalised columns; `path` is relative to `root`."""
     if name not in DATASETS:
         raise XRBenchError(f"unknown dataset {name!r}; local datasets: {', '.join(DATASETS)}")
     if not root.is_dir():
         raise XRBenchError(f"{root} is not a folder")
-    return _readers()[name](root)
+    return _readers()[name](root, **options)
+
+
+def _state_file() -> Path:
+    return data_root() / "local.json"
+
+
+def prepared_state(name: str) -> dict:
+    """Where the prepared copy of `name` is, and its exclusions. `XRBENCH_<NAME>_ROOT` points at
+    a copy without preparing it (no exclusions)."""
+    override = os.environ.get(f"XRBENCH_{name.upper()}_ROOT")
+    if override:
+        return {"root": override, "excluded": []}
+    path = _state_file()
+    state = json.loads(path.read_text()).get(name) if path.exists() else None
+    if state is None:
+        raise XRBenchError(
+            f"dataset {name} has not been prepared on this machine: run `xrbench data prepare {name} --root PATH` "
+            f"with PATH your copy in its published layout (see datasets/ for the layout)"
+        )
+    return state
+
+
+def record_prepared(name: str, root: Path, excluded: list[str]) -> None:
+    path = _state_file()
+    state = json.loads(path.read_text()) if path.exists() else {}
+    state[name] = {"root": str(root.resolve()), "excluded": sorted(excluded)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)
+
+
+def prepare_local(name: str, options: dict) -> DatasetSource:
+    """A prepared local dataset as a `DatasetSource` (its pixels are not hashed: real datasets
+    come in several encodings; the frozen manifest and the labels are what is checked)."""
+    state = prepared_state(name)
+    root = Path(state["root"])
+    entries = read_entries(name, root, **options)
+    return DatasetSource(
+        name=name,
+        root=root,
+        entries=entries,
+        image_dir=root,
+        paths=dict(zip(entries["image_id"], entries["path"], strict=True)),
+        excluded=tuple(state.get("excluded", ())),
+    )
 
 
 @dataclass

@@ -48,7 +48,7 @@ def read_mimic(root: Path, labeler: str = "chexpert", uncertainty: str = "ignore
     label, findings = anomaly_labels(table, uncertainty)
     return pd.DataFrame(
         {
-            "image_id": [image_path(*r) for r in table[["subject_id", "study_id", "dicom_id"]].itertuples(index=False)],
+            "image_id": table["dicom_id"],
             "patient_id": "mimic-" + table["subject_id"].astype(str),
             "study_id": table["study_id"].astype(str),
             "findings": findings,
@@ -58,5 +58,6 @@ def read_mimic(root: Path, labeler: str = "chexpert", uncertainty: str = "ignore
             "age": -1,
             "site": "",
             "official_split": table["split"].fillna(""),
+            "path": [image_path(*r) for r in table[["subject_id", "study_id", "dicom_id"]].itertuples(index=False)],
         }
     )

@@ -97,7 +97,7 @@ def read_bbox_list(path: Path) -> pd.DataFrame:
 
 
 def read_nih(root: Path) -> pd.DataFrame:
-    """Entries for a local NIH ChestX-ray14 copy: image ids become paths relative to `root`;
+    """Entries for a local NIH ChestX-ray14 copy: `path` is relative to `root`;
     `official_split` comes from the release's lists ('' when absent)."""
     table = next((root / n for n in ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv") if (root / n).exists()), None)
     if table is None:
@@ -105,6 +105,6 @@ def read_nih(root: Path) -> pd.DataFrame:
     entries = read_data_entry(table)
     split = official_split(root)
     located = locate_images(root)
-    entries["official_split"] = entries["image_id"].map(split).fillna("")
-    entries["image_id"] = entries["image_id"].map(lambda i: located.get(i, f"images/{i}"))
+    entries["official_split"] = [split.get(i, "") for i in entries["image_id"]]
+    entries["path"] = entries["image_id"].map(lambda i: located.get(i, f"images/{i}"))
     return entries
