@@ -45,6 +45,9 @@ class Board:
     slices: tuple = ()  # metadata columns reported per value (age_bin is derived from age)
     min_slice_class: int = 10  # fewer abnormal or normal images than this: no number, a flag
     reference_method: str | None = None  # normalises corruption errors (as AlexNet in ImageNet-C)
+    # Set for licensed datasets: the committed manifest holds ids, patients and splits only;
+    # labels come from the user's copy and must hash to this (see splits.attach_labels).
+    labels_sha256: str | None = None
     path: Path | None = None
 
 

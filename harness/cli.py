@@ -297,7 +297,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
 def cmd_split_freeze(args: argparse.Namespace) -> None:
     from harness.adapters import prepare_dataset
     from harness.boards import load_board
-    from harness.splits import anomaly_split, write_manifest
+    from harness.splits import anomaly_split, labels_sha256, write_manifest
 
     board = load_board(args.board)
     spec = board.split
@@ -320,10 +320,13 @@ def cmd_split_freeze(args: argparse.Namespace) -> None:
         (spec["n_test_normal"], spec["n_test_abnormal"]),
         spec.get("seed", board.seed),
     )
-    sha = write_manifest(frame, board.split_manifest)
+    ids_only = board.labels_sha256 is not None
+    sha = write_manifest(frame, board.split_manifest, ids_only=ids_only)
     assert board.path is not None
     text = board.path.read_text()
     text = re.sub(r'(?m)^split_sha256 = ".*"$', f'split_sha256 = "{sha}"', text)
+    if ids_only:
+        text = re.sub(r'(?m)^labels_sha256 = ".*"$', f'labels_sha256 = "{labels_sha256(frame)}"', text)
     if source.content_sha256:
         text = re.sub(r'(?m)^content_sha256 = ".*"$', f'content_sha256 = "{source.content_sha256}"', text)
     board.path.write_text(text)

@@ -16,12 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from harness.adapters.base import DatasetSource
-from harness.adapters.local import FileReport, record_prepared
+from harness.adapters.local import FileReport, read_entries, record_prepared
 from harness.boards import Board, available_boards, load_board
 from harness.data import decode_all, write_cache
 from harness.errors import DataIntegrityError
 from harness.paths import data_root
-from harness.splits import excluded_split_sha256, read_manifest, verify_manifest
+from harness.splits import attach_labels, excluded_split_sha256, read_manifest, verify_manifest
 
 
 @dataclass
@@ -89,8 +89,13 @@ def prepare_local_dataset(name: str, root: Path, entries: pd.DataFrame, report: 
     prepared = []
     for board in boards_on(name):
         verify_manifest(board.split_manifest, board.split_sha256)
-        manifest = read_manifest(board.split_manifest)
-        check_manifest_labels(board, manifest, entries)
+        board_entries = read_entries(name, root, **board.dataset.params) if board.dataset.params else entries
+        if board.labels_sha256 is not None:
+            ids = read_manifest(board.split_manifest, ids_only=True)
+            manifest = attach_labels(ids, board_entries, board.labels_sha256, f"board {board.name}")
+        else:
+            manifest = read_manifest(board.split_manifest)
+            check_manifest_labels(board, manifest, board_entries)
         ids = [i for i in manifest["image_id"] if i not in excluded]
         start = time.perf_counter()
         array, failures = decode_all(source, ids, board.resolution)

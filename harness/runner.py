@@ -34,7 +34,7 @@ from harness.paths import cache_root, default_db
 from harness.protocol import FitContext, ImageBatches, Method
 from harness.provenance import environment
 from harness.registry import create_method
-from harness.splits import excluded_split_sha256, read_manifest, verify_manifest
+from harness.splits import attach_labels, excluded_split_sha256, read_manifest, verify_manifest
 from harness.store import ResultStore, now
 from harness.stress import Condition, corrupted_conditions
 
@@ -84,8 +84,10 @@ def load_board_data(board: Board) -> BoardData:
     Images that `xrbench data prepare` recorded as missing or unreadable are left out, and the
     board is run under the reduced manifest's hash (with a warning)."""
     verify_manifest(board.split_manifest, board.split_sha256)
-    manifest = read_manifest(board.split_manifest)
+    manifest = read_manifest(board.split_manifest, ids_only=board.labels_sha256 is not None)
     source = prepare_dataset(board.dataset)
+    if board.labels_sha256 is not None:
+        manifest = attach_labels(manifest, source.entries, board.labels_sha256, f"board {board.name}")
     excluded = sorted(set(source.excluded) & set(manifest["image_id"]))
     if excluded:
         manifest = manifest[~manifest["image_id"].isin(excluded)].reset_index(drop=True)

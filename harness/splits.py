@@ -17,6 +17,8 @@ from harness.errors import ManifestHashMismatch, XRBenchError
 
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ["image_id", "patient_id", "split", "label", "findings", "view", "sex", "age", "site"]
+ID_COLUMNS = MANIFEST_COLUMNS[:3]  # what a licensed dataset's committed manifest holds
+LABEL_COLUMNS = ["label", "findings"]
 
 
 def file_sha256(path: Path) -> str:
@@ -39,7 +41,7 @@ def verify_manifest(path: Path, expected_sha256: str) -> None:
         )
 
 
-def read_manifest(path: Path) -> pd.DataFrame:
+def read_manifest(path: Path, ids_only: bool = False) -> pd.DataFrame:
     try:
         frame = pd.read_csv(
             path,
@@ -55,7 +57,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
         )
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise XRBenchError(f"split manifest {path} is not a readable CSV: {exc}") from exc
-    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    missing = [c for c in (ID_COLUMNS if ids_only else MANIFEST_COLUMNS) if c not in frame.columns]
     if missing:
         raise XRBenchError(f"split manifest {path} lacks columns {missing}")
     bad = sorted(set(frame["split"]) - set(SPLITS))
@@ -118,10 +120,41 @@ def anomaly_split(
     return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
 
 
-def write_manifest(frame: pd.DataFrame, path: Path) -> str:
+def write_manifest(frame: pd.DataFrame, path: Path, ids_only: bool = False) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame[MANIFEST_COLUMNS].to_csv(path, index=False, lineterminator="\n")
+    frame[ID_COLUMNS if ids_only else MANIFEST_COLUMNS].to_csv(path, index=False, lineterminator="\n")
     return file_sha256(path)
+
+
+def labels_sha256(frame: pd.DataFrame) -> str:
+    """SHA-256 of (image id, label, findings) in image-id order: what a licensed board commits
+    instead of the labels themselves."""
+    table = frame[["image_id", *LABEL_COLUMNS]].sort_values("image_id")
+    table = table.assign(label=table["label"].astype(int))
+    return hashlib.sha256(table.to_csv(index=False, lineterminator="\n").encode()).hexdigest()
+
+
+def attach_labels(manifest: pd.DataFrame, entries: pd.DataFrame, expected_sha256: str, where: str) -> pd.DataFrame:
+    """Complete an ids-only manifest with labels and metadata from the user's copy, refusing
+    when an image is unknown or the labels do not hash to what the board was frozen with."""
+    known = entries.drop_duplicates("image_id").set_index("image_id")
+    unknown = [i for i in manifest["image_id"] if i not in known.index]
+    if unknown:
+        raise XRBenchError(f"{where}: {len(unknown)} manifest images are not in your copy (first: {unknown[0]})")
+    extra = known.loc[manifest["image_id"], MANIFEST_COLUMNS[3:]].reset_index(drop=True)
+    if extra["label"].isna().any():
+        first = manifest["image_id"].iloc[int(extra["label"].isna().to_numpy().nonzero()[0][0])]
+        raise XRBenchError(f"{where}: image {first} has no usable label in your copy (uncertainty policy?)")
+    full = pd.concat([manifest[ID_COLUMNS].reset_index(drop=True), extra], axis=1)
+    full["label"] = full["label"].astype(int)
+    actual = labels_sha256(full)
+    if actual != expected_sha256:
+        raise ManifestHashMismatch(
+            f"{where}: the labels in your copy hash to {actual}, but the board was frozen with labels hashing to "
+            f"{expected_sha256}. Your copy is another release or label file, or the board's label options (for "
+            "example the uncertainty policy) were changed; results would not be comparable."
+        )
+    return full
 
 
 def excluded_split_sha256(split_sha256: str, excluded: list[str]) -> str:

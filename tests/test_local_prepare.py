@@ -109,3 +109,89 @@ def test_a_clean_copy_runs_under_the_board_hash(nih_project, tmp_path):
     result = run_bench("intensity", "tiny-nih", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
     with ResultStore(tmp_path / "r.duckdb") as store:
         assert store.run(result.run_id)["split_sha256"] == sha
+
+
+def _chexpert_copy(root, n_patients=70):
+    from harness.adapters.chexpert_labels import OBSERVATIONS
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for patient in range(1, n_patients + 1):
+        relative = f"train/patient{patient:05d}/study1/view1_frontal.jpg"
+        abnormal = rng.uniform() < 0.4
+        values = {name: "" for name in OBSERVATIONS}
+        values["Edema" if abnormal else "No Finding"] = 1.0
+        if patient % 7 == 0:
+            values["Edema"], values["No Finding"] = -1.0, ""  # uncertain only: no anomaly label
+        rows.append(
+            {
+                "Path": f"CheXpert-v1.0-small/{relative}",
+                "Sex": "Female",
+                "Age": 60,
+                "Frontal/Lateral": "Frontal",
+                "AP/PA": "AP",
+                **values,
+            }
+        )
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, size=(16, 16)).astype(np.uint8)).save(root / relative)
+    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
+    pd.DataFrame(rows[:0], columns=list(rows[0])).to_csv(root / "valid.csv", index=False)
+
+
+def test_licensed_board_commits_ids_only_and_checks_the_labels_hash(tmp_path, monkeypatch):
+    from harness.errors import ManifestHashMismatch
+    from harness.splits import ID_COLUMNS
+
+    copy, project = tmp_path / "chexpert", tmp_path / "project"
+    _chexpert_copy(copy)
+    (project / "leaderboards").mkdir(parents=True)
+    board = project / "leaderboards" / "tiny-chexpert.toml"
+    board.write_text("""
+name = "tiny-chexpert"
+version = 1
+description = "fake CheXpert board"
+task = "anomaly"
+resolution = 16
+split_manifest = "../datasets/chexpert/splits/tiny-chexpert.csv"
+split_sha256 = ""
+labels_sha256 = ""
+bootstrap = 20
+seed = 0
+batch_size = 8
+slices = []
+
+[dataset]
+name = "chexpert"
+uncertainty = "ignore"
+
+[split]
+n_train = 14
+n_val_normal = 3
+n_val_abnormal = 3
+n_test_normal = 5
+n_test_abnormal = 5
+""")
+    for name, value in (
+        ("XRBENCH_ROOT", project),
+        ("XRBENCH_DATA", tmp_path / "data"),
+        ("XRBENCH_CACHE", tmp_path / "cache"),
+        ("XRBENCH_CHEXPERT_ROOT", copy),
+    ):
+        monkeypatch.setenv(name, str(value))
+    assert main(["split", "freeze", "tiny-chexpert"]) == 0
+    manifest = pd.read_csv(project / "datasets" / "chexpert" / "splits" / "tiny-chexpert.csv")
+    assert list(manifest.columns) == ID_COLUMNS  # no labels committed
+    assert 'labels_sha256 = "' in board.read_text() and 'labels_sha256 = ""' not in board.read_text()
+    monkeypatch.delenv("XRBENCH_CHEXPERT_ROOT")
+    assert main(["data", "prepare", "chexpert", "--root", str(copy)]) == 0
+    result = run_bench("intensity", "tiny-chexpert", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+    assert "auroc" in set(result.metrics["metric"])
+
+    table = pd.read_csv(copy / "train.csv", dtype=str, keep_default_na=False)
+    first = manifest["image_id"].iloc[0]
+    row = table["Path"].str.endswith(first)
+    table.loc[row, "Pleural Effusion"] = "1.0"  # a changed label
+    table.to_csv(copy / "train.csv", index=False)
+    with pytest.raises(ManifestHashMismatch, match="labels in your copy"):
+        run_bench("intensity", "tiny-chexpert", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
