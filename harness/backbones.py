@@ -71,6 +71,14 @@ def resolve_weights(arch: str, weights: str) -> tuple[Path | None, WeightsInfo]:
     return path, WeightsInfo(id=f"{arch}:{weights if named else path.name}", sha256=file_sha256(path))
 
 
+def pretrained_kwargs(path: Path) -> dict:
+    """timm arguments that load weights from a local file. `custom_load` is switched off so that
+    timm reads .pth/.safetensors/.bin files as state dicts (through the architecture's own
+    checkpoint filter, which for example resamples ViT position embeddings) on every timm 1.x,
+    instead of the JAX .npz loader some pretrained configurations name."""
+    return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path), "custom_load": path.suffix == ".npz"}}
+
+
 def is_vit(arch: str) -> bool:
     return arch.startswith(("vit_", "deit", "eva")) or "dinov2" in arch
 
@@ -116,7 +124,7 @@ def create_backbone(
     if is_vit(arch):
         kwargs["img_size"] = vit_input_size(arch, resolution)
     if path is not None:
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        kwargs.update(pretrained_kwargs(path))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = timm.create_model(arch, **kwargs)

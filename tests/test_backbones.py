@@ -90,3 +90,16 @@ def test_clip_pretrained_tag_missing_from_cache_gives_instructions(monkeypatch, 
     assert "vit_base_patch32_clip_224.openai" in str(info.value) and "weights=" in str(info.value)
     with pytest.raises(WeightsUnavailable, match="imagenet"):
         resolve_weights("resnet18", "openai")
+
+
+def test_vit_weights_from_a_file_load_at_another_resolution(tmp_path):
+    """A ViT checkpoint saved at 224 px loads into a 128 px board: timm's checkpoint filter
+    resamples the position embeddings (and .pth files never go to the JAX .npz loader)."""
+    torch.manual_seed(0)
+    source = timm.create_model("vit_tiny_patch16_224")
+    path = tmp_path / "vit.pth"
+    torch.save(source.state_dict(), path)
+    extractor = FeatureExtractor("vit_tiny_patch16_224", str(path), 0, "auto", torch.device("cpu"), resolution=128)
+    loaded = extractor.model.state_dict()
+    assert torch.equal(loaded["model.model.blocks.0.attn.qkv.weight"], source.blocks[0].attn.qkv.weight)
+    assert loaded["model.model.pos_embed"].shape[1] == 1 + 8 * 8

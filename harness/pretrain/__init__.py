@@ -20,7 +20,7 @@ import timm
 import torch
 from torch import nn
 
-from harness.backbones import is_vit, resolve_weights, vit_input_size
+from harness.backbones import is_vit, pretrained_kwargs, resolve_weights, vit_input_size
 from harness.paths import cache_root
 from harness.protocol import FitContext, ImageBatches
 
@@ -83,7 +83,7 @@ def create_trainable(arch: str, init_weights: str, seed: int, resolution: int) -
     path, _ = resolve_weights(arch, init_weights)
     kwargs: dict = {"img_size": vit_input_size(arch, resolution)} if is_vit(arch) else {}
     if path is not None:
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        kwargs.update(pretrained_kwargs(path))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return timm.create_model(arch, **kwargs)
