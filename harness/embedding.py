@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
 from harness.features import build_extractor, global_embedding
-from harness.neighbors import NearestNeighbors, greedy_coreset
+from harness.neighbors import NearestNeighbors, TorchNearestNeighbors, greedy_coreset
 from harness.protocol import FitContext, ImageBatches, Method, Prediction, WeightsInfo
 from harness.scorers import Scorer
 
@@ -61,19 +61,26 @@ class PatchBank:
         self.coreset_ratio, self.projection_dim, self.seed = coreset_ratio, projection_dim, seed
 
     def fit(self, patches: torch.Tensor, ctx: FitContext) -> PatchBank:
-        """`patches`: (N, C, h, w) features of the normal training images."""
-        flat = patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
+        """`patches`: (N, C, h, w) features of the normal training images. The bank lives on
+        the run's device: faiss on CPU, matrix products on a GPU."""
+        flat = patches.cpu().permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
         n_keep = max(1, math.ceil(self.coreset_ratio * len(flat)))
         ctx.log.info("coreset: keeping %d of %d patches", n_keep, len(flat))
         keep = greedy_coreset(flat, n_keep, projection_dim=self.projection_dim, seed=self.seed)
-        self.index = NearestNeighbors(flat[keep].numpy())
+        if ctx.device.type == "cuda":
+            self.index: NearestNeighbors | TorchNearestNeighbors = TorchNearestNeighbors(flat[keep].to(ctx.device))
+        else:
+            self.index = NearestNeighbors(flat[keep].numpy())
         return self
 
     def distances(self, patches: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, 1, h, w) distance of each patch to its nearest bank patch."""
         b, c, h, w = patches.shape
-        flat = patches.permute(0, 2, 3, 1).reshape(-1, c).numpy()
-        return torch.from_numpy(self.index.distances(flat, k=1)[:, 0].astype(np.float32)).view(b, 1, h, w)
+        flat = patches.permute(0, 2, 3, 1).reshape(-1, c)
+        if isinstance(self.index, TorchNearestNeighbors):
+            return self.index.distances(flat, k=1)[:, 0].view(b, 1, h, w)
+        nearest = self.index.distances(flat.cpu().numpy(), k=1)[:, 0]
+        return torch.from_numpy(nearest.astype(np.float32)).view(b, 1, h, w)
 
     @property
     def nbytes(self) -> int:

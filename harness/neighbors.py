@@ -57,3 +57,29 @@ def greedy_coreset(
         torch.minimum(min_dist, dist, out=min_dist)
         idx = torch.argmax(min_dist)
     return chosen
+
+
+class TorchNearestNeighbors:
+    """Exact L2 nearest neighbours by matrix products on the bank's device: on a GPU this keeps
+    queries where they are computed, where faiss-cpu would pull every batch back to the host."""
+
+    def __init__(self, bank: torch.Tensor):
+        self.bank = bank.float().contiguous()
+        self.squared_norms = (self.bank * self.bank).sum(1)
+
+    def __len__(self) -> int:
+        return len(self.bank)
+
+    @property
+    def nbytes(self) -> int:
+        return self.bank.numel() * 4
+
+    def distances(self, queries: torch.Tensor, k: int = 1, chunk: int = 8192) -> torch.Tensor:
+        """Euclidean distances (n, k) to the k nearest bank vectors, nearest first, in float32
+        whatever autocast is active."""
+        out = []
+        with torch.autocast(self.bank.device.type, enabled=False):
+            for q in queries.to(self.bank.device, torch.float32).split(chunk):
+                squared = torch.addmm(self.squared_norms, q, self.bank.T, alpha=-2.0) + (q * q).sum(1, keepdim=True)
+                out.append(squared.topk(k, dim=1, largest=False).values.clamp_min(0).sqrt())
+        return torch.cat(out)

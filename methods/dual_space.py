@@ -33,14 +33,15 @@ class DualSpace(BackboneMethod):
         self.extractor = build_extractor(p, train, ctx)
         embeddings, patches = zip(*(self._features(x) for x in ctx.progress(train, "extracting features")), strict=True)
         self.global_scorer = KNNScorer(k=p["k"]).fit(np.concatenate(embeddings))
-        self.bank = PatchBank(p["coreset_ratio"], p["projection_dim"], ctx.seed).fit(torch.cat(patches), ctx)
+        patches = torch.cat([x.cpu() for x in patches])
+        self.bank = PatchBank(p["coreset_ratio"], p["projection_dim"], ctx.seed).fit(patches, ctx)
         global_scores, local_scores = [], []
         for images, labels in ctx.progress(val.with_labels(), "standardising on validation normals"):
             normal = images[labels == 0]
             if len(normal):
                 g, local = self._raw_scores(normal)
                 global_scores.append(g)
-                local_scores.append(local.scores.numpy())
+                local_scores.append(local.scores.cpu().numpy())
         if not global_scores:
             raise ValueError("dual-space needs normal validation images to standardise its two scores")
         self.standardise_global = Standardiser().fit(np.concatenate(global_scores))
@@ -48,7 +49,7 @@ class DualSpace(BackboneMethod):
 
     def _features(self, images: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
         maps = self.extractor(images)
-        return global_embedding(maps).cpu().numpy(), patch_features(maps, self.params["neighbourhood"]).cpu()
+        return global_embedding(maps).cpu().numpy(), patch_features(maps, self.params["neighbourhood"])
 
     def _raw_scores(self, images: torch.Tensor) -> tuple[np.ndarray, Prediction]:
         embedding, patches = self._features(images)
@@ -58,7 +59,7 @@ class DualSpace(BackboneMethod):
     def predict(self, batch: torch.Tensor) -> Prediction:
         global_score, local = self._raw_scores(batch)
         w = self.params["global_weight"]
-        fused = w * self.standardise_global(global_score) + (1 - w) * self.standardise_local(local.scores.numpy())
+        fused = w * self.standardise_global(global_score) + (1 - w) * self.standardise_local(local.scores.cpu().numpy())
         return Prediction(scores=torch.from_numpy(fused.astype(np.float32)), maps=local.maps)
 
     def memory_bank_bytes(self) -> int:

@@ -25,11 +25,11 @@ class PatchCore(BackboneMethod):
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
         p = self.params
         self.extractor = build_extractor(p, train, ctx)
-        patches = torch.cat([self._patches(x) for x in ctx.progress(train, "extracting patch features")])
+        patches = torch.cat([self._patches(x).cpu() for x in ctx.progress(train, "extracting patch features")])
         self.bank = PatchBank(p["coreset_ratio"], p["projection_dim"], ctx.seed).fit(patches, ctx)
 
     def _patches(self, images: torch.Tensor) -> torch.Tensor:
-        return patch_features(self.extractor(images), self.params["neighbourhood"]).cpu()
+        return patch_features(self.extractor(images), self.params["neighbourhood"])
 
     def predict(self, batch: torch.Tensor) -> Prediction:
         return patch_prediction(self.bank, self._patches(batch), batch.shape[-2:], self.params["smoothing_sigma"])

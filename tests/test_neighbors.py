@@ -26,3 +26,15 @@ def test_projected_coreset_still_spreads_out():
     points = np.concatenate([c + rng.normal(size=(100, 256)).astype(np.float32) for c in centres])
     chosen = greedy_coreset(torch.from_numpy(points), 8, projection_dim=32, seed=0)
     assert len(set((chosen // 100).tolist())) == 8
+
+
+def test_torch_search_matches_faiss_and_ignores_autocast():
+    from harness.neighbors import NearestNeighbors, TorchNearestNeighbors
+
+    gen = torch.Generator().manual_seed(0)
+    bank, queries = torch.randn(500, 48, generator=gen), torch.randn(300, 48, generator=gen)
+    expected = NearestNeighbors(bank.numpy()).distances(queries.numpy(), k=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = TorchNearestNeighbors(bank).distances(queries, k=3, chunk=128)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4)

@@ -89,20 +89,23 @@ def create_trainable(arch: str, init_weights: str, seed: int, resolution: int) -
         return timm.create_model(arch, **kwargs)
 
 
-def cache_key(config: PretrainConfig, seed: int, data_fingerprint: str, resolution: int) -> str:
+def cache_key(config: PretrainConfig, seed: int, data_fingerprint: str, resolution: int, device: str) -> str:
+    """Everything that changes the trained weights; the device type too, since CPU and CUDA
+    kernels do not produce bit-identical training runs."""
     payload = {
         "version": PRETRAIN_VERSION,
         **asdict(config),
         "seed": seed,
         "data": data_fingerprint,
         "resolution": resolution,
+        "device": device,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def pretrained_weights(config: PretrainConfig, train: ImageBatches, ctx: FitContext) -> Path:
     """Path of the checkpoint for `config` on this board, training it when not cached."""
-    key = cache_key(config, ctx.seed, ctx.data_fingerprint, ctx.resolution)
+    key = cache_key(config, ctx.seed, ctx.data_fingerprint, ctx.resolution, ctx.device.type)
     folder = cache_root() / "pretrain"
     path = folder / f"{config.algorithm}-{config.arch}-{key[:16]}.pth"
     if path.is_file():
