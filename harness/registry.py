@@ -32,7 +32,9 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def variant(base: type[Method], name: str, description: str, reference: str | None = None, **defaults: Any):
+def variant(
+    base: type[Method], name: str, description: str, reference: str | None = None, **defaults: Any
+) -> type[Method]:
     """Register `base` again under a new name with other defaults (e.g. `simclr-knn` is `knn`
     with `pretrain=simclr`): one implementation, several leaderboard entries."""
     card = replace(

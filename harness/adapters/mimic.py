@@ -33,7 +33,9 @@ def image_path(subject_id: int, study_id: int, dicom_id: str) -> str:
     return f"files/p{s[:2]}/p{s}/s{study_id}/{dicom_id}.jpg"
 
 
-def read_mimic(root: Path, labeler: str = "chexpert", uncertainty: str = "ignore", frontal_only: bool = True):
+def read_mimic(
+    root: Path, labeler: str = "chexpert", uncertainty: str = "ignore", frontal_only: bool = True
+) -> pd.DataFrame:
     if labeler not in ("chexpert", "negbio"):
         raise XRBenchError(f"labeler {labeler!r}: choose chexpert or negbio")
     meta = _table(root, "mimic-cxr-2.0.0-metadata", ("dicom_id", "subject_id", "study_id", "ViewPosition"))

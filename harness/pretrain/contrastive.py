@@ -17,7 +17,9 @@ from harness.backbones import to_backbone_input
 from harness.pretrain import PretrainConfig, Trainer, feature_dim, pooled_features, projection_head
 
 
-def info_nce(queries: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor | None, temperature: float):
+def info_nce(
+    queries: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor | None, temperature: float
+) -> torch.Tensor:
     """Cross-entropy of each query against its own key among all keys (and extra negatives)."""
     q, k = F.normalize(queries, dim=1), F.normalize(keys, dim=1)
     logits = q @ k.T
