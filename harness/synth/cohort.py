@@ -147,11 +147,25 @@ def render_all(
     return digests
 
 
-def replace_folder(tmp: Path, folder: Path) -> None:
-    """Move a finished dataset into place (the reader only trusts folders with dataset.json)."""
+def partial_folder(folder: Path) -> Path:
+    """An empty temporary folder beside `folder` to generate into."""
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def finish_dataset(tmp: Path, folder: Path, image_ids: list[str], digests: list[bytes], info: dict) -> str:
+    """Write `digests.csv` and `dataset.json` (with the content SHA-256), then move the dataset
+    into place: readers only trust folders holding dataset.json. Returns the content SHA-256."""
+    content_sha256 = combine_digests(digests)
+    pd.DataFrame({"image_id": image_ids, "sha256": [d.hex() for d in digests]}).to_csv(tmp / "digests.csv", index=False)
+    info = {**info, "n_images": len(image_ids), "content_sha256": content_sha256}
+    (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
     if folder.exists():
         shutil.rmtree(folder)
     tmp.rename(folder)
+    return content_sha256
 
 
 def metadata_frame(records: list[ImageRecord], size: int) -> pd.DataFrame:
@@ -190,25 +204,16 @@ def write_dataset(
     Returns the content SHA-256 over all decoded images, in image-id order.
     """
     records = draw_cohort(seed, n_patients)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
+    tmp = partial_folder(folder)
+    (tmp / "images").mkdir()
     jobs = [(r, seed, size, str(tmp / "images")) for r in records]
     digests = render_all(_render_and_save, jobs, workers, progress)
-    content_sha256 = combine_digests(digests)
     metadata_frame(records, size).to_csv(tmp / "Data_Entry_2017.csv", index=False)
-    pd.DataFrame({"image_id": [r.image_id for r in records], "sha256": [d.hex() for d in digests]}).to_csv(
-        tmp / "digests.csv", index=False
-    )
     info = {
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "n_patients": n_patients,
         "image_size": size,
-        "n_images": len(records),
-        "content_sha256": content_sha256,
         "findings": list(FINDINGS),
     }
-    (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-    replace_folder(tmp, folder)
-    return content_sha256
+    return finish_dataset(tmp, folder, [r.image_id for r in records], digests, info)

@@ -7,8 +7,6 @@ VOI window, uncompressed and RLE Lossless, files with and without a `.dcm` exten
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.dicom import read_dicom, to_uint8
-from harness.synth.cohort import combine_digests, image_digest, render_all, replace_folder
+from harness.synth.cohort import finish_dataset, image_digest, partial_folder, render_all
 from harness.synth.dental import FINDINGS, draw_acquisition, draw_finding, draw_patient, render_panoramic
 
 DENTAL_GENERATOR_VERSION = 1
@@ -125,9 +123,7 @@ def write_dataset(
 ) -> str:
     """Render the cohort into `folder` atomically; returns the content SHA-256."""
     records = draw_cohort(seed, n_patients)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = partial_folder(folder)
     jobs = [(r, seed, height, str(tmp)) for r in records]
     digests = render_all(_render_and_write, jobs, workers, progress)
     labels = pd.DataFrame(
@@ -138,19 +134,11 @@ def write_dataset(
         }
     )
     labels.to_csv(tmp / "labels.csv", index=False)
-    pd.DataFrame({"image_id": [r.path for r in records], "sha256": [d.hex() for d in digests]}).to_csv(
-        tmp / "digests.csv", index=False
-    )
-    content_sha256 = combine_digests(digests)
     info = {
         "generator_version": DENTAL_GENERATOR_VERSION,
         "seed": seed,
         "n_patients": n_patients,
         "image_height": height,
-        "n_images": len(records),
-        "content_sha256": content_sha256,
         "findings": list(FINDINGS),
     }
-    (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-    replace_folder(tmp, folder)
-    return content_sha256
+    return finish_dataset(tmp, folder, [r.path for r in records], digests, info)
