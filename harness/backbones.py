@@ -111,6 +111,21 @@ def vit_input_size(arch: str, resolution: int) -> int:
     return max(patch, resolution // patch * patch)
 
 
+def create_timm_model(
+    arch: str, weights: str, seed: int, resolution: int = 128, **kwargs: object
+) -> tuple[nn.Module, WeightsInfo]:
+    """A timm model with seeded random init or `weights`; ViTs are built for `resolution`
+    (see `vit_input_size`). Extra keyword arguments go to `timm.create_model`."""
+    path, info = resolve_weights(arch, weights)
+    if is_vit(arch):
+        kwargs["img_size"] = vit_input_size(arch, resolution)
+    if path is not None:
+        kwargs.update(pretrained_kwargs(path))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(arch, **kwargs), info
+
+
 def create_backbone(
     arch: str, weights: str, seed: int, out_indices: tuple[int, ...], resolution: int = 128
 ) -> tuple[nn.Module, WeightsInfo]:
@@ -119,18 +134,10 @@ def create_backbone(
         from harness.clip import create_clip_visual
 
         return create_clip_visual(arch.removeprefix(CLIP_PREFIX), weights, seed)
-    path, info = resolve_weights(arch, weights)
-    kwargs: dict = {"features_only": True, "out_indices": out_indices}
-    if is_vit(arch):
-        kwargs["img_size"] = vit_input_size(arch, resolution)
-    if path is not None:
-        kwargs.update(pretrained_kwargs(path))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = timm.create_model(arch, **kwargs)
+    model, info = create_timm_model(arch, weights, seed, resolution, features_only=True, out_indices=out_indices)
     model.eval().requires_grad_(False)
     if is_vit(arch):
-        model = ResizeInput(model, kwargs["img_size"])
+        model = ResizeInput(model, vit_input_size(arch, resolution))
     return model, info
 
 

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
-from harness.backbones import is_vit, pretrained_kwargs, resolve_weights, vit_input_size
+from harness.backbones import create_timm_model, is_vit
 from harness.paths import cache_root
 from harness.protocol import FitContext, ImageBatches
 
@@ -60,8 +59,8 @@ def _algorithms() -> dict[str, Callable[[nn.Module, PretrainConfig], Trainer]]:
     return {"simclr": contrastive.simclr, "moco": contrastive.moco, "mae": mae.mae, "cutpaste": cutpaste.cutpaste}
 
 
-ALGORITHMS = ("simclr", "moco", "mae", "cutpaste")
 DEFAULT_EPOCHS = {"simclr": 15, "moco": 20, "mae": 40, "cutpaste": 10}
+ALGORITHMS = tuple(DEFAULT_EPOCHS)
 DEFAULT_RESOLUTION = {"simclr": 64, "moco": 64, "mae": 0, "cutpaste": 64}
 
 
@@ -80,13 +79,7 @@ def default_config(algorithm: str, arch: str, init_weights: str = "none", epochs
 
 def create_trainable(arch: str, init_weights: str, seed: int, resolution: int) -> nn.Module:
     """The full timm model (classifier head kept, so its state dict loads like timm's own)."""
-    path, _ = resolve_weights(arch, init_weights)
-    kwargs: dict = {"img_size": vit_input_size(arch, resolution)} if is_vit(arch) else {}
-    if path is not None:
-        kwargs.update(pretrained_kwargs(path))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return timm.create_model(arch, **kwargs)
+    return create_timm_model(arch, init_weights, seed, resolution)[0]
 
 
 def cache_key(config: PretrainConfig, seed: int, data_fingerprint: str, resolution: int, device: str) -> str:
