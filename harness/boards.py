@@ -48,6 +48,10 @@ class Board:
     # Set for licensed datasets: the committed manifest holds ids, patients and splits only;
     # labels come from the user's copy and must hash to this (see splits.attach_labels).
     labels_sha256: str | None = None
+    # Multi-label boards: the findings predicted, in the order of a method's logit columns.
+    targets: tuple = ()
+    # Cross-dataset boards: test images come from this dataset, train and val from `dataset`.
+    test_dataset: DatasetSpec | None = None
     path: Path | None = None
 
 
@@ -72,6 +76,11 @@ def board_path(name_or_path: str | Path) -> Path:
     return path
 
 
+def _dataset_spec(table: dict) -> DatasetSpec:
+    table = dict(table)
+    return DatasetSpec(name=table.pop("name"), content_sha256=table.pop("content_sha256", None), params=table)
+
+
 def load_board(name_or_path: str | Path) -> Board:
     path = board_path(name_or_path)
     try:
@@ -79,20 +88,21 @@ def load_board(name_or_path: str | Path) -> Board:
     except tomllib.TOMLDecodeError as exc:
         raise XRBenchError(f"board file {path} is not valid TOML: {exc}") from exc
     try:
-        dataset = raw.pop("dataset")
+        test_dataset = raw.pop("test_dataset", None)
         board = Board(
-            dataset=DatasetSpec(
-                name=dataset.pop("name"),
-                content_sha256=dataset.pop("content_sha256", None),
-                params=dataset,
-            ),
+            dataset=_dataset_spec(raw.pop("dataset")),
+            test_dataset=_dataset_spec(test_dataset) if test_dataset is not None else None,
             split_manifest=(path.parent / raw.pop("split_manifest")).resolve(),
             path=path,
             **raw,
         )
     except (KeyError, TypeError) as exc:
         raise XRBenchError(f"board file {path} is missing or has an unknown key: {exc}") from exc
-    board = dataclasses.replace(board, slices=tuple(board.slices))
+    board = dataclasses.replace(board, slices=tuple(board.slices), targets=tuple(board.targets))
     if board.task not in TASKS:
         raise XRBenchError(f"board {board.name}: task must be one of {TASKS}, not {board.task!r}")
+    if (board.task == "multilabel") != bool(board.targets):
+        raise XRBenchError(f"board {board.name}: a multilabel board lists its `targets`, an anomaly board none")
+    if len(set(board.targets)) != len(board.targets) or board.normal_label in board.targets:
+        raise XRBenchError(f"board {board.name}: targets must be distinct findings, not {board.normal_label!r}")
     return board

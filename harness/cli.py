@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.logging import RichHandler
@@ -81,7 +82,7 @@ def print_summary(result: BenchResult) -> None:
     shown = clean[(clean["slice"] == "all") & clean["metric"].isin(["auroc", "auprc", "sens@95spec", "f1"])]
     shown = pd.concat([shown, clean[(clean["slice"] != "all") & (clean["metric"] == "auroc")]])
     for r in shown.itertuples():
-        ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.flag is None else "[dim]too few cases[/]"
+        ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if pd.notna(r.ci_low) else "[dim]too few cases[/]"
         table.add_row(r.slice, r.metric, _fmt(r.value), ci, f"{r.n} ({r.n_pos})")
     console.print(table)
 
@@ -95,12 +96,16 @@ def print_summary(result: BenchResult) -> None:
         summary.add_row("mean corrupted AUROC", _fmt(rob["mean_corrupted_auroc"]))
         summary.add_row("worst case", f"{rob['worst_condition']} s{rob['worst_severity']}: {_fmt(rob['worst_auroc'])}")
         summary.add_row("mCE (vs reference method)", "n/a" if rob["mce"] is None else _fmt(rob["mce"]))
-    summary.add_row("ECE before calibration (min-max)", _fmt(value[("ece_none", "clean")]))
-    summary.add_row(
-        "ECE after Platt / isotonic",
-        f"{_fmt(value[('ece_platt', 'clean')])} / {_fmt(value[('ece_isotonic', 'clean')])}",
-    )
-    summary.add_row("AURC (Platt)", _fmt(value[("aurc", "clean")]))
+    if ("ece_temperature", "clean") in value:  # multi-label: macro AUROC, logits calibrated by temperature
+        summary.add_row("ECE before calibration (sigmoid)", _fmt(value[("ece_none", "clean")]))
+        summary.add_row("ECE after temperature scaling", _fmt(value[("ece_temperature", "clean")]))
+    else:
+        summary.add_row("ECE before calibration (min-max)", _fmt(value[("ece_none", "clean")]))
+        summary.add_row(
+            "ECE after Platt / isotonic",
+            f"{_fmt(value[('ece_platt', 'clean')])} / {_fmt(value[('ece_isotonic', 'clean')])}",
+        )
+        summary.add_row("AURC (Platt)", _fmt(value[("aurc", "clean")]))
     lat = result.latency.set_index("batch_size")
     summary.add_row(
         "fit time / peak memory", f"{result.fit_seconds:.1f} s / {result.fit_peak_memory_bytes / 2**20:.0f} MiB"
@@ -238,11 +243,13 @@ def cmd_compare(args: argparse.Namespace) -> None:
     table.add_row("AUROC A", _fmt(c.auroc_a))
     table.add_row("AUROC B", _fmt(c.auroc_b))
     table.add_row("difference A - B", f"{c.difference:+.3f}  [{c.ci_low:+.3f}, {c.ci_high:+.3f}]")
-    table.add_row("DeLong p", f"{c.delong_p:.4g}")
+    multilabel = np.isnan(c.delong_p)
+    table.add_row("DeLong p", "n/a (macro AUROC of a multi-label board)" if multilabel else f"{c.delong_p:.4g}")
     table.add_row("paired patient-bootstrap p", f"{c.bootstrap_p:.4g}")
     console.print(table)
-    verdict = "different" if max(c.delong_p, c.bootstrap_p) < 0.05 else "not distinguishable"
-    console.print(f"At the 5% level the two runs are [bold]{verdict}[/] (both tests must agree to call a difference).")
+    verdict = "different" if np.nanmax([c.delong_p, c.bootstrap_p]) < 0.05 else "not distinguishable"
+    rule = "the bootstrap decides" if multilabel else "both tests must agree to call a difference"
+    console.print(f"At the 5% level the two runs are [bold]{verdict}[/] ({rule}).")
 
 
 def _check_local(name: str, root: Path):
@@ -297,7 +304,15 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
 def cmd_split_freeze(args: argparse.Namespace) -> None:
     from harness.adapters import prepare_dataset
     from harness.boards import load_board
-    from harness.splits import anomaly_split, labels_sha256, write_manifest
+    from harness.splits import (
+        SPLITS,
+        anomaly_split,
+        cross_dataset_split,
+        labels_sha256,
+        official_test_split,
+        patient_split,
+        write_manifest,
+    )
 
     board = load_board(args.board)
     spec = board.split
@@ -309,17 +324,42 @@ def cmd_split_freeze(args: argparse.Namespace) -> None:
         )
     # Freezing records the dataset's content hash anew, so it does not check the old one.
     source = prepare_dataset(dataclasses.replace(board.dataset, content_sha256=None))
-    entries = source.entries[source.entries["label"].notna()]  # images with no usable anomaly label
-    if spec.get("views"):
-        entries = entries[entries["view"].isin(spec["views"])]
-    entries = entries.assign(label=entries["label"].astype(int))
-    frame = anomaly_split(
-        entries,
-        spec["n_train"],
-        (spec["n_val_normal"], spec["n_val_abnormal"]),
-        (spec["n_test_normal"], spec["n_test_abnormal"]),
-        spec.get("seed", board.seed),
+    test_source = (
+        prepare_dataset(dataclasses.replace(board.test_dataset, content_sha256=None)) if board.test_dataset else None
     )
+
+    def usable(entries: pd.DataFrame) -> pd.DataFrame:
+        entries = entries[entries["label"].notna()]  # images with no usable anomaly label
+        if spec.get("views"):
+            entries = entries[entries["view"].isin(spec["views"])]
+        return entries.assign(label=entries["label"].astype(int))
+
+    entries = usable(source.entries)
+    try:
+        if test_source is not None:
+            frame = cross_dataset_split(
+                entries,
+                usable(test_source.entries),
+                spec["n_train"],
+                (spec["n_val_normal"], spec["n_val_abnormal"]),
+                (spec["n_test_normal"], spec["n_test_abnormal"]),
+                spec.get("seed", board.seed),
+            )
+        elif spec.get("official_test"):
+            frame = official_test_split(entries, spec["val_fraction"], spec.get("seed", board.seed))
+        elif board.task == "multilabel":
+            fractions = {split: spec[f"{split}_fraction"] for split in SPLITS}
+            frame = patient_split(entries, fractions, spec.get("seed", board.seed))
+        else:
+            frame = anomaly_split(
+                entries,
+                spec["n_train"],
+                (spec["n_val_normal"], spec["n_val_abnormal"]),
+                (spec["n_test_normal"], spec["n_test_abnormal"]),
+                spec.get("seed", board.seed),
+            )
+    except KeyError as exc:
+        raise XRBenchError(f"board {board.name}: its [split] table lacks {exc}") from None
     ids_only = board.labels_sha256 is not None
     sha = write_manifest(frame, board.split_manifest, ids_only=ids_only)
     assert board.path is not None
@@ -327,9 +367,13 @@ def cmd_split_freeze(args: argparse.Namespace) -> None:
     text = re.sub(r'(?m)^split_sha256 = ".*"$', f'split_sha256 = "{sha}"', text)
     if ids_only:
         text = re.sub(r'(?m)^labels_sha256 = ".*"$', f'labels_sha256 = "{labels_sha256(frame)}"', text)
-    if source.content_sha256:
-        text = re.sub(r'(?m)^content_sha256 = ".*"$', f'content_sha256 = "{source.content_sha256}"', text)
-    board.path.write_text(text)
+    # Each dataset table's own content hash: [dataset] comes before [test_dataset].
+    head, sep, tail = text.partition("[test_dataset]")
+    for part, src in ((0, source), (1, test_source)):
+        if src is not None and src.content_sha256:
+            pattern, value = r'(?m)^content_sha256 = ".*"$', f'content_sha256 = "{src.content_sha256}"'
+            head, tail = (re.sub(pattern, value, head), tail) if part == 0 else (head, re.sub(pattern, value, tail))
+    board.path.write_text(head + sep + tail)
     console.print(f"wrote {board.split_manifest} ({len(frame)} images), SHA-256 {sha}, recorded in {board.path}")
 
 

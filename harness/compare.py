@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import norm, rankdata
 
 from harness.errors import XRBenchError
-from harness.metrics import auroc, cluster_resamples
+from harness.metrics import auroc, cluster_resamples, patient_resamples
+from harness.multilabel import macro_auroc
 from harness.store import ResultStore
 
 
@@ -66,11 +68,40 @@ def paired_bootstrap(
         auroc(labels[idx], scores_a[idx]) - auroc(labels[idx], scores_b[idx])
         for idx in cluster_resamples(labels, groups, n_resamples, seed)
     ]
-    d = np.array(deltas)
+    return bootstrap_difference(np.array(deltas))
+
+
+def bootstrap_difference(d: np.ndarray) -> tuple[float, float, float]:
+    """Two-sided p-value of "no difference" and the 95% interval from resampled differences."""
     # (count + 1) / (n + 1): a resampling p-value is never exactly 0.
     p = min(1.0, 2 * min((np.sum(d <= 0) + 1) / (len(d) + 1), (np.sum(d >= 0) + 1) / (len(d) + 1)))
     lo, hi = np.quantile(d, [0.025, 0.975])
     return float(p), float(lo), float(hi)
+
+
+def compare_multilabel(
+    targets: np.ndarray,
+    logits_a: np.ndarray,
+    logits_b: np.ndarray,
+    groups: np.ndarray,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    columns: list[int] | None = None,
+) -> Comparison:
+    """Macro AUROC of two multi-label runs on the same images, over the findings in `columns`
+    (default: every finding with both classes), and a paired patient-bootstrap of the
+    difference. DeLong's test is for one ROC curve per method and is not defined for a macro
+    mean: `delong_p` is NaN."""
+    usable = (targets.min(axis=0) != targets.max(axis=0)).nonzero()[0] if columns is None else np.array(columns)
+    y, a, b = targets[:, usable], logits_a[:, usable], logits_b[:, usable]
+    deltas = [
+        macro_auroc(y[idx], a[idx]) - macro_auroc(y[idx], b[idx])
+        for idx in patient_resamples(groups, n_resamples, seed)
+        if (y[idx].min(axis=0) != y[idx].max(axis=0)).all()
+    ]
+    p, lo, hi = bootstrap_difference(np.array(deltas))
+    auc_a, auc_b = macro_auroc(y, a), macro_auroc(y, b)
+    return Comparison(auc_a, auc_b, auc_a - auc_b, float("nan"), p, lo, hi)
 
 
 def compare_scores(
@@ -96,6 +127,19 @@ def tied_with_leader(labels: np.ndarray, scores: dict[str, np.ndarray], alpha: f
     return {k: 1.0 if k == leader else delong_test(labels, scores[leader], s) for k, s in scores.items()}
 
 
+def evaluated_findings(store: ResultStore, run_id: str) -> list[int]:
+    """Columns of a multi-label run's logits that its macro AUROC averaged: the findings with a
+    clean-test AUROC (the others had too few cases), in the order of the run's `targets`."""
+    targets = json.loads(store.run(run_id)["targets"] or "[]")
+    rows = store.query(
+        "SELECT slice FROM metrics WHERE run_id = ? AND condition = 'clean' AND metric = 'auroc' "
+        "AND slice LIKE 'finding=%' AND value IS NOT NULL AND NOT isnan(value)",
+        [run_id],
+    )
+    names = {s.removeprefix("finding=") for s in rows["slice"]}
+    return [k for k, name in enumerate(targets) if name in names]
+
+
 def compare_runs(
     store: ResultStore, run_a: str, run_b: str, condition: str = "clean", severity: int = 0, n_resamples: int = 2000
 ) -> Comparison:
@@ -113,13 +157,18 @@ def compare_runs(
         if a[key] != b[key]:
             raise XRBenchError(f"runs differ in {key} ({a[key]} vs {b[key]}): their results are not comparable")
     sql = (
-        "SELECT image_id, patient_id, label, score FROM predictions "
+        "SELECT image_id, patient_id, label, score, scores, target_labels FROM predictions "
         "WHERE run_id = ? AND split = 'test' AND condition = ? AND severity = ? ORDER BY image_id"
     )
     pa, pb = (store.query(sql, [r, condition, severity]) for r in (run_a, run_b))
     if pa.empty or not pa["image_id"].equals(pb["image_id"]):
         raise XRBenchError(f"the runs do not share test predictions for condition {condition} severity {severity}")
     groups = pa["patient_id"].to_numpy()
+    if pa["score"].isna().all():  # multi-label runs store one logit per finding in `scores`
+        targets = np.stack(pa["target_labels"].to_numpy())
+        logits_a, logits_b = (np.stack(p["scores"].to_numpy()) for p in (pa, pb))
+        columns = evaluated_findings(store, run_a)
+        return compare_multilabel(targets, logits_a, logits_b, groups, n_resamples=n_resamples, columns=columns)
     return compare_scores(
         pa["label"].to_numpy(), pa["score"].to_numpy(), pb["score"].to_numpy(), groups, n_resamples=n_resamples
     )

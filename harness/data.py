@@ -25,6 +25,7 @@ from harness.adapters.base import DatasetSource
 from harness.dicom import is_dicom, read_dicom, to_uint8
 from harness.errors import DataIntegrityError
 from harness.paths import cache_root
+from harness.splits import target_matrix
 from harness.synth.cohort import image_digest
 
 
@@ -38,6 +39,10 @@ class SplitData:
     @property
     def labels(self) -> np.ndarray:
         return self.meta["label"].to_numpy(dtype=np.int64, copy=True)
+
+    def targets(self, names: tuple[str, ...]) -> np.ndarray:
+        """(N, K) multi-hot labels of a multi-label board's findings."""
+        return target_matrix(self.meta["findings"], names)
 
     def __len__(self) -> int:
         return len(self.meta)

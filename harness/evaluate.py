@@ -40,7 +40,7 @@ def slice_values(meta: pd.DataFrame, column: str) -> pd.Series:
     return meta[column].astype(str)
 
 
-def _row(condition: str, severity: int, m: MetricValue, flag: str | None = None) -> dict:
+def metric_row(condition: str, severity: int, m: MetricValue, flag: str | None = None) -> dict:
     return {"condition": condition, "severity": severity, **vars(m), "flag": flag}
 
 
@@ -68,7 +68,7 @@ def _slice_metrics(
             flag = f"too few cases: {n_pos} abnormal, {n_neg} normal (minimum {board.min_slice_class} each)"
             nan = float("nan")
             rows.append(
-                _row(condition, severity, MetricValue("auroc", nan, nan, nan, int(mask.sum()), n_pos, name), flag)
+                metric_row(condition, severity, MetricValue("auroc", nan, nan, nan, int(mask.sum()), n_pos, name), flag)
             )
             continue
         for m in binary_metrics(
@@ -81,7 +81,7 @@ def _slice_metrics(
             slice_name=name,
             metrics=("auroc",),
         ):
-            rows.append(_row(condition, severity, m))
+            rows.append(metric_row(condition, severity, m))
     return rows
 
 
@@ -102,7 +102,7 @@ def evaluate_condition(
     out = Evaluation()
     names = None if detailed else ("auroc",)
     for m in binary_metrics(labels, scores, groups, threshold, board.bootstrap, board.seed, metrics=names):
-        out.metrics.append(_row(condition, severity, m))
+        out.metrics.append(metric_row(condition, severity, m))
     if detailed:
         out.metrics += _slice_metrics(board, meta, labels, scores, groups, threshold, condition, severity)
     small = f"calibration measured on {len(labels)} images (< {SMALL_N})" if len(labels) < SMALL_N else None
@@ -111,11 +111,13 @@ def evaluate_condition(
         probs = calibrators[kind](scores)
         for name, value in calibration_metrics(labels, probs).items():
             metric = MetricValue(f"{name}_{kind}", value, nan, nan, len(labels), int(labels.sum()))
-            out.metrics.append(_row(condition, severity, metric, small))
+            out.metrics.append(metric_row(condition, severity, metric, small))
         for b in reliability_bins(labels, probs):
             out.calibration_bins.append({"condition": condition, "severity": severity, "calibrator": kind, **vars(b)})
     coverage, risk, aurc = risk_coverage(labels, calibrators["platt"](scores))
-    out.metrics.append(_row(condition, severity, MetricValue("aurc", aurc, nan, nan, len(labels), int(labels.sum()))))
+    out.metrics.append(
+        metric_row(condition, severity, MetricValue("aurc", aurc, nan, nan, len(labels), int(labels.sum())))
+    )
     keep = np.unique(np.linspace(0, len(coverage) - 1, RISK_COVERAGE_POINTS).round().astype(int))
     out.risk_coverage += [
         {"condition": condition, "severity": severity, "coverage": float(coverage[i]), "risk": float(risk[i])}

@@ -63,15 +63,20 @@ def binary_metric_fns(threshold: float) -> dict[str, MetricFn]:
     }
 
 
-def cluster_resamples(labels: np.ndarray, groups: np.ndarray, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Index arrays of patient-level bootstrap resamples (patients drawn with replacement, each
-    with all of their images); resamples holding a single class are skipped."""
+def patient_resamples(groups: np.ndarray, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Index arrays of patient-level bootstrap resamples: patients drawn with replacement, each
+    with all of their images."""
     _, inverse = np.unique(groups, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
     rng = np.random.default_rng(seed)
     for _ in range(n_resamples):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+
+
+def cluster_resamples(labels: np.ndarray, groups: np.ndarray, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Patient-level resamples (`patient_resamples`) holding both classes; the others are skipped."""
+    for idx in patient_resamples(groups, n_resamples, seed):
         if labels[idx].min() != labels[idx].max():
             yield idx
 

@@ -43,7 +43,8 @@ class ImageBatches:
     """Re-iterable batches of float32 images (B, 1, H, W) in [0, 1].
 
     Iterating yields image batches; `with_labels()` yields (images, labels) pairs, where
-    labels are int64 (B,) for anomaly boards (1 = abnormal).
+    labels are int64 (B,) for anomaly boards (1 = abnormal) and float32 (B, K) multi-hot
+    for multi-label boards (column k = `FitContext.targets[k]`).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device):
@@ -57,10 +58,12 @@ class ImageBatches:
     def num_images(self) -> int:
         return len(self._images)
 
-    def with_labels(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def with_labels(self, order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, labels) batches, in `order` (a permutation of image indices, for example
+        a seeded shuffle for training) or in split order. Images stay uint8 until batched."""
         for start in range(0, len(self._images), self.batch_size):
-            batch = self._images[start : start + self.batch_size]
-            yield batch.to(self.device, torch.float32) / 255.0, self._labels[start : start + self.batch_size]
+            index = slice(start, start + self.batch_size) if order is None else order[start : start + self.batch_size]
+            yield self._images[index].to(self.device, torch.float32) / 255.0, self._labels[index]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for images, _ in self.with_labels():
@@ -79,6 +82,8 @@ class FitContext:
     data_fingerprint: str = ""
     """Identifies the training data (board, split hash, dataset hash, resolution): part of
     every cache key of things a method learns from it."""
+    targets: tuple[str, ...] = ()
+    """Multi-label boards: the findings, in the order of the logit columns `predict` returns."""
 
 
 @dataclass(frozen=True)

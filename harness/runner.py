@@ -30,6 +30,7 @@ from harness.errors import MethodOutputError, XRBenchError
 from harness.evaluate import Evaluation, evaluate_condition, robustness_summary
 from harness.latency import LatencyConfig, data_pipeline_speed, measure, peak_memory
 from harness.metrics import best_f1_threshold
+from harness.multilabel import evaluate_multilabel_condition, fit_calibrators
 from harness.paths import cache_root, default_db
 from harness.protocol import FitContext, ImageBatches, Method
 from harness.provenance import environment
@@ -72,10 +73,21 @@ class BoardData:
     source: DatasetSource
     manifest: pd.DataFrame
     board: Board  # as run: with exclusions, its split_sha256 is the reduced manifest's
+    test_source: DatasetSource | None = None  # cross-dataset boards: where the test images are
 
     @property
     def dataset_sha256(self) -> str:
-        return self.source.content_sha256 or ""
+        if self.test_source is None:
+            return self.source.content_sha256 or ""
+        both = [self.source.content_sha256 or "", self.test_source.content_sha256 or ""]
+        return hashlib.sha256("|".join(both).encode()).hexdigest() if any(both) else ""
+
+    @property
+    def source_manifest(self) -> pd.DataFrame:
+        """The manifest rows whose images are in `source` (all but a cross-dataset board's test)."""
+        if self.test_source is None:
+            return self.manifest
+        return self.manifest[self.manifest["split"] != "test"].reset_index(drop=True)
 
 
 def load_board_data(board: Board) -> BoardData:
@@ -86,9 +98,12 @@ def load_board_data(board: Board) -> BoardData:
     verify_manifest(board.split_manifest, board.split_sha256)
     manifest = read_manifest(board.split_manifest, ids_only=board.labels_sha256 is not None)
     source = prepare_dataset(board.dataset)
+    test_source = prepare_dataset(board.test_dataset) if board.test_dataset else None
+    sources = [source] if test_source is None else [source, test_source]
     if board.labels_sha256 is not None:
-        manifest = attach_labels(manifest, source.entries, board.labels_sha256, f"board {board.name}")
-    excluded = sorted(set(source.excluded) & set(manifest["image_id"]))
+        entries = pd.concat([s.entries for s in sources], ignore_index=True)
+        manifest = attach_labels(manifest, entries, board.labels_sha256, f"board {board.name}")
+    excluded = sorted(set().union(*(s.excluded for s in sources)) & set(manifest["image_id"]))
     if excluded:
         manifest = manifest[~manifest["image_id"].isin(excluded)].reset_index(drop=True)
         board = dataclasses.replace(board, split_sha256=excluded_split_sha256(board.split_sha256, excluded))
@@ -99,7 +114,15 @@ def load_board_data(board: Board) -> BoardData:
             board.name,
             board.split_sha256[:12],
         )
-    return BoardData(board_splits(source, manifest, board.split_sha256, board.resolution), source, manifest, board)
+    if test_source is None:
+        return BoardData(board_splits(source, manifest, board.split_sha256, board.resolution), source, manifest, board)
+    is_test = (manifest["split"] == "test").to_numpy()
+    own, other = (
+        board_splits(s, manifest[rows].reset_index(drop=True), board.split_sha256, board.resolution)
+        for s, rows in ((source, ~is_test), (test_source, is_test))
+    )
+    splits = {"train": own["train"], "val": own["val"], "test": other["test"]}
+    return BoardData(splits, source, manifest, board, test_source)
 
 
 def fit_method(
@@ -117,6 +140,7 @@ def fit_method(
         resolution=board.resolution,
         task=board.task,
         data_fingerprint=data_fingerprint(board, data),
+        targets=board.targets,
     )
     train, val = data.splits["train"], data.splits["val"]
     with peak_memory(device) as memory:
@@ -134,7 +158,8 @@ def data_fingerprint(board: Board, data: BoardData) -> str:
 
 
 def split_batches(images: torch.Tensor, data: SplitData, board: Board, device: torch.device) -> ImageBatches:
-    return ImageBatches(images, torch.from_numpy(data.labels), board.batch_size, device)
+    labels = torch.from_numpy(data.targets(board.targets)).float() if board.targets else torch.from_numpy(data.labels)
+    return ImageBatches(images, labels, board.batch_size, device)
 
 
 BENCH_LATENCY = (
@@ -153,36 +178,47 @@ def latency_rows(
 
 
 def pipeline_speed(data: BoardData, board: Board, sample: int = 64) -> dict[str, float]:
-    ids = data.manifest["image_id"].tolist()
+    rows = data.source_manifest
+    ids = rows["image_id"].tolist()
     return data_pipeline_speed(
         decode=lambda: len(decode_images(data.source, ids[:sample], board.resolution)),
-        read_cache=lambda: len(cached_images(data.source, data.manifest, board.split_sha256, board.resolution)),
+        read_cache=lambda: len(cached_images(data.source, rows, board.split_sha256, board.resolution)),
     )
 
 
 def predict_scores(
-    method: Method, name: str, batches: ImageBatches, meta: pd.DataFrame, what: str, track: Track
+    method: Method,
+    name: str,
+    batches: ImageBatches,
+    meta: pd.DataFrame,
+    what: str,
+    track: Track,
+    targets: tuple[str, ...] = (),
 ) -> np.ndarray:
-    """Scores for every image, checked for shape and finiteness."""
+    """Scores for every image, (N,) or (N, K) logits for K `targets`, checked for shape and
+    finiteness."""
     scores = []
     for images in track(batches, f"predicting {what}"):
         s = method.predict(images).scores.detach().to("cpu", torch.float64)
-        if s.shape != (len(images),):
+        expected = (len(images), len(targets)) if targets else (len(images),)
+        if s.shape != expected:
             raise MethodOutputError(
                 f"method {name} returned scores of shape {tuple(s.shape)} for a batch of {len(images)} images; "
-                f"expected ({len(images)},)"
+                f"expected {expected}"
             )
         scores.append(s.numpy())
     out = np.concatenate(scores)
-    bad = np.flatnonzero(~np.isfinite(out))
+    bad = np.flatnonzero(~np.isfinite(out).reshape(len(out), -1).all(axis=1))
     if len(bad):
         first = meta["image_id"].iloc[bad[0]]
-        raise MethodOutputError(f"method {name} returned {len(bad)} non-finite scores on {what} (first image: {first})")
+        raise MethodOutputError(
+            f"method {name} returned non-finite scores for {len(bad)} images on {what} (first image: {first})"
+        )
     return out
 
 
 def predictions_sha256(frame: pd.DataFrame) -> str:
-    columns = ["image_id", "split", "condition", "severity", "score"]
+    columns = ["image_id", "split", "condition", "severity", "score" if "scores" not in frame else "scores"]
     return hashlib.sha256(frame[columns].to_csv(index=False).encode()).hexdigest()
 
 
@@ -220,8 +256,10 @@ def prepare(
     return data.board, method, resolve_device(device), data
 
 
-def _prediction_rows(data: SplitData, split: str, condition: str, severity: int, scores: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(
+def _prediction_rows(
+    data: SplitData, split: str, condition: str, severity: int, scores: np.ndarray, targets: tuple[str, ...]
+) -> pd.DataFrame:
+    frame = pd.DataFrame(
         {
             "image_id": data.meta["image_id"],
             "patient_id": data.meta["patient_id"],
@@ -229,9 +267,45 @@ def _prediction_rows(data: SplitData, split: str, condition: str, severity: int,
             "condition": condition,
             "severity": severity,
             "label": data.labels,
-            "score": scores,
         }
     )
+    if not targets:
+        return frame.assign(score=scores)
+    return frame.assign(scores=scores.tolist(), target_labels=data.targets(targets).tolist())
+
+
+def score_anomaly(
+    board: Board, splits: dict[str, SplitData], val_scores: np.ndarray, test_scores: dict, track: Track
+) -> tuple[Evaluation, dict[str, Any]]:
+    """Threshold and calibrators from validation scores only, then every test condition."""
+    val_labels = splits["val"].labels
+    threshold = best_f1_threshold(val_labels, val_scores)
+    calibrators = {kind: fit_calibrator(kind, val_scores, val_labels) for kind in CALIBRATORS}
+    evaluation = Evaluation()
+    for (name, severity), scores in track(list(test_scores.items()), "scoring conditions"):
+        evaluation.extend(
+            evaluate_condition(
+                board, splits["test"].meta, scores, threshold, calibrators, name, severity, detailed=name == "clean"
+            )
+        )
+    return evaluation, {"threshold": threshold}
+
+
+def score_multilabel(
+    board: Board, splits: dict[str, SplitData], val_logits: np.ndarray, test_logits: dict, track: Track
+) -> tuple[Evaluation, dict[str, Any]]:
+    """Temperature from validation logits only, then every test condition."""
+    calibrators, temperature = fit_calibrators(val_logits, splits["val"].targets(board.targets))
+    test = splits["test"]
+    targets = test.targets(board.targets)
+    evaluation = Evaluation()
+    for (name, severity), logits in track(list(test_logits.items()), "scoring conditions"):
+        evaluation.extend(
+            evaluate_multilabel_condition(
+                board, test.meta, targets, logits, calibrators, name, severity, detailed=name == "clean"
+            )
+        )
+    return evaluation, {"temperature": temperature}
 
 
 def run_bench(
@@ -268,6 +342,7 @@ def run_bench(
                 "board_version": board.version,
                 "method": method_name,
                 "params": json.dumps(method.params, sort_keys=True),
+                "targets": json.dumps(list(board.targets)) if board.targets else None,
                 "seed": seed,
                 "split_sha256": board.split_sha256,
                 "dataset_sha256": dataset_sha256,
@@ -280,8 +355,9 @@ def run_bench(
             fit_seconds, fit_peak_memory = fit_method(method, board, data, seed, torch_device, track)
 
             start = time.perf_counter()
+            val = splits["val"]
             val_scores = predict_scores(
-                method, method_name, batches(splits["val"].images, splits["val"]), splits["val"].meta, "val", track
+                method, method_name, batches(val.images, val), val.meta, "val", track, board.targets
             )
             condition_scores = {
                 (c.name, c.severity): predict_scores(
@@ -291,21 +367,15 @@ def run_bench(
                     test.meta,
                     "test" if c.name == "clean" else f"{c.name} s{c.severity}",
                     track,
+                    board.targets,
                 )
                 for c in conditions
             }
             predict_seconds = time.perf_counter() - start
 
             # Thresholds and calibrators see validation scores only, never test.
-            val_labels = splits["val"].labels
-            threshold = best_f1_threshold(val_labels, val_scores)
-            calibrators = {kind: fit_calibrator(kind, val_scores, val_labels) for kind in CALIBRATORS}
-            evaluation = Evaluation()
-            for (name, severity), scores in track(list(condition_scores.items()), "scoring conditions"):
-                part = evaluate_condition(
-                    board, test.meta, scores, threshold, calibrators, name, severity, detailed=name == "clean"
-                )
-                evaluation.extend(part)
+            score = score_multilabel if board.targets else score_anomaly
+            evaluation, fitted_on_val = score(board, splits, val_scores, condition_scores, track)
             metrics, bins, risk = evaluation.frames()
             metrics = metrics.assign(board=board.name, method=method_name)
 
@@ -324,8 +394,11 @@ def run_bench(
 
             predictions = pd.concat(
                 [
-                    _prediction_rows(splits["val"], "val", "clean", 0, val_scores),
-                    *[_prediction_rows(test, "test", name, sev, sc) for (name, sev), sc in condition_scores.items()],
+                    _prediction_rows(val, "val", "clean", 0, val_scores, board.targets),
+                    *[
+                        _prediction_rows(test, "test", name, sev, sc, board.targets)
+                        for (name, sev), sc in condition_scores.items()
+                    ],
                 ],
                 ignore_index=True,
             )
@@ -346,7 +419,7 @@ def run_bench(
                     {
                         "fit_seconds": fit_seconds,
                         "predict_seconds": predict_seconds,
-                        "threshold": threshold,
+                        **fitted_on_val,
                         "weights_id": weights.id,
                         "weights_sha256": weights.sha256,
                         "predictions_sha256": predictions_sha256(predictions),

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from harness import __version__, plots
 from harness.boards import load_board
-from harness.compare import tied_with_leader
+from harness.compare import compare_multilabel, evaluated_findings, tied_with_leader
 from harness.errors import XRBenchError
 from harness.paths import project_root
 from harness.store import ResultStore
@@ -42,7 +42,15 @@ COLUMNS = [
     ("throughput_ips", "Throughput (img/s, batch 32)", False),
     ("param_count", "Parameters", True),
 ]
+MULTILABEL_COLUMNS = [
+    ("auroc", "Macro AUROC", False),
+    ("auprc", "Macro AUPRC", False),
+    ("ece_none", "ECE before", True),
+    ("ece_temperature", "ECE after (temperature)", True),
+    *COLUMNS[5:],
+]
 TIE_ALPHA = 0.05
+MULTILABEL_TIE_RESAMPLES = 500  # paired bootstrap of the macro AUROC per entry on a multi-label board
 
 
 def slug(name: str) -> str:
@@ -194,16 +202,71 @@ class SiteBuilder:
             frame.drop_duplicates("image_id").set_index("image_id")["label"]
         )
 
-    def ties(self, best: pd.DataFrame) -> dict[str, float]:
-        """DeLong p-value of each best run against the leader, among runs on the same split."""
+    def board_task(self, board: str) -> str:
+        """The board file's task; without the file here, what its runs stored."""
+        try:
+            return load_board(board).task
+        except XRBenchError:
+            multilabel = self.store.query(
+                "SELECT count(*) AS n FROM runs WHERE board = ? AND targets IS NOT NULL", [board]
+            )["n"].iloc[0]
+            return "multilabel" if multilabel else "anomaly"
+
+    def curve_points(self, board: str, run_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(labels, scores) of a run's clean test predictions for ROC and PR curves; on
+        multi-label boards pooled over (image, finding) pairs (micro average)."""
+        scores = self.test_scores([run_id]).dropna()
+        if not scores.empty:
+            return {board: (scores["label"].to_numpy(), scores[run_id].to_numpy())}
+        frame = self.store.query(
+            "SELECT scores, target_labels FROM predictions WHERE run_id = ? AND split = 'test' "
+            "AND condition = 'clean' AND scores IS NOT NULL",
+            [run_id],
+        )
+        if frame.empty:
+            return {}
+        pooled = np.concatenate(frame["target_labels"].to_numpy()), np.concatenate(frame["scores"].to_numpy())
+        return {f"{board} (micro over findings)": pooled}
+
+    def ties(self, best: pd.DataFrame, task: str) -> dict[str, float]:
+        """p-value of each best run against the leader, among runs on the same split: DeLong on
+        anomaly boards, the paired patient bootstrap of the macro AUROC on multi-label ones."""
         if best.empty:
             return {}
         leader_split = best.iloc[0]["split_sha256"]
         comparable = best[best["split_sha256"] == leader_split]
+        if task == "multilabel":
+            return self.multilabel_ties(comparable["run_id"].tolist())
         scores = self.test_scores(comparable["run_id"].tolist()).dropna()
         if len(comparable) < 2 or scores.empty:
             return {r: 1.0 for r in comparable["run_id"]}
         return tied_with_leader(scores["label"].to_numpy(), {r: scores[r].to_numpy() for r in comparable["run_id"]})
+
+    def multilabel_ties(self, run_ids: list[str]) -> dict[str, float]:
+        """Run ids in leaderboard order; the first is the leader, whose evaluated findings are used."""
+        frame = self.store.query(
+            "SELECT run_id, image_id, patient_id, scores, target_labels FROM predictions WHERE split = 'test' "
+            "AND condition = 'clean' AND run_id IN (SELECT unnest(?)) ORDER BY run_id, image_id",
+            [run_ids],
+        )
+        runs = {r: g for r, g in frame.groupby("run_id")}
+        leader = runs.get(run_ids[0])
+        ties = {run_ids[0]: 1.0}
+        columns = evaluated_findings(self.store, run_ids[0])
+        for run_id in run_ids[1:]:
+            other = runs.get(run_id)
+            if leader is None or other is None or not leader["image_id"].tolist() == other["image_id"].tolist():
+                continue
+            comparison = compare_multilabel(
+                np.stack(leader["target_labels"].to_numpy()),
+                np.stack(leader["scores"].to_numpy()),
+                np.stack(other["scores"].to_numpy()),
+                leader["patient_id"].to_numpy(),
+                n_resamples=MULTILABEL_TIE_RESAMPLES,
+                columns=columns,
+            )
+            ties[run_id] = comparison.bootstrap_p
+        return ties
 
     # --- pages ----------------------------------------------------------------------------
     def build(self) -> Path:
@@ -230,14 +293,11 @@ class SiteBuilder:
         table = self.board_table(board)
         superseded = self._superseded[board]
         best = table.drop_duplicates("method").reset_index(drop=True)
-        ties = self.ties(best)
+        task = self.board_task(board)
+        ties = self.ties(best, task)
         best["rank"] = np.arange(1, len(best) + 1)
         best["tie_p"] = best["run_id"].map(ties)
         best["tied"] = (best["tie_p"] >= TIE_ALPHA) & (best["rank"] > 1)
-        try:
-            task = load_board(board).task
-        except XRBenchError:
-            task = "unknown (board file not found)"
         name = slug(board)
         exported = self.export(best.drop(columns=["split_sha256", "dataset_sha256"]), f"{name}-leaderboard")
         all_runs = self.export(table.drop(columns=["split_sha256", "dataset_sha256"]), f"{name}-all-runs")
@@ -272,8 +332,9 @@ class SiteBuilder:
         slice_grid = pd.DataFrame()
         if not slices.empty:
             # What a reader sees per cell: the AUROC, or why there is none.
+            # A value with a flag is a multi-label macro mean over only some findings.
             slices["shown"] = [
-                "too few cases" if isinstance(f, str) else _num(v)
+                "too few cases" if not np.isfinite(v) else _num(v) + ("*" if isinstance(f, str) else "")
                 for v, f in zip(slices["value"], slices["flag"], strict=True)
             ]
             slice_grid = slices.pivot(index="slice", columns="method", values="shown").fillna("no result").reset_index()
@@ -298,7 +359,7 @@ class SiteBuilder:
             best=best,
             all_runs=all_runs,
             table=exported,
-            columns=COLUMNS,
+            columns=MULTILABEL_COLUMNS if task == "multilabel" else COLUMNS,
             heatmap=heatmap,
             scatter=scatter,
             slices=slice_table,
@@ -326,8 +387,7 @@ class SiteBuilder:
             best = current.iloc[0].copy()
             best["board"] = board
             results.append(best)
-            scores = self.test_scores([best["run_id"]]).dropna()
-            curves[board] = (scores["label"].to_numpy(), scores[best["run_id"]].to_numpy())
+            curves.update(self.curve_points(board, best["run_id"]))
             bins = self.store.query(
                 "SELECT calibrator, mean_confidence, accuracy, count FROM calibration_bins "
                 "WHERE run_id = ? AND condition = 'clean' ORDER BY calibrator, \"index\"",

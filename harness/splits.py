@@ -120,6 +120,71 @@ def anomaly_split(
     return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
 
 
+def patient_split(entries: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.DataFrame:
+    """Assign every image to a split by patient: patients in a seeded random order fill test,
+    then val, then train, each up to its fraction of the images (multi-label boards, which
+    train on normal and abnormal images alike)."""
+    if set(fractions) != set(SPLITS) or abs(sum(fractions.values()) - 1.0) > 1e-9:
+        raise XRBenchError(f"split fractions must give train, val and test summing to 1, not {fractions}")
+    sizes = entries.groupby("patient_id").size()
+    patients = sorted(sizes.index)
+    np.random.default_rng(seed).shuffle(patients)
+    # Where each patient's first image falls in the shuffled order, as a fraction of all images.
+    start = (sizes[patients].cumsum() - sizes[patients]) / len(entries)
+    bounds = np.cumsum([fractions["test"], fractions["val"]])
+    split_of = pd.Series(
+        np.array(["test", "val", "train"])[np.searchsorted(bounds, start.to_numpy(), side="right")], index=patients
+    )
+    frame = entries.assign(split=pd.Categorical(entries["patient_id"].map(split_of), SPLITS))
+    return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
+
+
+def cross_dataset_split(
+    train_entries: pd.DataFrame,
+    test_entries: pd.DataFrame,
+    n_train: int,
+    n_val: tuple[int, int],
+    n_test: tuple[int, int],
+    seed: int,
+) -> pd.DataFrame:
+    """An anomaly manifest whose train and val come from one dataset and test from another.
+    Test patient ids get the prefix `test:`, since they come from another dataset's id space
+    and may repeat the training dataset's ids."""
+    shared = sorted(set(train_entries["image_id"]) & set(test_entries["image_id"]))
+    if shared:
+        raise XRBenchError(f"the two datasets share {len(shared)} image ids (first: {shared[0]}); ids must be unique")
+    own = anomaly_split(train_entries, n_train, n_val, (0, 0), seed)
+    other = anomaly_split(test_entries, 0, (0, 0), n_test, seed)
+    other = other.assign(patient_id="test:" + other["patient_id"].astype(str))
+    frame = pd.concat([own, other], ignore_index=True)
+    frame["split"] = pd.Categorical(frame["split"].astype(str), SPLITS)
+    return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
+
+
+def official_test_split(entries: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
+    """The release's own test list as test; its train/val list split by patient into train and
+    val (`entries` carries `official_split`: 'test', 'train_val', or '' when unlisted)."""
+    listed = entries.get("official_split", pd.Series("", index=entries.index))
+    if not (listed == "test").any() or not (listed == "train_val").any():
+        raise XRBenchError(
+            "this board uses the official test list, but the dataset copy has no official split lists "
+            "(for NIH: train_val_list.txt and test_list.txt beside Data_Entry_2017.csv)"
+        )
+    rest = patient_split(
+        entries[listed == "train_val"], {"train": 1 - val_fraction, "val": val_fraction, "test": 0}, seed
+    )
+    frame = pd.concat([rest, entries[listed == "test"].assign(split="test")], ignore_index=True)
+    check_patient_disjoint(frame, "official split")
+    frame["split"] = pd.Categorical(frame["split"], SPLITS)
+    return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
+
+
+def target_matrix(findings: pd.Series, targets: tuple[str, ...]) -> np.ndarray:
+    """(N, K) int64: 1 where an image's `|`-separated findings include target k."""
+    sets = findings.fillna("").str.split("|").map(set)
+    return np.array([[t in s for t in targets] for s in sets], dtype=np.int64).reshape(len(findings), len(targets))
+
+
 def write_manifest(frame: pd.DataFrame, path: Path, ids_only: bool = False) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame[ID_COLUMNS if ids_only else MANIFEST_COLUMNS].to_csv(path, index=False, lineterminator="\n")

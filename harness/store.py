@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS runs (
     board_version INTEGER,
     method VARCHAR NOT NULL,
     params VARCHAR,             -- JSON object, merged with the method's defaults
+    targets VARCHAR,            -- multi-label boards: JSON list, the order of predictions.scores
     seed INTEGER,
     git_commit VARCHAR,
     git_dirty BOOLEAN,
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS runs (
     fit_seconds DOUBLE,
     predict_seconds DOUBLE,
     threshold DOUBLE,           -- decision threshold chosen on the validation split
+    temperature DOUBLE,         -- multi-label boards: logit temperature fitted on validation
     predictions_sha256 VARCHAR, -- over every stored prediction, to spot silent changes
     fit_peak_memory_bytes BIGINT,
     decode_ips DOUBLE,          -- data pipeline: PNG decode + resize, images per second
@@ -60,9 +62,10 @@ CREATE TABLE IF NOT EXISTS predictions (
     split VARCHAR NOT NULL,
     condition VARCHAR NOT NULL,
     severity INTEGER NOT NULL DEFAULT 0,
-    label INTEGER,
-    score DOUBLE,
-    scores DOUBLE[]
+    label INTEGER,              -- 1: abnormal (any finding)
+    score DOUBLE,               -- anomaly boards
+    scores DOUBLE[],            -- multi-label boards: one logit per board target
+    target_labels INTEGER[]     -- multi-label boards: multi-hot truth, same order
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR NOT NULL,
@@ -148,6 +151,9 @@ ALTER TABLE metrics ADD COLUMN IF NOT EXISTS flag VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS fit_peak_memory_bytes BIGINT;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS decode_ips DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS cache_read_ips DOUBLE;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS temperature DOUBLE;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS targets VARCHAR;
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS target_labels INTEGER[];
 """
 
 

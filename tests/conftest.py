@@ -78,36 +78,68 @@ def tiny_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -
 TINY_DENTAL = {"seed": 1, "n_patients": 60, "image_height": 48}
 
 
+def frozen_board(folder: Path, name: str, frame, spec: DatasetSpec, content_sha256: str, settings: str) -> Path:
+    """Write `frame` as the manifest of board `name` and the board file: name, manifest and its
+    hash, `settings`, then the [dataset] table of `spec` with its content hash."""
+    manifest = folder / f"{name}.csv"
+    sha = write_manifest(frame, manifest)
+    params = "\n".join(f"{k} = {v!r}" for k, v in spec.params.items())
+    board = folder / f"{name}.toml"
+    board.write_text(
+        f'name = "{name}"\nversion = 1\nsplit_manifest = "{manifest.name}"\nsplit_sha256 = "{sha}"\n'
+        f'{settings}\n[dataset]\nname = "{spec.name}"\n{params}\ncontent_sha256 = "{content_sha256}"\n'
+    )
+    return board
+
+
 @pytest.fixture(scope="session")
 def tiny_dental_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
     """A reduced synth-dental board: DICOM phantoms read through the dental adapter."""
     from harness.adapters import synthetic_dental
 
-    folder = tmp_path_factory.mktemp("tiny-dental")
-    source = synthetic_dental.prepare(DatasetSpec("synth-dental", dict(TINY_DENTAL)), workers=1)
+    spec = DatasetSpec("synth-dental", dict(TINY_DENTAL))
+    source = synthetic_dental.prepare(spec, workers=1)
     frame = anomaly_split(source.entries, n_train=24, n_val=(6, 6), n_test=(10, 10), seed=0)
-    manifest = folder / "tiny-dental.csv"
-    sha = write_manifest(frame, manifest)
-    params = "\n".join(f"{k} = {v}" for k, v in TINY_DENTAL.items())
-    board = folder / "tiny-dental.toml"
-    board.write_text(f"""
-name = "tiny-dental"
-version = 1
+    settings = """
 description = "reduced synthetic dental board for tests"
 task = "anomaly"
 resolution = 32
-split_manifest = "{manifest.name}"
-split_sha256 = "{sha}"
 bootstrap = 20
 seed = 0
 batch_size = 16
 slices = ["sex"]
 min_slice_class = 3
 reference_method = "intensity"
+"""
+    folder = tmp_path_factory.mktemp("tiny-dental")
+    return frozen_board(folder, "tiny-dental", frame, spec, source.content_sha256, settings)
 
-[dataset]
-name = "synth-dental"
-{params}
-content_sha256 = "{source.content_sha256}"
-""")
-    return board
+
+TINY_TARGETS = ["Cardiomegaly", "Effusion", "Nodule"]
+
+
+@pytest.fixture(scope="session")
+def tiny_multilabel_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
+    """A reduced multi-label board on the tiny synthetic dataset (all images, patient split)."""
+    from harness.splits import patient_split
+
+    spec = DatasetSpec("synth-cxr", dict(TINY_DATASET))
+    source = synthetic.prepare(spec)
+    frame = patient_split(source.entries, {"train": 0.4, "val": 0.25, "test": 0.35}, seed=0)
+    settings = f"""
+description = "reduced synthetic multi-label board for tests"
+task = "multilabel"
+targets = {TINY_TARGETS}
+resolution = 32
+bootstrap = 30
+seed = 0
+batch_size = 16
+slices = ["sex"]
+min_slice_class = 2
+reference_method = "random"
+
+[corruptions]
+gaussian_noise = [25]
+jpeg = [50]
+"""
+    return frozen_board(tmp_path_factory.mktemp("tiny-cls"), "tiny-cls", frame, spec, source.content_sha256, settings)

@@ -206,3 +206,37 @@ def test_data_check_command_reports_and_fails_on_unusable_images(tmp_path, capsy
     assert main(["data", "check", "nih", "--root", str(tmp_path)]) == 0
     with pytest.raises(XRBenchError, match="unknown dataset"):
         read_entries("padchest", tmp_path)
+
+
+def test_official_test_list_split_keeps_the_release_test_set(tmp_path):
+    from harness.splits import official_test_split
+
+    rows = [
+        [f"{p:08d}_{i:03d}.png", "No Finding" if p % 3 else "Mass", i, p, 50, "F", "PA", 1, 1, 0.1, 0.1]
+        for p in range(1, 41)
+        for i in range(2)
+    ]
+    pd.DataFrame(rows, columns=NIH_COLUMNS).to_csv(tmp_path / "Data_Entry_2017_v2020.csv", index=False)
+    (tmp_path / "train_val_list.txt").write_text("".join(f"{r[0]}\n" for r in rows if r[3] <= 30))
+    (tmp_path / "test_list.txt").write_text("".join(f"{r[0]}\n" for r in rows if r[3] > 30))
+    entries = read_nih(tmp_path)
+    frame = official_test_split(entries, val_fraction=0.2, seed=0)
+    assert sorted(frame.loc[frame["split"] == "test", "image_id"]) == [r[0] for r in rows if r[3] > 30]
+    assert (frame["split"] == "val").sum() == 12 and (frame["split"] == "train").sum() == 48
+    assert frame.groupby("patient_id")["split"].nunique().max() == 1
+    (tmp_path / "test_list.txt").unlink()
+    (tmp_path / "train_val_list.txt").unlink()
+    with pytest.raises(XRBenchError, match="official split lists"):
+        official_test_split(read_nih(tmp_path), val_fraction=0.2, seed=0)
+
+
+def test_committed_nih_cls_manifest_matches_its_board():
+    from harness.boards import load_board
+    from harness.splits import read_manifest, target_matrix, verify_manifest
+
+    board = load_board("nih-cls")
+    verify_manifest(board.split_manifest, board.split_sha256)
+    manifest = read_manifest(board.split_manifest)
+    assert len(manifest) == 112_120 and set(manifest["view"]) == {"PA", "AP"}
+    positives = target_matrix(manifest.loc[manifest["split"] == "test", "findings"], board.targets).sum(axis=0)
+    assert positives.min() >= board.min_slice_class  # every finding measurable on test (Hernia: 69)

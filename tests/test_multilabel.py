@@ -1,0 +1,180 @@
+"""Multi-label boards: metrics against scikit-learn, temperature scaling, patient splits, and
+end-to-end runs of the random baseline and the supervised classifier."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from harness.boards import load_board
+from harness.compare import compare_multilabel
+from harness.errors import MethodOutputError, XRBenchError
+from harness.multilabel import fit_calibrators, multilabel_metrics
+from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.registry import register
+from harness.runner import run_bench
+from harness.site import build_site
+from harness.splits import patient_split, target_matrix
+from harness.store import ResultStore
+
+NAMES = ("A", "B", "C")
+FAST_SUPERVISED = {"epochs": "1", "augment": "0"}
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, 3)) < [0.2, 0.3, 0.4]).astype(np.int64)
+    logits = targets * [1.0, 2.0, 0.5] + rng.normal(size=(n, 3))
+    groups = np.arange(n) // 2  # two images per patient
+    return targets, logits, groups
+
+
+def _by_slice(rows):
+    return {(v.slice, v.metric): (v, flag) for v, flag in rows}
+
+
+def test_macro_and_per_finding_values_equal_scikit_learn():
+    targets, logits, groups = _data()
+    rows = _by_slice(
+        multilabel_metrics(targets, logits, groups, NAMES, 200, 0, 5, metrics=("auroc", "auprc"), per_finding=True)
+    )
+    macro, flag = rows[("all", "auroc")]
+    assert flag is None
+    assert macro.value == pytest.approx(roc_auc_score(targets, logits, average="macro"))
+    assert macro.ci_low < macro.value < macro.ci_high
+    assert rows[("all", "auprc")][0].value == pytest.approx(average_precision_score(targets, logits, average="macro"))
+    for k, name in enumerate(NAMES):
+        value = rows[(f"finding={name}", "auroc")][0]
+        assert value.value == pytest.approx(roc_auc_score(targets[:, k], logits[:, k]))
+        assert value.n_pos == targets[:, k].sum()
+        assert value.ci_low < value.value < value.ci_high
+
+
+def test_a_rare_finding_is_flagged_and_left_out_of_the_macro_mean():
+    targets, logits, groups = _data()
+    targets[:, 1] = 0
+    targets[:3, 1] = 1  # three positives, below the minimum of five
+    rows = _by_slice(multilabel_metrics(targets, logits, groups, NAMES, 100, 0, 5, per_finding=True))
+    macro, flag = rows[("all", "auroc")]
+    expected = np.mean([roc_auc_score(targets[:, k], logits[:, k]) for k in (0, 2)])
+    assert macro.value == pytest.approx(expected)
+    assert "B" in flag
+    rare, rare_flag = rows[("finding=B", "auroc")]
+    assert np.isnan(rare.value) and "3 positive" in rare_flag
+
+
+def test_no_usable_finding_gives_a_flag_not_a_crash():
+    targets, logits, groups = _data(n=20)
+    rows = multilabel_metrics(targets, logits, groups, NAMES, 50, 0, 50)
+    (value, flag), *_ = rows
+    assert np.isnan(value.value) and "too few cases" in flag
+
+
+def test_temperature_scaling_recovers_an_overconfident_temperature():
+    rng = np.random.default_rng(1)
+    true_logits = rng.normal(scale=2.0, size=(4000, 3))
+    targets = (rng.random(true_logits.shape) < 1 / (1 + np.exp(-true_logits))).astype(np.int64)
+    calibrators, temperature = fit_calibrators(true_logits * 3.0, targets)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    p = calibrators["temperature"](true_logits * 3.0)
+    assert np.allclose(p, 1 / (1 + np.exp(-true_logits * 3.0 / temperature)))
+
+
+def test_patient_split_is_disjoint_seeded_and_near_its_fractions():
+    rng = np.random.default_rng(0)
+    entries = pd.DataFrame({"image_id": [f"{i:05d}" for i in range(3000)], "patient_id": rng.integers(0, 900, 3000)})
+    entries["patient_id"] = entries["patient_id"].astype(str)
+    fractions = {"train": 0.7, "val": 0.1, "test": 0.2}
+    frame = patient_split(entries, fractions, seed=4)
+    assert len(frame) == 3000
+    assert frame.groupby("patient_id")["split"].nunique().max() == 1
+    for split, fraction in fractions.items():
+        assert abs((frame["split"] == split).mean() - fraction) < 0.01
+    assert frame.equals(patient_split(entries, fractions, seed=4))
+    assert not frame["split"].equals(patient_split(entries, fractions, seed=5)["split"])
+    with pytest.raises(XRBenchError, match="summing to 1"):
+        patient_split(entries, {"train": 0.7, "val": 0.1, "test": 0.1}, seed=0)
+
+
+def test_target_matrix_reads_pipe_separated_findings():
+    findings = pd.Series(["No Finding", "A|C", "C", None])
+    assert target_matrix(findings, NAMES).tolist() == [[0, 0, 0], [1, 0, 1], [0, 0, 1], [0, 0, 0]]
+
+
+def test_boards_must_list_targets_for_multilabel_only(tiny_multilabel_board, tmp_path):
+    assert load_board(tiny_multilabel_board).targets == ("Cardiomegaly", "Effusion", "Nodule")
+    text = tiny_multilabel_board.read_text()
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text.replace("targets = [", "old_targets = [").replace("old_targets", "# "))
+    with pytest.raises(XRBenchError, match="lists its `targets`"):
+        load_board(broken)
+
+
+def test_random_baseline_end_to_end(tiny_multilabel_board, tmp_path):
+    db = tmp_path / "r.duckdb"
+    result = run_bench("random", tiny_multilabel_board, db=db, device="cpu")
+    with ResultStore(db) as store:
+        run = store.run(result.run_id)
+        predictions = store.query("SELECT * FROM predictions WHERE run_id = ?", [result.run_id])
+        robustness = store.query("SELECT * FROM robustness WHERE run_id = ?", [result.run_id])
+    assert run["status"] == "ok" and run["temperature"] > 0 and pd.isna(run["threshold"])
+    assert predictions["score"].isna().all()
+    assert predictions["scores"].map(len).eq(3).all() and predictions["target_labels"].map(len).eq(3).all()
+    clean = result.metrics[(result.metrics["condition"] == "clean")]
+    slices = set(clean["slice"])
+    assert {"all", "finding=Cardiomegaly", "finding=Effusion", "finding=Nodule", "sex=F", "sex=M"} <= slices
+    assert set(result.metrics["condition"]) == {"clean", "gaussian_noise", "jpeg"}
+    assert {"ece_none", "ece_temperature", "brier_temperature"} <= set(clean["metric"])
+    assert robustness["clean_auroc"].iloc[0] == pytest.approx(result.robustness["clean_auroc"])
+
+
+@register
+class ReturnsOneScore(Method):
+    card = MethodCard("test-one-score", "test", "one score per image on a multi-label board", "-", "-", ("multilabel",))
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        pass
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        return Prediction(scores=batch.mean(dim=(1, 2, 3)))
+
+
+def test_a_wrong_score_shape_names_the_expected_one(tiny_multilabel_board, tmp_path):
+    with pytest.raises(MethodOutputError, match=r"expected \(16, 3\)"):
+        run_bench("test-one-score", tiny_multilabel_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+
+
+def test_anomaly_methods_are_refused_on_multilabel_boards(tiny_multilabel_board, tmp_path):
+    with pytest.raises(XRBenchError, match="supports"):
+        run_bench("intensity", tiny_multilabel_board, db=tmp_path / "r.duckdb", device="cpu")
+
+
+def test_supervised_training_is_deterministic_and_compares(tiny_multilabel_board, tmp_path):
+    db = tmp_path / "r.duckdb"
+    runs = [
+        run_bench("supervised", tiny_multilabel_board, params=FAST_SUPERVISED, db=db, device="cpu", corruptions=False)
+        for _ in range(2)
+    ]
+    random = run_bench("random", tiny_multilabel_board, db=db, device="cpu", corruptions=False)
+    with ResultStore(db) as store:
+        a, b = (store.run(r.run_id) for r in runs)
+        assert a["predictions_sha256"] == b["predictions_sha256"]
+        assert a["weights_sha256"] == b["weights_sha256"] and a["weights_id"] == "none+trained"
+        from harness.compare import compare_runs
+
+        same = compare_runs(store, runs[0].run_id, runs[1].run_id, n_resamples=100)
+        other = compare_runs(store, runs[0].run_id, random.run_id, n_resamples=100)
+    assert same.difference == 0 and np.isnan(same.delong_p)
+    assert other.auroc_b == pytest.approx(random.robustness["clean_auroc"])
+    build_site(db, tmp_path / "site")
+    page = next((tmp_path / "site" / "boards").glob("tiny-cls-*.html")).read_text()
+    assert "Macro AUROC" in page and "supervised" in page and "paired patient-level bootstrap" in page
+
+
+def test_compare_multilabel_separates_a_good_from_a_random_model():
+    targets, logits, groups = _data(n=400)
+    noise = np.random.default_rng(3).normal(size=logits.shape)
+    result = compare_multilabel(targets, logits, noise, groups, n_resamples=300)
+    assert result.difference > 0.1 and result.bootstrap_p < 0.01 and result.ci_low > 0
+    assert result.auroc_a == pytest.approx(roc_auc_score(targets, logits, average="macro"))
