@@ -58,18 +58,39 @@ class PrepareResult:
 
 
 def boards_on(dataset: str) -> list[Board]:
-    return [b for b in map(load_board, available_boards()) if b.dataset.name == dataset]
+    """Boards with images from `dataset`: as their dataset, or as a cross-dataset board's test set."""
+    return [b for b in map(load_board, available_boards()) if dataset in _dataset_names(b)]
+
+
+def _dataset_names(board: Board) -> set[str]:
+    return {board.dataset.name} | ({board.test_dataset.name} if board.test_dataset else set())
+
+
+def rows_from(board: Board, manifest: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, dict]:
+    """The manifest rows whose images come from `dataset`, and that dataset's board options."""
+    if board.test_dataset is None or board.test_dataset.name == board.dataset.name:
+        return manifest, board.dataset.params
+    is_test = manifest["split"] == "test"
+    if board.test_dataset.name == dataset:
+        return manifest[is_test].reset_index(drop=True), board.test_dataset.params
+    return manifest[~is_test].reset_index(drop=True), board.dataset.params
+
+
+def check_manifest_images(board: Board, manifest: pd.DataFrame, entries: pd.DataFrame) -> None:
+    """Refuse a copy whose metadata lacks manifest images."""
+    known = set(entries["image_id"])
+    unknown = [i for i in manifest["image_id"] if i not in known]
+    if unknown:
+        raise DataIntegrityError(
+            f"{len(unknown)} images of {board.name}'s frozen manifest are not in your copy's metadata "
+            f"(first: {unknown[0]}); is this the release described in the dataset's card under datasets/?"
+        )
 
 
 def check_manifest_labels(board: Board, manifest: pd.DataFrame, entries: pd.DataFrame) -> None:
     """Refuse a copy whose metadata lacks manifest images or labels them differently."""
+    check_manifest_images(board, manifest, entries)
     known = entries.set_index("image_id")
-    unknown = [i for i in manifest["image_id"] if i not in known.index]
-    if unknown:
-        raise DataIntegrityError(
-            f"{len(unknown)} images of {board.name}'s frozen manifest are not in your copy's metadata "
-            f"(first: {unknown[0]}); is this the release described in datasets/{board.dataset.name}/README.md?"
-        )
     theirs = known.loc[manifest["image_id"], "findings"].to_numpy()
     differ = manifest["findings"].to_numpy() != theirs
     if differ.any():
@@ -89,13 +110,14 @@ def prepare_local_dataset(name: str, root: Path, entries: pd.DataFrame, report: 
     prepared = []
     for board in boards_on(name):
         verify_manifest(board.split_manifest, board.split_sha256)
-        board_entries = read_entries(name, root, **board.dataset.params) if board.dataset.params else entries
-        if board.labels_sha256 is not None:
-            ids = read_manifest(board.split_manifest, ids_only=True)
-            manifest = attach_labels(ids, board_entries, board.labels_sha256, f"board {board.name}")
-        else:
-            manifest = read_manifest(board.split_manifest)
+        manifest, params = rows_from(board, read_manifest(board.split_manifest, board.labels_sha256 is not None), name)
+        board_entries = read_entries(name, root, **params) if params else entries
+        if board.labels_sha256 is None:
             check_manifest_labels(board, manifest, board_entries)
+        elif board.test_dataset is None:
+            manifest = attach_labels(manifest, board_entries, board.labels_sha256, f"board {board.name}")
+        else:  # the labels hash covers both datasets: checked when the board runs
+            check_manifest_images(board, manifest, board_entries)
         ids = [i for i in manifest["image_id"] if i not in excluded]
         start = time.perf_counter()
         array, failures = decode_all(source, ids, board.resolution)
