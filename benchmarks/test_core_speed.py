@@ -38,6 +38,19 @@ def test_metrics_with_1000_patient_bootstrap_resamples(benchmark):
     benchmark.pedantic(binary_metrics, args=(labels, scores, groups, 0.5, 1000, 0), rounds=1, iterations=1)
 
 
+def test_multilabel_macro_auroc_100_resamples_nih_cls_size(benchmark):
+    """nih-cls's test split: 22,424 images of 6,231 patients, 14 findings (macro AUROC of one
+    stress condition). Scale by 10 for the board's 1,000 resamples."""
+    from harness.multilabel import multilabel_metrics
+
+    rng = np.random.default_rng(0)
+    targets = (rng.random((22_424, 14)) < 0.05).astype(np.int64)
+    logits = targets + rng.normal(size=targets.shape)
+    groups = rng.integers(0, 6_231, len(targets))
+    names = tuple(f"f{k}" for k in range(14))
+    benchmark.pedantic(multilabel_metrics, args=(targets, logits, groups, names, 100, 0, 30), rounds=1, iterations=1)
+
+
 def test_whole_corruption_suite_on_400_images(benchmark):
     from harness.boards import load_board
     from harness.corruptions import apply

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.stats import norm, rankdata
 
 from harness.errors import XRBenchError
-from harness.metrics import auroc, cluster_resamples, patient_resamples
+from harness.metrics import auroc, bootstrap_aurocs, cluster_resamples
 from harness.multilabel import macro_auroc
 from harness.store import ResultStore
 
@@ -94,12 +94,9 @@ def compare_multilabel(
     mean: `delong_p` is NaN."""
     usable = (targets.min(axis=0) != targets.max(axis=0)).nonzero()[0] if columns is None else np.array(columns)
     y, a, b = targets[:, usable], logits_a[:, usable], logits_b[:, usable]
-    deltas = [
-        macro_auroc(y[idx], a[idx]) - macro_auroc(y[idx], b[idx])
-        for idx in patient_resamples(groups, n_resamples, seed)
-        if (y[idx].min(axis=0) != y[idx].max(axis=0)).all()
-    ]
-    p, lo, hi = bootstrap_difference(np.array(deltas))
+    # Same seed and truth: both calls keep the same resamples, so the differences are paired.
+    draws_a, draws_b = (bootstrap_aurocs(y, x, groups, n_resamples, seed) for x in (a, b))
+    p, lo, hi = bootstrap_difference(draws_a.mean(axis=1) - draws_b.mean(axis=1))
     auc_a, auc_b = macro_auroc(y, a), macro_auroc(y, b)
     return Comparison(auc_a, auc_b, auc_a - auc_b, float("nan"), p, lo, hi)
 

@@ -20,7 +20,7 @@ from sklearn.metrics import average_precision_score
 from harness.boards import Board
 from harness.calibration import SMALL_N, calibration_metrics, fit_temperature, reliability_bins
 from harness.evaluate import Evaluation, metric_row, slice_values
-from harness.metrics import MetricValue, auroc, patient_resamples
+from harness.metrics import MetricValue, auroc, bootstrap_aurocs, patient_resamples
 
 CALIBRATORS = ("none", "temperature")
 METRIC_FNS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -63,13 +63,15 @@ def multilabel_metrics(
     left_out = [names[k] for k in range(len(names)) if k not in set(usable)]
     y, s = targets_true[:, usable], logits[:, usable]
     point = {m: np.array([METRIC_FNS[m](y[:, j], s[:, j]) for j in range(len(usable))]) for m in metrics}
-    samples: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
-    for idx in patient_resamples(groups, n_resamples, seed) if len(usable) else ():
+    samples: dict[str, list[np.ndarray]] = {m: [] for m in metrics if m != "auroc"}
+    for idx in patient_resamples(groups, n_resamples, seed) if len(usable) and samples else ():
         ys, ss = y[idx], s[idx]
         if (ys.min(axis=0) == ys.max(axis=0)).any():
             continue  # a finding lost one of its classes in this resample
-        for m in metrics:
+        for m in samples:
             samples[m].append(np.array([METRIC_FNS[m](ys[:, j], ss[:, j]) for j in range(len(usable))]))
+    if "auroc" in metrics and len(usable):
+        samples["auroc"] = list(bootstrap_aurocs(y, s, groups, n_resamples, seed))
     n_any = int(y.any(axis=1).sum()) if len(usable) else 0
     rows: list[tuple[MetricValue, str | None]] = []
     for m in metrics:

@@ -178,3 +178,18 @@ def test_compare_multilabel_separates_a_good_from_a_random_model():
     result = compare_multilabel(targets, logits, noise, groups, n_resamples=300)
     assert result.difference > 0.1 and result.bootstrap_p < 0.01 and result.ci_low > 0
     assert result.auroc_a == pytest.approx(roc_auc_score(targets, logits, average="macro"))
+
+
+def test_counted_bootstrap_aurocs_equal_ranking_the_resampled_copies():
+    from harness.metrics import auroc, bootstrap_aurocs, patient_resamples
+
+    targets, logits, groups = _data(n=120)
+    logits = np.round(logits, 1)  # ties within and across classes
+    fast = bootstrap_aurocs(targets, logits, groups, 40, seed=7)
+    slow = [
+        [auroc(targets[idx, k], logits[idx, k]) for k in range(3)]
+        for idx in patient_resamples(groups, 40, seed=7)
+        if (targets[idx].min(axis=0) != targets[idx].max(axis=0)).all()
+    ]
+    assert fast.shape == (len(slow), 3) and len(slow) > 30
+    assert np.allclose(fast, slow, atol=1e-12)
