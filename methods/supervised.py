@@ -60,8 +60,10 @@ class Supervised(Method):
             self.model.train()
             total = 0.0
             for images, labels in train.with_labels(torch.randperm(train.num_images, generator=gen)):
+                if len(images) < 2:
+                    continue  # a last batch of one image: batch normalisation cannot train on it
                 if p["augment"] > 0:
-                    images = random_view(images.cpu(), gen, strength=p["augment"]).to(ctx.device)
+                    images = random_view(images, gen, strength=p["augment"])
                 loss = F.binary_cross_entropy_with_logits(self.forward(images), labels.to(ctx.device))
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()

@@ -193,3 +193,15 @@ def test_counted_bootstrap_aurocs_equal_ranking_the_resampled_copies():
     ]
     assert fast.shape == (len(slow), 3) and len(slow) > 30
     assert np.allclose(fast, slow, atol=1e-12)
+
+
+def test_supervised_training_survives_a_last_batch_of_one_image(tiny_multilabel_board, tmp_path):
+    train_size = 48  # tiny-cls: batch size 47 leaves one image for the last training batch
+    board = tmp_path / "tiny-cls.toml"
+    text = tiny_multilabel_board.read_text().replace("batch_size = 16", f"batch_size = {train_size - 1}")
+    board.write_text(text.replace('split_manifest = "', f'split_manifest = "{tiny_multilabel_board.parent}/'))
+    from harness.runner import load_board_data
+
+    assert len(load_board_data(load_board(board)).splits["train"]) == train_size
+    result = run_bench("supervised", board, params=FAST_SUPERVISED, db=tmp_path / "r.duckdb", corruptions=False)
+    assert result.weights_id == "none+trained"
