@@ -301,6 +301,19 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
         console.print(line)
 
 
+def set_board_value(text: str, table: str | None, key: str, value: str) -> str:
+    """Set an existing `key = "..."` line of a board file inside `[table]` (None: the top
+    level), leaving every other line as written."""
+    lines, current = text.splitlines(keepends=True), None
+    for i, line in enumerate(lines):
+        header = re.match(r"^\[([^\]]+)\]\s*$", line)
+        if header:
+            current = header.group(1)
+        elif current == table and re.match(rf'^{key} = ".*"\s*$', line):
+            lines[i] = f'{key} = "{value}"\n'
+    return "".join(lines)
+
+
 def cmd_split_freeze(args: argparse.Namespace) -> None:
     from harness.adapters import prepare_dataset
     from harness.boards import load_board
@@ -363,17 +376,13 @@ def cmd_split_freeze(args: argparse.Namespace) -> None:
     ids_only = board.labels_sha256 is not None
     sha = write_manifest(frame, board.split_manifest, ids_only=ids_only)
     assert board.path is not None
-    text = board.path.read_text()
-    text = re.sub(r'(?m)^split_sha256 = ".*"$', f'split_sha256 = "{sha}"', text)
+    text = set_board_value(board.path.read_text(), None, "split_sha256", sha)
     if ids_only:
-        text = re.sub(r'(?m)^labels_sha256 = ".*"$', f'labels_sha256 = "{labels_sha256(frame)}"', text)
-    # Each dataset table's own content hash: [dataset] comes before [test_dataset].
-    head, sep, tail = text.partition("[test_dataset]")
-    for part, src in ((0, source), (1, test_source)):
+        text = set_board_value(text, None, "labels_sha256", labels_sha256(frame))
+    for table, src in (("dataset", source), ("test_dataset", test_source)):
         if src is not None and src.content_sha256:
-            pattern, value = r'(?m)^content_sha256 = ".*"$', f'content_sha256 = "{src.content_sha256}"'
-            head, tail = (re.sub(pattern, value, head), tail) if part == 0 else (head, re.sub(pattern, value, tail))
-    board.path.write_text(head + sep + tail)
+            text = set_board_value(text, table, "content_sha256", src.content_sha256)
+    board.path.write_text(text)
     console.print(f"wrote {board.split_manifest} ({len(frame)} images), SHA-256 {sha}, recorded in {board.path}")
 
 

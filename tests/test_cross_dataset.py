@@ -135,3 +135,16 @@ def test_cross_dataset_split_keeps_colliding_patient_ids_apart():
     assert frame.groupby("patient_id")["split"].nunique().max() == 1
     assert set(frame.loc[frame["split"] == "test", "image_id"].str[0]) == {"b"}
     assert set(frame.loc[frame["split"] != "test", "image_id"].str[0]) == {"a"}
+
+
+def test_freezing_writes_each_hash_into_its_own_table_in_any_order():
+    from harness.cli import set_board_value
+
+    text = 'split_sha256 = ""\n\n[test_dataset]\nname = "b"\ncontent_sha256 = ""\n\n[dataset]\ncontent_sha256 = ""\n'
+    text = set_board_value(text, "dataset", "content_sha256", "aaa")
+    text = set_board_value(text, "test_dataset", "content_sha256", "bbb")
+    text = set_board_value(text, None, "split_sha256", "ccc")
+    assert text == (
+        'split_sha256 = "ccc"\n\n[test_dataset]\nname = "b"\ncontent_sha256 = "bbb"\n\n'
+        '[dataset]\ncontent_sha256 = "aaa"\n'
+    )
