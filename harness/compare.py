@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.stats import norm, rankdata
 
 from harness.errors import XRBenchError
@@ -124,6 +125,11 @@ def tied_with_leader(labels: np.ndarray, scores: dict[str, np.ndarray], alpha: f
     return {k: 1.0 if k == leader else delong_test(labels, scores[leader], s) for k, s in scores.items()}
 
 
+def multilabel_arrays(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(multi-hot truth, logits), each (N, K), of stored multi-label predictions."""
+    return np.stack(predictions["target_labels"].to_numpy()), np.stack(predictions["scores"].to_numpy())
+
+
 def evaluated_findings(store: ResultStore, run_id: str) -> list[int]:
     """Columns of a multi-label run's logits that its macro AUROC averaged: the findings with a
     clean-test AUROC (the others had too few cases), in the order of the run's `targets`."""
@@ -162,8 +168,8 @@ def compare_runs(
         raise XRBenchError(f"the runs do not share test predictions for condition {condition} severity {severity}")
     groups = pa["patient_id"].to_numpy()
     if pa["score"].isna().all():  # multi-label runs store one logit per finding in `scores`
-        targets = np.stack(pa["target_labels"].to_numpy())
-        logits_a, logits_b = (np.stack(p["scores"].to_numpy()) for p in (pa, pb))
+        targets, logits_a = multilabel_arrays(pa)
+        logits_b = multilabel_arrays(pb)[1]
         columns = evaluated_findings(store, run_a)
         return compare_multilabel(targets, logits_a, logits_b, groups, n_resamples=n_resamples, columns=columns)
     return compare_scores(

@@ -59,8 +59,9 @@ def multilabel_metrics(
     `finding=<name>`), each with a 95% patient-bootstrap interval, as (value, flag) pairs."""
     n_pos = targets_true.sum(axis=0)
     n_neg = len(targets_true) - n_pos
-    usable = np.flatnonzero((n_pos >= min_class) & (n_neg >= min_class))
-    left_out = [names[k] for k in range(len(names)) if k not in set(usable)]
+    enough = (n_pos >= min_class) & (n_neg >= min_class)
+    usable, unusable = np.flatnonzero(enough), np.flatnonzero(~enough)
+    left_out = [names[k] for k in unusable]
     y, s = targets_true[:, usable], logits[:, usable]
     point = {m: np.array([METRIC_FNS[m](y[:, j], s[:, j]) for j in range(len(usable))]) for m in metrics}
     samples: dict[str, list[np.ndarray]] = {m: [] for m in metrics if m != "auroc"}
@@ -89,7 +90,7 @@ def multilabel_metrics(
                 finding = f"finding={names[k]}"
                 value = MetricValue(m, float(point[m][j]), float(lo), float(hi), len(y), int(n_pos[k]), finding)
                 rows.append((value, None))
-            for k in (k for k in range(len(names)) if names[k] in left_out):
+            for k in unusable:
                 flag = f"too few cases: {int(n_pos[k])} positive, {int(n_neg[k])} negative (minimum {min_class} each)"
                 rows.append((MetricValue(m, NAN, NAN, NAN, len(y), int(n_pos[k]), f"finding={names[k]}"), flag))
     return rows

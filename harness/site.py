@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from harness import __version__, plots
 from harness.boards import load_board
-from harness.compare import compare_multilabel, evaluated_findings, tied_with_leader
+from harness.compare import compare_multilabel, evaluated_findings, multilabel_arrays, tied_with_leader
 from harness.errors import XRBenchError
 from harness.paths import project_root
 from harness.store import ResultStore
@@ -250,18 +250,21 @@ class SiteBuilder:
             [run_ids],
         )
         runs = {r: g for r, g in frame.groupby("run_id")}
-        leader = runs.get(run_ids[0])
         ties = {run_ids[0]: 1.0}
-        columns = evaluated_findings(self.store, run_ids[0])
+        leader = runs.get(run_ids[0])
+        if leader is None:
+            return ties
+        targets, leader_logits = multilabel_arrays(leader)
+        groups, columns = leader["patient_id"].to_numpy(), evaluated_findings(self.store, run_ids[0])
         for run_id in run_ids[1:]:
             other = runs.get(run_id)
-            if leader is None or other is None or not leader["image_id"].tolist() == other["image_id"].tolist():
+            if other is None or leader["image_id"].tolist() != other["image_id"].tolist():
                 continue
             comparison = compare_multilabel(
-                np.stack(leader["target_labels"].to_numpy()),
-                np.stack(leader["scores"].to_numpy()),
-                np.stack(other["scores"].to_numpy()),
-                leader["patient_id"].to_numpy(),
+                targets,
+                leader_logits,
+                multilabel_arrays(other)[1],
+                groups,
                 n_resamples=MULTILABEL_TIE_RESAMPLES,
                 columns=columns,
             )

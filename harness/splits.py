@@ -80,6 +80,12 @@ def check_patient_disjoint(frame: pd.DataFrame, where: str = "manifest") -> None
         )
 
 
+def in_manifest_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted as a manifest is written: by split (train, val, test), then image id."""
+    frame = frame.assign(split=pd.Categorical(frame["split"].astype(str), SPLITS))
+    return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
+
+
 def anomaly_split(
     entries: pd.DataFrame, n_train: int, n_val: tuple[int, int], n_test: tuple[int, int], seed: int
 ) -> pd.DataFrame:
@@ -115,9 +121,7 @@ def anomaly_split(
                     rows.append(row)
             if rows:
                 chosen.append(pd.DataFrame(rows).assign(split=split))
-    frame = pd.concat(chosen, ignore_index=True)
-    frame["split"] = pd.Categorical(frame["split"], SPLITS)
-    return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
+    return in_manifest_order(pd.concat(chosen, ignore_index=True))
 
 
 def patient_split(entries: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.DataFrame:
@@ -135,8 +139,7 @@ def patient_split(entries: pd.DataFrame, fractions: dict[str, float], seed: int)
     split_of = pd.Series(
         np.array(["test", "val", "train"])[np.searchsorted(bounds, start.to_numpy(), side="right")], index=patients
     )
-    frame = entries.assign(split=pd.Categorical(entries["patient_id"].map(split_of), SPLITS))
-    return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
+    return in_manifest_order(entries.assign(split=entries["patient_id"].map(split_of)))
 
 
 def cross_dataset_split(
@@ -156,9 +159,7 @@ def cross_dataset_split(
     own = anomaly_split(train_entries, n_train, n_val, (0, 0), seed)
     other = anomaly_split(test_entries, 0, (0, 0), n_test, seed)
     other = other.assign(patient_id="test:" + other["patient_id"].astype(str))
-    frame = pd.concat([own, other], ignore_index=True)
-    frame["split"] = pd.Categorical(frame["split"].astype(str), SPLITS)
-    return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
+    return in_manifest_order(pd.concat([own, other], ignore_index=True))
 
 
 def official_test_split(entries: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
@@ -175,8 +176,7 @@ def official_test_split(entries: pd.DataFrame, val_fraction: float, seed: int) -
     )
     frame = pd.concat([rest, entries[listed == "test"].assign(split="test")], ignore_index=True)
     check_patient_disjoint(frame, "official split")
-    frame["split"] = pd.Categorical(frame["split"], SPLITS)
-    return frame.sort_values(["split", "image_id"]).reset_index(drop=True)
+    return in_manifest_order(frame)
 
 
 def target_matrix(findings: pd.Series, targets: tuple[str, ...]) -> np.ndarray:
