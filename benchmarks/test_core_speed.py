@@ -2,6 +2,7 @@
 with timing disabled so that they keep working."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -41,7 +42,7 @@ def test_metrics_with_1000_patient_bootstrap_resamples(benchmark):
 def test_multilabel_macro_auroc_100_resamples_nih_cls_size(benchmark):
     """nih-cls's test split: 22,424 images of 6,231 patients, 14 findings (macro AUROC of one
     stress condition). Scale by 10 for the board's 1,000 resamples."""
-    from harness.multilabel import multilabel_metrics
+    from harness.tasks.multilabel import multilabel_metrics
 
     rng = np.random.default_rng(0)
     targets = (rng.random((22_424, 14)) < 0.05).astype(np.int64)
@@ -69,8 +70,6 @@ def test_whole_corruption_suite_on_400_images(benchmark):
 
 def test_duckdb_write_of_one_run(benchmark, tmp_path):
     """One run's tables (about 9,000 predictions and 600 metric rows) in one transaction."""
-    import pandas as pd
-
     from harness.store import ResultStore
 
     rng = np.random.default_rng(0)
@@ -106,3 +105,26 @@ def test_duckdb_write_of_one_run(benchmark, tmp_path):
 
     benchmark.pedantic(write, rounds=3, iterations=1)
     store.close()
+
+
+def test_maps_of_one_default_run(benchmark):
+    """What keeping maps adds to a default PatchCore run: 600 maps (200 validation, 400 test)
+    of 128 x 128 area-averaged to 64 x 64, encoded as float16 and hashed."""
+    import torch.nn.functional as F
+
+    from harness.maps import map_rows, maps_sha256, stored_size
+
+    maps = torch.rand(600, 1, 128, 128, generator=torch.Generator().manual_seed(0))
+    ids = [f"{i:08d}_000.png" for i in range(600)]
+
+    def keep():
+        rows = []
+        for start in range(0, 600, 32):
+            batch = maps[start : start + 32]
+            small = F.adaptive_avg_pool2d(batch, stored_size(*batch.shape[-2:])).numpy()
+            rows.append(map_rows("test", "clean", 0, ids[start : start + 32], small))
+        frame = pd.concat(rows, ignore_index=True)
+        return maps_sha256(frame), int(frame["data"].map(len).sum())
+
+    digest, size = benchmark.pedantic(keep, rounds=3, iterations=1)
+    assert size == 600 * 64 * 64 * 2 and len(digest) == 64

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UnknownBoardError, XRBenchError
+from harness.fingerprints import dataset_pair_sha256
 from harness.paths import project_root
-
-TASKS = ("anomaly", "multilabel")
+from harness.tasks import task_for
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,14 @@ class Board:
     # Cross-dataset boards: test images come from this dataset, train and val from `dataset`.
     test_dataset: DatasetSpec | None = None
     path: Path | None = None
+
+    @property
+    def dataset_sha256(self) -> str | None:
+        """The dataset content hash of runs on this board, as frozen in the board file (None for
+        real datasets, whose pixels are not hashed)."""
+        if self.test_dataset is None:
+            return self.dataset.content_sha256
+        return dataset_pair_sha256(self.dataset.content_sha256, self.test_dataset.content_sha256) or None
 
 
 def boards_dir() -> Path:
@@ -99,10 +107,5 @@ def load_board(name_or_path: str | Path) -> Board:
     except (KeyError, TypeError) as exc:
         raise XRBenchError(f"board file {path} is missing or has an unknown key: {exc}") from exc
     board = dataclasses.replace(board, slices=tuple(board.slices), targets=tuple(board.targets))
-    if board.task not in TASKS:
-        raise XRBenchError(f"board {board.name}: task must be one of {TASKS}, not {board.task!r}")
-    if (board.task == "multilabel") != bool(board.targets):
-        raise XRBenchError(f"board {board.name}: a multilabel board lists its `targets`, an anomaly board none")
-    if len(set(board.targets)) != len(board.targets) or board.normal_label in board.targets:
-        raise XRBenchError(f"board {board.name}: targets must be distinct findings, not {board.normal_label!r}")
+    task_for(board)
     return board

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss
@@ -46,11 +45,14 @@ def fit_calibrator(kind: str, val_scores: np.ndarray, val_labels: np.ndarray) ->
     raise ValueError(f"unknown calibrator {kind!r}; known: {CALIBRATORS}")
 
 
-def fit_temperature(val_logits: torch.Tensor, val_targets: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+def fit_temperature(val_logits: np.ndarray, val_targets: np.ndarray, mask: np.ndarray | None = None) -> float:
     """One temperature for multi-label logits, minimising validation BCE (LBFGS on log T)."""
-    mask = torch.ones_like(val_targets, dtype=torch.bool) if mask is None else mask
+    import torch
+
+    keep = torch.from_numpy(np.ones(val_targets.shape, bool) if mask is None else np.asarray(mask, bool))
     log_t = torch.zeros(1, requires_grad=True, dtype=torch.float64)
-    logits, targets = val_logits.double()[mask], val_targets.double()[mask]
+    logits = torch.as_tensor(val_logits, dtype=torch.float64)[keep]
+    targets = torch.as_tensor(val_targets, dtype=torch.float64)[keep]
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
 
     def closure() -> torch.Tensor:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import XRBenchError
@@ -23,19 +24,24 @@ if TYPE_CHECKING:
 
 console = Console()
 err_console = Console(stderr=True)
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")  # harness.inference.PRECISIONS, without importing torch
 
 
 def cmd_list(args: argparse.Namespace) -> None:
     from harness.boards import available_boards, load_board
-    from harness.registry import discover
+    from harness.registry import broken_plugins, discover
 
     if args.what in ("methods", "all"):
         table = Table(title="methods")
-        for col in ("name", "family", "tasks", "description"):
+        for col in ("name", "family", "tasks", "learns from", "maps", "description"):
             table.add_column(col)
         for name, cls in discover().items():
-            table.add_row(name, cls.card.family, ", ".join(cls.card.tasks), cls.card.description)
+            card = cls.card
+            maps = "yes" if card.produces_maps else ""
+            table.add_row(name, card.family, ", ".join(card.tasks), card.learning, maps, card.description)
         console.print(table)
+        for name, error in broken_plugins().items():
+            err_console.print(f"[yellow]plugin {escape(name)} could not be loaded:[/] {escape(error)}")
     if args.what in ("boards", "all"):
         table = Table(title="boards")
         for col in ("name", "task", "dataset", "resolution", "description"):
@@ -51,8 +57,10 @@ def _fmt(x: float | None) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    from harness.leaderboard import assemble, run_entry
     from harness.registry import parse_params
     from harness.runner import run_bench
+    from harness.store import ResultStore
 
     result = run_bench(
         args.method,
@@ -63,11 +71,22 @@ def cmd_bench(args: argparse.Namespace) -> None:
         device=args.device,
         console=err_console,
         corruptions=not args.no_corruptions,
+        precision=args.precision,
     )
-    print_summary(result)
+    with ResultStore(result.db_path) as store:
+        assemble(store, result.board)
+        entry = run_entry(store, result.run_id)
+        reference = store.query("SELECT reference_method FROM boards WHERE board = ? LIMIT 1", [result.board])
+    print_summary(result, entry)
+    corrupted = "mean_corrupted_auroc" in result.robustness
+    if corrupted and entry.get("mce") is None and not reference.empty and reference.iloc[0, 0]:
+        console.print(
+            f"[yellow]note:[/] mCE needs a run of the reference method with the same conditions: "
+            f"make bench METHOD={reference.iloc[0, 0]} BOARD={result.board}"
+        )
 
 
-def print_summary(result: BenchResult) -> None:
+def print_summary(result: BenchResult, entry: dict) -> None:
     m = result.metrics
     clean = m[m["condition"] == "clean"]
     table = Table(title=f"{result.method} on {result.board}: clean test split, 95% patient-bootstrap CI")
@@ -95,7 +114,7 @@ def print_summary(result: BenchResult) -> None:
     if "mean_corrupted_auroc" in rob:
         summary.add_row("mean corrupted AUROC", _fmt(rob["mean_corrupted_auroc"]))
         summary.add_row("worst case", f"{rob['worst_condition']} s{rob['worst_severity']}: {_fmt(rob['worst_auroc'])}")
-        summary.add_row("mCE (vs reference method)", "n/a" if rob["mce"] is None else _fmt(rob["mce"]))
+        summary.add_row("mCE (vs reference method)", _fmt(entry.get("mce")))
     if ("ece_temperature", "clean") in value:  # multi-label: macro AUROC, logits calibrated by temperature
         summary.add_row("ECE before calibration (sigmoid)", _fmt(value[("ece_none", "clean")]))
         summary.add_row("ECE after temperature scaling", _fmt(value[("ece_temperature", "clean")]))
@@ -115,9 +134,12 @@ def print_summary(result: BenchResult) -> None:
     for bs in lat.index[lat.index > 1]:
         summary.add_row(f"throughput (batch {bs})", f"{lat.loc[bs, 'throughput_ips']:.0f} images/s")
     summary.add_row("device", str(lat["device"].iloc[0]))
+    if result.maps_bytes:
+        summary.add_row("maps stored (clean val + test)", f"{result.maps_bytes / 2**20:.1f} MiB")
+    if entry.get("rank"):
+        tied = " (tied with the leader)" if entry.get("tied") else ""
+        summary.add_row("rank on the leaderboard", f"{int(entry['rank'])}{tied}")
     console.print(summary)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
     console.print(
         f"run [bold]{result.run_id}[/] stored in {result.db_path}  "
         f"(fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.1f}s, weights {result.weights_id})"
@@ -197,12 +219,18 @@ def cmd_latency(args: argparse.Namespace) -> None:
 
 
 def cmd_site(args: argparse.Namespace) -> None:
+    from harness.leaderboard import assemble_all
     from harness.paths import default_db, project_root
     from harness.site import build_site
+    from harness.store import ResultStore
 
     db = Path(args.db) if args.db else default_db()
     if not db.exists():
         raise XRBenchError(f"no results database at {db}; run a method first: make bench METHOD=patchcore")
+    with ResultStore(db) as store:
+        assembled = assemble_all(store)
+    if assembled:
+        err_console.print(f"leaderboards assembled from the stored runs: {escape(', '.join(assembled))}")
     out = Path(args.out) if args.out else project_root() / "site" / "_build"
     index = build_site(db, out)
     console.print(f"site written to {out}; open file://{index.resolve()}")
@@ -236,20 +264,41 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from harness.store import ResultStore
 
     with ResultStore(args.db or default_db()) as store:
-        c = compare_runs(store, args.run_a, args.run_b, args.condition, args.severity)
-    table = Table(title=f"{args.run_a} vs {args.run_b} ({args.condition}, severity {args.severity}, test split)")
+        c = compare_runs(store, args.run_a, args.run_b, args.condition, args.severity, metric=args.metric)
+    title = f"{args.run_a} vs {args.run_b} ({args.condition}, severity {args.severity}, test split)"
+    table = Table(title=escape(title))
     table.add_column("")
     table.add_column("value", justify="right")
-    table.add_row("AUROC A", _fmt(c.auroc_a))
-    table.add_row("AUROC B", _fmt(c.auroc_b))
+    table.add_row(f"{c.metric} A", _fmt(c.value_a))
+    table.add_row(f"{c.metric} B", _fmt(c.value_b))
     table.add_row("difference A - B", f"{c.difference:+.3f}  [{c.ci_low:+.3f}, {c.ci_high:+.3f}]")
-    multilabel = np.isnan(c.delong_p)
-    table.add_row("DeLong p", "n/a (macro AUROC of a multi-label board)" if multilabel else f"{c.delong_p:.4g}")
+    no_delong = np.isnan(c.delong_p)
+    table.add_row("DeLong p", "n/a (for the AUROC of one score per image)" if no_delong else f"{c.delong_p:.4g}")
     table.add_row("paired patient-bootstrap p", f"{c.bootstrap_p:.4g}")
     console.print(table)
     verdict = "different" if np.nanmax([c.delong_p, c.bootstrap_p]) < 0.05 else "not distinguishable"
-    rule = "the bootstrap decides" if multilabel else "both tests must agree to call a difference"
+    rule = "the bootstrap decides" if no_delong else "both tests must agree to call a difference"
     console.print(f"At the 5% level the two runs are [bold]{verdict}[/] ({rule}).")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from harness.paths import default_db
+    from harness.rescore import rescore_run
+    from harness.store import ResultStore
+
+    with ResultStore(args.db or default_db()) as store:
+        report = rescore_run(store, args.run_id, args.board)
+    counted = ", ".join(f"{n} {table}" for table, n in report.compared.items())
+    if report.identical:
+        console.print(f"run {escape(args.run_id)}: identical ({counted} values recomputed from its predictions)")
+        return
+    table = Table(title=escape(f"run {args.run_id}: {len(report.differences)} values differ ({counted} compared)"))
+    for col in ("table", "key", "column", "stored", "now"):
+        table.add_column(col)
+    for d in report.differences[: args.limit]:
+        table.add_row(*(escape(str(d[k])) for k in ("table", "key", "column", "stored", "now")))
+    console.print(table)
+    raise XRBenchError(f"run {args.run_id}: {len(report.differences)} stored values differ from a fresh scoring")
 
 
 def _check_local(name: str, root: Path):
@@ -405,13 +454,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="DuckDB file (default: $XRBENCH_DB or results/xrbench.duckdb)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--no-corruptions", action="store_true", help="skip the stress suite (clean test set only)")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help="autocast dtype of predict")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("score", help="recompute a stored run's metrics from its stored predictions")
+    p.add_argument("run_id")
+    p.add_argument("--db", default=None)
+    p.add_argument("--limit", type=int, default=30, help="differences shown (default: 30)")
+    p.add_argument("--board", default=None, help="the board file, when it is not leaderboards/<run's board>.toml")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("latency", help="fit a method, then measure latency, throughput, memory and FLOPs")
     p.add_argument("--method", required=True)
     p.add_argument("--board", default="synth-cxr-ad")
     p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default: 1,32)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="autocast dtype")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help="autocast dtype")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the method's modules (timed separately)")
     p.add_argument("--warmup", type=int, default=10)
@@ -437,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_b")
     p.add_argument("--condition", default="clean", help="clean or a corruption name (default: clean)")
     p.add_argument("--severity", type=int, default=0)
+    p.add_argument("--metric", default="auroc", help="auroc (default), auprc or sens@95spec")
     p.add_argument("--db", default=None)
     p.set_defaults(func=cmd_compare)
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from harness.errors import WeightsUnavailable
 from harness.protocol import WeightsInfo
+from harness.weights import CLIP_PREFIX, resolve_weights
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -16,8 +17,6 @@ def load_clip(name: str, weights: str, seed: int) -> tuple[nn.Module, WeightsInf
     """An eval-mode open_clip model: `weights` is `none` (seeded random init), an open_clip
     pretrained tag found in the local Hugging Face cache, or a checkpoint file."""
     import open_clip
-
-    from harness.backbones import CLIP_PREFIX, resolve_weights
 
     if open_clip.get_model_config(name) is None:
         raise WeightsUnavailable(f"open_clip has no model {name!r}; see open_clip.list_models()")

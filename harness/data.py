@@ -24,9 +24,8 @@ from rich.progress import Progress
 from harness.adapters.base import DatasetSource
 from harness.dicom import is_dicom, read_dicom, to_uint8
 from harness.errors import DataIntegrityError
+from harness.fingerprints import array_sha256, image_digest
 from harness.paths import cache_root
-from harness.splits import target_matrix
-from harness.synth.cohort import image_digest
 
 
 @dataclass(frozen=True)
@@ -35,14 +34,6 @@ class SplitData:
 
     images: torch.Tensor
     meta: pd.DataFrame  # manifest rows in image order
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self.meta["label"].to_numpy(dtype=np.int64, copy=True)
-
-    def targets(self, names: tuple[str, ...]) -> np.ndarray:
-        """(N, K) multi-hot labels of a multi-label board's findings."""
-        return target_matrix(self.meta["findings"], names)
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -133,15 +124,6 @@ def decode_images(source: DatasetSource, image_ids: list[str], resolution: int, 
     return array
 
 
-def _array_sha256(array: np.ndarray, rows: int = 1024) -> str:
-    """SHA-256 of the array's bytes, read in slices so that a memory-mapped cache is never
-    copied whole into memory."""
-    h = hashlib.sha256()
-    for start in range(0, len(array), rows):
-        h.update(np.ascontiguousarray(array[start : start + rows]).data)
-    return h.hexdigest()
-
-
 def _cache_folder(source: DatasetSource, manifest_sha256: str, resolution: int) -> Path:
     # Generated datasets are identified by their pixel hash; a user's copy by where it lives.
     content = source.content_sha256 or "root-" + hashlib.sha256(str(source.root.resolve()).encode()).hexdigest()
@@ -162,7 +144,7 @@ def write_cache(source: DatasetSource, manifest_sha256: str, resolution: int, ar
         "manifest_sha256": manifest_sha256,
         "content_sha256": source.content_sha256,
         "root": str(source.root),
-        "array_sha256": _array_sha256(array),
+        "array_sha256": array_sha256(array),
     }
     (folder / "meta.json").write_text(json.dumps(meta))
 
@@ -175,7 +157,7 @@ def cached_images(source: DatasetSource, manifest: pd.DataFrame, manifest_sha256
     if meta_path.exists() and array_path.exists():
         meta = json.loads(meta_path.read_text())
         array = np.load(array_path, mmap_mode="r")
-        if meta.get("array_sha256") == _array_sha256(array) and meta.get("n") == len(manifest):
+        if meta.get("array_sha256") == array_sha256(array) and meta.get("n") == len(manifest):
             return array
     array = decode_images(source, manifest["image_id"].tolist(), resolution)
     write_cache(source, manifest_sha256, resolution, array)

@@ -31,3 +31,10 @@ class MethodOutputError(XRBenchError):
 
 class ParameterError(XRBenchError):
     pass
+
+
+class UnknownRunError(XRBenchError, KeyError):
+    """A run id that is not in the results database."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

@@ -37,6 +37,8 @@ EXTRACTOR_DEFAULTS = {
 """Parameters of every method built on `build_extractor`: `pretrain` is none or a
 self-supervised algorithm (simclr, moco, mae, cutpaste) run on the board's normal training
 images first, starting from `weights`; `pretrain_epochs` 0 means the algorithm's default."""
+EXTRACTOR_SMOKE = {"pretrain_epochs": 1}
+"""Smoke-test parameters of those methods (`MethodCard.smoke_params`): one pretraining epoch."""
 
 
 def build_extractor(params: dict, train: ImageBatches, ctx: FitContext) -> FeatureExtractor:

@@ -1,7 +1,8 @@
 """Latency, throughput, memory and compute of a fitted method, measured the same way for all.
 
 The timed region is `method.predict(batch)` on a preprocessed batch already on the device,
-under `torch.inference_mode()`, after a fixed number of warm-up calls. On CUDA each call is
+in the harness's inference context (`harness.inference.inference`: eval mode,
+`torch.inference_mode()`, autocast), after a fixed number of warm-up calls. On CUDA each call is
 timed with CUDA events and synchronised; the host clock is recorded beside it. On CPU the
 clock is `time.perf_counter_ns` and the thread count is recorded. `torch.compile` time is
 measured separately, on the first call, never inside the timed loop. Data loading is timed
@@ -20,10 +21,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from harness.inference import inference
 from harness.protocol import Method
 from harness.provenance import device_name
-
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -106,13 +106,6 @@ def peak_memory(device: torch.device) -> Iterator[dict]:
 # --- timing -------------------------------------------------------------------------------
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def time_calls(
     fn: Callable[[], object], device: torch.device, warmup: int, iterations: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +135,7 @@ def count_flops(method: Method, batch: torch.Tensor) -> float | None:
     if not method.torch_modules():
         return None
     counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
+    with inference(method, batch.device), counter:
         method.predict(batch)
     total = counter.get_total_flops()
     return float(total) / len(batch) if total else None
@@ -162,14 +155,14 @@ def measure(method: Method, images: torch.Tensor, device: torch.device, config: 
         for module in method.torch_modules():
             module.compile()
         start = time.perf_counter()
-        with torch.inference_mode(), _autocast(device, config.precision):
+        with inference(method, device, config.precision):
             method.predict(batch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         compile_seconds = time.perf_counter() - start
 
     def call() -> None:
-        with torch.inference_mode(), _autocast(device, config.precision):
+        with inference(method, device, config.precision):
             method.predict(batch)
 
     # The memory window includes warm-up: the first calls are where buffers get allocated.

@@ -1,12 +1,14 @@
 """The contract between the harness and a method.
 
-The harness owns data loading, preprocessing, corruption and scoring; a method sees tensors
-only. See the README section "Adding a method" for a complete, short example.
+The harness owns data loading, preprocessing, corruption, inference mode and precision, and
+scoring; a method sees tensors only. `docs/adding-a-method.md` walks through a complete
+example; `harness.testing.check_method` checks a method against this contract.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +19,21 @@ import torch
 T = TypeVar("T")
 
 
+LEARNING = ("one-class", "supervised", "zero-shot", "none")
+
+
 @dataclass(frozen=True)
 class MethodCard:
-    """What the leaderboard shows about a method."""
+    """What the leaderboard shows about a method, and what the harness needs to know to run it.
+
+    `learning`: what it learns from (`one-class`: normal training images only; `supervised`:
+    labelled training images; `zero-shot`: nothing from the board; `none`: a fixed rule).
+    `produces_maps`: `predict` returns a map per image, which the harness keeps.
+    `needs_grad`: `predict` needs autograd (saliency methods): the harness runs it under
+    `torch.enable_grad()` instead of `torch.inference_mode()`.
+    `smoke_params`: parameters that make it fit and predict in seconds on a tiny board (the
+    test suite and `harness.testing.check_method` use them).
+    """
 
     name: str
     family: str
@@ -28,12 +42,22 @@ class MethodCard:
     license: str
     tasks: tuple[str, ...] = ("anomaly",)
     defaults: dict[str, Any] = field(default_factory=dict)
+    learning: str = "one-class"
+    produces_maps: bool = False
+    needs_grad: bool = False
+    smoke_params: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """What a run stores about the method, for the site and for submissions."""
+        keys = ("name", "family", "description", "reference", "license", "learning", "produces_maps")
+        return {**{k: getattr(self, k) for k in keys}, "tasks": list(self.tasks)}
 
 
 @dataclass
 class Prediction:
     """`scores`: (B,) anomaly scores, higher is more anomalous, or (B, K) logits for multi-label.
-    `maps`: optional (B, h, w) anomaly or saliency maps."""
+    `maps`: (B, h, w) anomaly maps, or (B, K, h, w) one map per finding on multi-label boards;
+    any size (the harness stores them at most 64x64); None unless the card `produces_maps`."""
 
     scores: torch.Tensor
     maps: torch.Tensor | None = None
@@ -94,11 +118,13 @@ class WeightsInfo:
     sha256: str | None = None
 
 
-class Method:
+class Method(ABC):
     """Base class. Subclasses set `card` and implement `fit` and `predict`.
 
     Parameters arrive as keyword arguments already merged with `card.defaults` and
-    type-checked; read them from `self.params`.
+    type-checked; read them from `self.params`. The harness calls `predict` with the modules of
+    `torch_modules()` in eval mode, under `torch.inference_mode()` (or `enable_grad()` when the
+    card `needs_grad`) and the run's autocast precision.
     """
 
     card: ClassVar[MethodCard]
@@ -106,18 +132,20 @@ class Method:
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = {**self.card.defaults, **params}
 
+    @abstractmethod
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
-        raise NotImplementedError
+        """Learn from the board's training split (and, for model selection, its validation split)."""
 
+    @abstractmethod
     def predict(self, batch: torch.Tensor) -> Prediction:
-        raise NotImplementedError
+        """Scores (and maps) for a batch (B, 1, H, W) of float32 images in [0, 1]."""
 
     def weights(self) -> WeightsInfo:
         return WeightsInfo()
 
     def torch_modules(self) -> list[torch.nn.Module]:
-        """The fitted torch modules used by `predict`: for parameter counts, FLOPs,
-        channels_last and torch.compile in latency measurements."""
+        """The fitted torch modules used by `predict`: put in eval mode before predicting, and
+        used for parameter counts, FLOPs, channels_last and torch.compile in latency measurements."""
         return []
 
     def memory_bank_bytes(self) -> int:

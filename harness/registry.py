@@ -1,21 +1,31 @@
 """Method registry: every module in `methods/`, plus third-party packages that declare an
 entry point in the group `xrbench.methods` (the entry point names a module or a Method class).
+
+A plugin that fails to load is reported by name with its error (`broken_plugins()`, shown by
+`xrbench list`) and never breaks the registry for the other methods.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
 import pkgutil
 import sys
 from dataclasses import replace
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from harness.errors import ParameterError, UnknownMethodError, XRBenchError
+from harness.fingerprints import file_sha256
+from harness.paths import REPO_ROOT
 from harness.protocol import Method
 
 ENTRY_POINT_GROUP = "xrbench.methods"
 _REGISTRY: dict[str, type[Method]] = {}
+_PLUGINS: dict[str, dict[str, str]] = {}  # method name -> distribution and version
+_BROKEN: dict[str, str] = {}  # entry point name -> why it could not be loaded
 _discovered = False
 
 
@@ -33,7 +43,12 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def variant(
-    base: type[Method], name: str, description: str, reference: str | None = None, **defaults: Any
+    base: type[Method],
+    name: str,
+    description: str,
+    reference: str | None = None,
+    smoke_params: dict[str, Any] | None = None,
+    **defaults: Any,
 ) -> type[Method]:
     """Register `base` again under a new name with other defaults (e.g. `simclr-knn` is `knn`
     with `pretrain=simclr`): one implementation, several leaderboard entries."""
@@ -43,6 +58,7 @@ def variant(
         description=description,
         reference=reference or base.card.reference,
         defaults={**base.card.defaults, **defaults},
+        smoke_params={**base.card.smoke_params, **(smoke_params or {})},
     )
     class_name = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
     caller = sys._getframe(1).f_globals.get("__name__", base.__module__)
@@ -58,18 +74,68 @@ def discover() -> dict[str, type[Method]]:
             if not info.name.startswith("_"):
                 importlib.import_module(f"methods.{info.name}")
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            loaded = ep.load()
-            if isinstance(loaded, type) and issubclass(loaded, Method):
-                register(loaded)
+            _load_plugin(ep)
         _discovered = True
     return dict(sorted(_REGISTRY.items()))
+
+
+def _load_plugin(ep: Any) -> None:
+    """Register the methods an entry point brings, remembering their distribution; a plugin
+    that raises is recorded in `_BROKEN` and skipped."""
+    before, name = set(_REGISTRY), getattr(ep, "name", repr(ep))
+    try:
+        loaded = ep.load()
+        if isinstance(loaded, type) and issubclass(loaded, Method):
+            register(loaded)
+    except Exception as exc:
+        _BROKEN[name] = f"{type(exc).__name__}: {exc}"
+        logging.getLogger("xrbench").warning("method plugin %r could not be loaded: %s", name, _BROKEN[name])
+        return
+    dist = getattr(ep, "dist", None)
+    origin = {"distribution": getattr(dist, "name", name), "version": getattr(dist, "version", "unknown")}
+    for name in set(_REGISTRY) - before:
+        _PLUGINS[name] = origin
+
+
+def broken_plugins() -> dict[str, str]:
+    """Entry points of the `xrbench.methods` group that failed to load, with their errors."""
+    discover()
+    return dict(_BROKEN)
 
 
 def get_method(name: str) -> type[Method]:
     methods = discover()
     if name not in methods:
-        raise UnknownMethodError(f"unknown method {name!r}; registered: {', '.join(methods)}")
+        broken = f"; plugin {name!r} failed to load: {_BROKEN[name]}" if name in _BROKEN else ""
+        raise UnknownMethodError(f"unknown method {name!r}{broken}; registered: {', '.join(methods)}")
     return methods[name]
+
+
+def method_origin(cls: type[Method]) -> dict[str, Any]:
+    """Where a method's code comes from: a plugin's distribution and version, or the SHA-256 of
+    each source file of its class hierarchy outside the harness (paths relative to the
+    checkout when inside it). The harness's own code is identified by the run's git commit."""
+    if cls.card.name in _PLUGINS:
+        return {"plugin": _PLUGINS[cls.card.name]}
+    files = {}
+    for klass in cls.__mro__:
+        if not (isinstance(klass, type) and issubclass(klass, Method)) or klass.__module__.startswith("harness."):
+            continue
+        path = _source_file(klass)
+        if path is None:
+            files[klass.__module__] = None  # defined outside a file (an interactive session, exec)
+        else:
+            shown = path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+            files[shown] = file_sha256(path)
+    return {"files": files}
+
+
+def _source_file(klass: type) -> Path | None:
+    try:
+        source = inspect.getsourcefile(klass)
+    except (TypeError, OSError):
+        return None
+    return Path(source).resolve() if source and Path(source).is_file() else None
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:

@@ -14,19 +14,12 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ManifestHashMismatch, XRBenchError
+from harness.fingerprints import file_sha256
 
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ["image_id", "patient_id", "split", "label", "findings", "view", "sex", "age", "site"]
 ID_COLUMNS = MANIFEST_COLUMNS[:3]  # what a licensed dataset's committed manifest holds
 LABEL_COLUMNS = ["label", "findings"]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_manifest(path: Path, expected_sha256: str) -> None:

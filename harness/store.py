@@ -8,6 +8,7 @@ run that fails is marked `failed` with its error.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from harness.errors import XRBenchError
+from harness.errors import DataIntegrityError, UnknownRunError, XRBenchError
+from harness.fingerprints import PREDICTION_KEY, PREDICTION_SCHEMA, PREDICTIONS_HASH_SCHEME, predictions_sha256
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -28,10 +30,12 @@ CREATE TABLE IF NOT EXISTS runs (
     method VARCHAR NOT NULL,
     params VARCHAR,             -- JSON object, merged with the method's defaults
     targets VARCHAR,            -- multi-label boards: JSON list, the order of predictions.scores
+    task VARCHAR,               -- anomaly | multilabel
     seed INTEGER,
     git_commit VARCHAR,
     git_dirty BOOLEAN,
     split_sha256 VARCHAR,
+    excluded_images VARCHAR,    -- JSON list of manifest images left out on the run's machine (NULL: none)
     dataset_sha256 VARCHAR,
     weights_id VARCHAR,
     weights_sha256 VARCHAR,
@@ -53,7 +57,12 @@ CREATE TABLE IF NOT EXISTS runs (
     predictions_sha256 VARCHAR, -- over every stored prediction, to spot silent changes
     fit_peak_memory_bytes BIGINT,
     decode_ips DOUBLE,          -- data pipeline: PNG decode + resize, images per second
-    cache_read_ips DOUBLE       -- data pipeline: reading the preprocessed cache
+    cache_read_ips DOUBLE,      -- data pipeline: reading the preprocessed cache
+    precision VARCHAR,          -- autocast dtype of predict: fp32 | bf16 | fp16
+    method_card VARCHAR,        -- JSON: the method's card as the site shows it
+    method_code VARCHAR,        -- JSON: source files and their SHA-256, or a plugin's distribution and version
+    predictions_hash_scheme INTEGER, -- how predictions_sha256 was computed (NULL: scheme 1)
+    maps_sha256 VARCHAR         -- over the stored maps (NULL when the method keeps none)
 );
 CREATE TABLE IF NOT EXISTS predictions (
     run_id VARCHAR NOT NULL,
@@ -66,6 +75,18 @@ CREATE TABLE IF NOT EXISTS predictions (
     score DOUBLE,               -- anomaly boards
     scores DOUBLE[],            -- multi-label boards: one logit per board target
     target_labels INTEGER[]     -- multi-label boards: multi-hot truth, same order
+);
+CREATE TABLE IF NOT EXISTS maps (
+    run_id VARCHAR NOT NULL,
+    image_id VARCHAR NOT NULL,
+    split VARCHAR NOT NULL,
+    condition VARCHAR NOT NULL,
+    severity INTEGER NOT NULL,
+    channels INTEGER,           -- 1 on anomaly boards, one per target on multi-label boards
+    height INTEGER,
+    width INTEGER,
+    scale DOUBLE,               -- value = float16 value * scale
+    data BLOB                   -- float16, little-endian, (channels, height, width)
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR NOT NULL,
@@ -138,9 +159,39 @@ CREATE TABLE IF NOT EXISTS robustness (
     worst_severity INTEGER,
     worst_auroc DOUBLE,
     auroc_drop DOUBLE,
-    mce DOUBLE,                  -- mean corruption error relative to the board's reference method
+    mce DOUBLE,                  -- written by releases before the leaderboard table; see leaderboard.mce
     relative_mce DOUBLE,
     reference_run_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS boards (
+    board VARCHAR NOT NULL,
+    version INTEGER,
+    task VARCHAR,
+    primary_metric VARCHAR,
+    description VARCHAR,
+    split_sha256 VARCHAR,        -- the board file's frozen manifest
+    dataset_sha256 VARCHAR,      -- the board file's dataset content hash (NULL for real datasets)
+    targets VARCHAR,
+    reference_method VARCHAR,
+    recorded_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS leaderboard (
+    board VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    primary_metric VARCHAR,
+    value DOUBLE,                -- the primary metric on the clean test split
+    ci_low DOUBLE,
+    ci_high DOUBLE,
+    best BOOLEAN,                -- the best run of its method: the ranked one
+    rank INTEGER,
+    tie_p DOUBLE,                -- paired test of a best run against the leader
+    tied BOOLEAN,
+    mce DOUBLE,                  -- mean corruption error relative to the board's reference method
+    relative_mce DOUBLE,
+    reference_run_id VARCHAR,
+    flag VARCHAR,                -- why a run is not ranked (its predictions were altered after the run)
+    assembled_at TIMESTAMP
 );
 """
 # Columns added after the first release: databases created before them gain them on open.
@@ -154,6 +205,14 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS cache_read_ips DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS temperature DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS targets VARCHAR;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS target_labels INTEGER[];
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS task VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS precision VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS method_card VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS method_code VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS predictions_hash_scheme INTEGER;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS maps_sha256 VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS excluded_images VARCHAR;
+UPDATE runs SET task = CASE WHEN targets IS NOT NULL THEN 'multilabel' ELSE 'anomaly' END WHERE task IS NULL;
 """
 
 
@@ -236,10 +295,60 @@ class ResultStore:
     def run(self, run_id: str) -> dict[str, Any]:
         frame = self.con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
         if frame.empty:
-            raise KeyError(run_id)
+            raise UnknownRunError(f"no run {run_id!r} in {self.path}")
         row = frame.iloc[0].to_dict()
         row["params"] = json.loads(row["params"]) if row["params"] else {}
         return row
+
+    def predictions(self, run_id: str, verify: bool = True) -> pd.DataFrame:
+        """A run's stored predictions in canonical order (split, condition, severity, image id),
+        checked against the hash the run recorded, so that an altered row is never used."""
+        frame = self.query(
+            f"SELECT {', '.join(PREDICTION_SCHEMA)} FROM predictions WHERE run_id = ? "
+            f"ORDER BY {', '.join(PREDICTION_KEY)}",
+            [run_id],
+        )
+        if verify:
+            self.verify_predictions(run_id, frame)
+        return frame
+
+    def verify_predictions(self, run_id: str, frame: pd.DataFrame) -> None:
+        run = self.run(run_id)
+        if run.get("predictions_hash_scheme") != PREDICTIONS_HASH_SCHEME:
+            logging.getLogger("xrbench").warning(
+                "run %s was stored before verifiable prediction hashes (scheme %d); its predictions are used unchecked",
+                run_id,
+                PREDICTIONS_HASH_SCHEME,
+            )
+            return
+        actual = predictions_sha256(frame)
+        if actual != run["predictions_sha256"]:
+            raise DataIntegrityError(
+                f"run {run_id}: its stored predictions hash to {actual}, not to the {run['predictions_sha256']} "
+                "recorded when the run finished; they were altered after the run, and nothing computed from "
+                "them can be trusted"
+            )
+
+    def maps(self, run_id: str, split: str | None = None) -> pd.DataFrame:
+        """A run's stored maps (see `harness.maps.decode`), in canonical order."""
+        where = "run_id = ?" + (" AND split = ?" if split else "")
+        return self.query(
+            f"SELECT * EXCLUDE (run_id) FROM maps WHERE {where} ORDER BY {', '.join(PREDICTION_KEY)}",
+            [run_id, split] if split else [run_id],
+        )
+
+    def record_board(self, row: dict[str, Any]) -> None:
+        """Remember a board edition (from its board file) so that the site never reads board files."""
+        keys = ("board", "version", "split_sha256", "dataset_sha256")
+        self.con.execute(
+            "DELETE FROM boards WHERE board = ? AND version IS NOT DISTINCT FROM ? AND split_sha256 = ? "
+            "AND dataset_sha256 IS NOT DISTINCT FROM ?",
+            [row[k] for k in keys],
+        )
+        row = {**row, "recorded_at": now()}
+        self.con.execute(
+            f"INSERT INTO boards ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+        )
 
     def condition_aurocs(self, run_id: str) -> dict[tuple[str, int], float]:
         frame = self.query(
@@ -247,14 +356,6 @@ class ResultStore:
             [run_id],
         )
         return {(r.condition, int(r.severity)): float(r.value) for r in frame.itertuples()}
-
-    def latest_run(self, board: str, method: str, split_sha256: str, dataset_sha256: str) -> str | None:
-        frame = self.query(
-            "SELECT run_id FROM runs WHERE board = ? AND method = ? AND split_sha256 = ? "
-            "AND dataset_sha256 = ? AND status = 'ok' ORDER BY finished_at DESC LIMIT 1",
-            [board, method, split_sha256, dataset_sha256],
-        )
-        return None if frame.empty else str(frame["run_id"][0])
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return self.con.execute(sql, params or []).df()

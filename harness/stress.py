@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from rich.progress import track
 
 from harness.boards import Board
 from harness.corruptions import CORRUPTIONS_VERSION, apply
+from harness.fingerprints import array_sha256
 from harness.paths import cache_root
 
 
@@ -22,10 +22,6 @@ class Condition:
     severity: int  # 0 for clean, 1.. in the order the board lists the levels
     level: float | None
     images: torch.Tensor  # (N, 1, H, W) uint8
-
-
-def _sha(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def corrupted_conditions(
@@ -50,7 +46,7 @@ def corrupted_conditions(
         array = None
         if path.exists() and meta.exists():
             array = np.load(path)
-            if json.loads(meta.read_text()).get("sha256") != _sha(array):
+            if json.loads(meta.read_text()).get("sha256") != array_sha256(array):
                 array = None
         if array is None:
             parts = [
@@ -61,6 +57,6 @@ def corrupted_conditions(
             tmp = path.with_suffix(".tmp.npy")
             np.save(tmp, array)
             os.replace(tmp, path)
-            meta.write_text(json.dumps({"sha256": _sha(array), "n": len(array)}))
+            meta.write_text(json.dumps({"sha256": array_sha256(array), "n": len(array)}))
         conditions.append(Condition(name, severity, float(level), torch.from_numpy(array)))
     return conditions

@@ -35,6 +35,7 @@ class ClipZeroShot(Method):
         reference="Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021",
         license="Apache-2.0",
         tasks=("anomaly",),
+        learning="zero-shot",
         defaults={
             "model": "ViT-B-32",
             "weights": "openai",
@@ -73,7 +74,6 @@ class ClipZeroShot(Method):
         embeddings = torch.nn.functional.normalize(self.model.encode_text(tokenizer(texts).to(device)).float(), dim=-1)
         return torch.nn.functional.normalize(embeddings.mean(0), dim=-1)
 
-    @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> Prediction:
         x = to_backbone_input(batch.to(self.text.device), CLIP_MEAN, CLIP_STD)
         image = self.encoder(x)[0].flatten(1)

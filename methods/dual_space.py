@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from harness.embedding import PATCH_DEFAULTS, BackboneMethod, PatchBank, patch_prediction
-from harness.features import EXTRACTOR_DEFAULTS, build_extractor, global_embedding, patch_features
+from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE, build_extractor, global_embedding, patch_features
 from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
 from harness.registry import register
 from harness.scorers import KNNScorer, Standardiser
@@ -25,6 +25,8 @@ class DualSpace(BackboneMethod):
         "per-space standardisation",
         license="Apache-2.0",
         tasks=("anomaly",),
+        produces_maps=True,
+        smoke_params=EXTRACTOR_SMOKE,
         defaults={**EXTRACTOR_DEFAULTS, **PATCH_DEFAULTS, "k": 5, "global_weight": 0.5},
     )
 

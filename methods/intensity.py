@@ -18,6 +18,7 @@ class Intensity(Method):
         reference="floor baseline",
         license="Apache-2.0",
         tasks=("anomaly",),
+        learning="none",
     )
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:

@@ -4,7 +4,7 @@ frozen backbone or one pretrained in-harness by a self-supervised algorithm."""
 from __future__ import annotations
 
 from harness.embedding import EmbeddingMethod
-from harness.features import EXTRACTOR_DEFAULTS
+from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE
 from harness.protocol import MethodCard
 from harness.registry import register, variant
 from harness.scorers import KNNScorer, Scorer
@@ -19,6 +19,7 @@ class KNN(EmbeddingMethod):
         reference="Bergman, Cohen & Hoshen, Deep Nearest Neighbor Anomaly Detection, arXiv:2002.10445 (2020)",
         license="Apache-2.0",
         tasks=("anomaly",),
+        smoke_params=EXTRACTOR_SMOKE,
         defaults={**EXTRACTOR_DEFAULTS, "k": 5},
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.embedding import EmbeddingMethod
-from harness.features import EXTRACTOR_DEFAULTS
+from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE
 from harness.protocol import MethodCard
 from harness.registry import register, variant
 from harness.scorers import GaussianScorer, Scorer
@@ -19,6 +19,7 @@ class Mahalanobis(EmbeddingMethod):
         "Features for Anomaly Detection, ICPR 2020",
         license="Apache-2.0",
         tasks=("anomaly",),
+        smoke_params=EXTRACTOR_SMOKE,
         defaults=dict(EXTRACTOR_DEFAULTS),
     )
 
@@ -32,6 +33,7 @@ variant(
     "Mahalanobis distance on DINOv2 ViT-S/14 embeddings (timm's DINOv2 weights from the local "
     "Hugging Face cache; weights=none for a random-init control)",
     "Oquab et al., DINOv2: Learning Robust Visual Features without Supervision, TMLR 2024",
+    smoke_params={"weights": "none"},
     backbone="vit_small_patch14_dinov2",
     weights="imagenet",
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.embedding import EmbeddingMethod
 from harness.errors import ParameterError
-from harness.features import EXTRACTOR_DEFAULTS
+from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE
 from harness.protocol import MethodCard
 from harness.registry import register
 from harness.scorers import OneClassSVMScorer, Scorer
@@ -20,6 +20,7 @@ class OCSVM(EmbeddingMethod):
         "Neural Computation 2001",
         license="Apache-2.0",
         tasks=("anomaly",),
+        smoke_params=EXTRACTOR_SMOKE,
         defaults={**EXTRACTOR_DEFAULTS, "nu": 0.1, "gamma": "scale"},
     )
 

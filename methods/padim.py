@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from harness.embedding import BackboneMethod, image_maps
-from harness.features import EXTRACTOR_DEFAULTS, build_extractor, patch_features
+from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE, build_extractor, patch_features
 from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
 from harness.registry import register
 
@@ -21,6 +21,8 @@ class PaDiM(BackboneMethod):
         "Localization, ICPR 2021 Workshops",
         license="Apache-2.0",
         tasks=("anomaly",),
+        produces_maps=True,
+        smoke_params=EXTRACTOR_SMOKE,
         defaults={**EXTRACTOR_DEFAULTS, "layers": "1,2,3", "channels": 100, "epsilon": 0.01, "smoothing_sigma": 4.0},
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from harness.embedding import PATCH_DEFAULTS, BackboneMethod, PatchBank, patch_prediction
-from harness.features import EXTRACTOR_DEFAULTS, build_extractor, patch_features
+from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE, build_extractor, patch_features
 from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
 from harness.registry import register
 
@@ -19,6 +19,8 @@ class PatchCore(BackboneMethod):
         reference="Roth et al., Towards Total Recall in Industrial Anomaly Detection, CVPR 2022",
         license="Apache-2.0",
         tasks=("anomaly",),
+        produces_maps=True,
+        smoke_params=EXTRACTOR_SMOKE,
         defaults={**EXTRACTOR_DEFAULTS, **PATCH_DEFAULTS},
     )
 

@@ -18,6 +18,7 @@ class RandomScores(Method):
         reference="chance baseline",
         license="Apache-2.0",
         tasks=("anomaly", "multilabel"),
+        learning="none",
     )
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:

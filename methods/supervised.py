@@ -4,24 +4,15 @@ validation macro AUROC (the CheXNet recipe with a choice of backbone)."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from harness.augment import random_view
 from harness.backbones import create_timm_model, to_backbone_input
-from harness.multilabel import macro_auroc
+from harness.fingerprints import state_sha256
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
 from harness.registry import register, variant
-
-
-def state_sha256(model: nn.Module) -> str:
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
+from harness.tasks.multilabel import macro_auroc
 
 
 @register
@@ -35,6 +26,8 @@ class Supervised(Method):
         "Learning, arXiv 2017",
         license="Apache-2.0",
         tasks=("multilabel",),
+        learning="supervised",
+        smoke_params={"epochs": 1, "augment": 0.0},
         defaults={
             "backbone": "resnet18",
             "weights": "none",
@@ -70,7 +63,9 @@ class Supervised(Method):
                 optimiser.step()
                 scheduler.step()
                 total += loss.item() * len(images)
-            score = macro_auroc(val_targets, torch.cat([self.predict(x).scores for x in val]).numpy())
+            self.model.eval()
+            with torch.no_grad():
+                score = macro_auroc(val_targets, torch.cat([self.predict(x).scores for x in val]).numpy())
             self.history.append({"epoch": epoch + 1, "loss": total / train.num_images, "val_macro_auroc": score})
             ctx.log.info("epoch %d: loss %.4f, validation macro AUROC %.4f", epoch + 1, self.history[-1]["loss"], score)
             if score > best[0]:
@@ -83,9 +78,7 @@ class Supervised(Method):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(to_backbone_input(images))
 
-    @torch.no_grad()
     def predict(self, batch: torch.Tensor) -> Prediction:
-        self.model.eval()
         return Prediction(scores=self.forward(batch).float().cpu())
 
     def weights(self) -> WeightsInfo:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a reduced synthetic board built in a temporary folder."""
+"""Shared fixtures: reduced synthetic boards built in temporary folders."""
 
 from __future__ import annotations
 
@@ -7,11 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from harness.adapters import synthetic
 from harness.boards import DatasetSpec
+from harness.leaderboard import assemble_all
+from harness.site import build_site
 from harness.splits import anomaly_split, write_manifest
+from harness.store import ResultStore
+from harness.testing import TINY_DATASET, TINY_TARGETS, write_tiny_board
 
-TINY_DATASET = {"seed": 3, "n_patients": 70, "image_size": 64}
+TINY_CORRUPTIONS = {
+    "gaussian_noise": [10, 50],
+    "gaussian_blur": [3, 9],
+    "jpeg": [70, 30],
+    "brightness_contrast": [0.15, 0.45],
+    "quantum_noise": [0.5, 0.125],
+    "resolution_loss": [0.75, 0.25],
+    "gamma_window": [0.2, 0.6],
+}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,49 +41,10 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
             os.environ[k] = v
 
 
-def write_board(folder: Path, manifest: Path, split_sha256: str, content_sha256: str, name: str = "tiny-ad") -> Path:
-    params = "\n".join(f"{k} = {v}" for k, v in TINY_DATASET.items())
-    board = folder / f"{name}.toml"
-    board.write_text(f"""
-name = "{name}"
-version = 1
-description = "reduced synthetic board for tests"
-task = "anomaly"
-resolution = 64
-split_manifest = "{manifest.name}"
-split_sha256 = "{split_sha256}"
-bootstrap = 50
-seed = 0
-batch_size = 16
-slices = ["view", "sex", "age_bin", "site"]
-min_slice_class = 3
-reference_method = "intensity"
-
-[dataset]
-name = "synth-cxr"
-{params}
-content_sha256 = "{content_sha256}"
-
-[corruptions]
-gaussian_noise = [10, 50]
-gaussian_blur = [3, 9]
-jpeg = [70, 30]
-brightness_contrast = [0.15, 0.45]
-quantum_noise = [0.5, 0.125]
-resolution_loss = [0.75, 0.25]
-gamma_window = [0.2, 0.6]
-""")
-    return board
-
-
 @pytest.fixture(scope="session")
 def tiny_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-board")
-    source = synthetic.prepare(DatasetSpec("synth-cxr", dict(TINY_DATASET)))
-    frame = anomaly_split(source.entries, n_train=40, n_val=(10, 10), n_test=(16, 16), seed=0)
-    manifest = folder / "tiny-ad.csv"
-    sha = write_manifest(frame, manifest)
-    return write_board(folder, manifest, sha, source.content_sha256 or "")
+    """A reduced anomaly board (see harness.testing.write_tiny_board) with a stress suite."""
+    return write_tiny_board(tmp_path_factory.mktemp("tiny-board"), "anomaly", corruptions=TINY_CORRUPTIONS)
 
 
 TINY_DENTAL = {"seed": 1, "n_patients": 60, "image_height": 48}
@@ -115,31 +87,18 @@ reference_method = "intensity"
     return frozen_board(folder, "tiny-dental", frame, spec, source.content_sha256, settings)
 
 
-TINY_TARGETS = ["Cardiomegaly", "Effusion", "Nodule"]
-
-
 @pytest.fixture(scope="session")
 def tiny_multilabel_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
     """A reduced multi-label board on the tiny synthetic dataset (all images, patient split)."""
-    from harness.splits import patient_split
+    corruptions = {"gaussian_noise": [25], "jpeg": [50]}
+    return write_tiny_board(tmp_path_factory.mktemp("tiny-cls"), "multilabel", corruptions=corruptions)
 
-    spec = DatasetSpec("synth-cxr", dict(TINY_DATASET))
-    source = synthetic.prepare(spec)
-    frame = patient_split(source.entries, {"train": 0.4, "val": 0.25, "test": 0.35}, seed=0)
-    settings = f"""
-description = "reduced synthetic multi-label board for tests"
-task = "multilabel"
-targets = {TINY_TARGETS}
-resolution = 32
-bootstrap = 30
-seed = 0
-batch_size = 16
-slices = ["sex"]
-min_slice_class = 2
-reference_method = "random"
 
-[corruptions]
-gaussian_noise = [25]
-jpeg = [50]
-"""
-    return frozen_board(tmp_path_factory.mktemp("tiny-cls"), "tiny-cls", frame, spec, source.content_sha256, settings)
+def publish(db: Path, out: Path) -> Path:
+    """What `xrbench site` does: assemble the leaderboards, then build the site."""
+    with ResultStore(db) as store:
+        assemble_all(store)
+    return build_site(db, out)
+
+
+__all__ = ["TINY_DATASET", "TINY_TARGETS", "publish"]

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from harness.adapters.base import NIH_COLUMNS
 from harness.adapters.chexpert import read_chexpert
 from harness.adapters.chexpert_labels import OBSERVATIONS, anomaly_labels
 from harness.adapters.local import check_files, read_entries
 from harness.adapters.mimic import image_path, read_mimic
-from harness.adapters.nih import NIH_COLUMNS, read_bbox_list, read_nih
+from harness.adapters.nih import read_bbox_list, read_nih
 from harness.cli import main
 from harness.errors import XRBenchError
 

@@ -2,8 +2,9 @@ import pytest
 import timm
 import torch
 
-from harness.backbones import FeatureExtractor, create_backbone, resolve_weights
+from harness.backbones import FeatureExtractor, create_backbone
 from harness.errors import WeightsUnavailable
+from harness.weights import resolve_weights
 
 
 def test_random_init_is_seeded_and_leaves_global_rng_alone():

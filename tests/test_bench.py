@@ -148,7 +148,7 @@ def test_missing_and_corrupt_images_are_all_reported(tiny_board, tmp_path, monke
 
 
 def test_calibrators_and_threshold_see_validation_scores_only(tiny_board, tmp_path, monkeypatch):
-    import harness.runner as runner
+    import harness.tasks.anomaly as anomaly
 
     seen = []
 
@@ -159,8 +159,8 @@ def test_calibrators_and_threshold_see_validation_scores_only(tiny_board, tmp_pa
 
         return wrapped
 
-    monkeypatch.setattr(runner, "fit_calibrator", spy(runner.fit_calibrator))
-    monkeypatch.setattr(runner, "best_f1_threshold", spy(runner.best_f1_threshold))
+    monkeypatch.setattr(anomaly, "fit_calibrator", spy(anomaly.fit_calibrator))
+    monkeypatch.setattr(anomaly, "best_f1_threshold", spy(anomaly.best_f1_threshold))
     result = run_bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
     val = _predictions(tmp_path / "r.duckdb", result.run_id).query("split == 'val'")
     assert len(seen) == 4  # three calibrators and the threshold

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from harness.compare import compare_scores, delong_covariance, delong_test, tied_with_leader
 from harness.metrics import auroc
+from harness.significance import delong_covariance, delong_test, tied_with_leader
+from harness.tasks.anomaly import AnomalyTask
 
 
 @pytest.fixture
@@ -17,13 +18,13 @@ def data():
 
 def test_identical_scores_are_not_different(data):
     labels, groups, weak, _ = data
-    result = compare_scores(labels, weak, weak, groups, n_resamples=300)
+    result = AnomalyTask().compare(labels, weak, weak, groups, "auroc", 300, 0)
     assert result.delong_p == 1.0 and result.bootstrap_p == 1.0 and result.difference == 0.0
 
 
 def test_clearly_different_scores_are(data):
     labels, groups, weak, strong = data
-    result = compare_scores(labels, strong, weak, groups, n_resamples=500)
+    result = AnomalyTask().compare(labels, strong, weak, groups, "auroc", 500, 0)
     assert result.delong_p < 1e-6 and result.bootstrap_p < 0.01
     assert result.ci_low > 0 and result.difference == pytest.approx(auroc(labels, strong) - auroc(labels, weak))
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from harness.adapters.nih import NIH_COLUMNS, read_nih
+from harness.adapters.base import NIH_COLUMNS
+from harness.adapters.nih import read_nih
 from harness.cli import main
 from harness.errors import XRBenchError
 from harness.runner import run_bench

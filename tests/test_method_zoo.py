@@ -1,6 +1,5 @@
 """Every shipped method runs end to end on the reduced board; shared pieces behave."""
 
-import json
 import logging
 
 import numpy as np
@@ -9,57 +8,44 @@ import torch
 from sklearn.covariance import LedoitWolf
 from sklearn.svm import OneClassSVM
 
+from harness.loading import split_batches
 from harness.protocol import FitContext
 from harness.registry import discover, get_method
-from harness.runner import prepare, run_bench, split_batches
-from harness.store import ResultStore
+from harness.runner import prepare, run_bench
+from harness.testing import check_method
 
-FAST = {"pretrain_epochs": "1", "coreset_ratio": "0.05", "epochs": "1", "augment": "0"}
-NEEDS_REAL_WEIGHTS = {"clip-zero-shot"}
-
-
-def _fast_params(name: str) -> dict[str, str]:
-    defaults = get_method(name).card.defaults
-    params = {k: v for k, v in FAST.items() if k in defaults}
-    if defaults.get("weights") not in (None, "none"):
-        params["weights"] = "none"  # pretrained weights are not reachable in tests
-    return params
-
-
-SHIPPED = set(discover()) - NEEDS_REAL_WEIGHTS - {"intensity", "random"} - {n for n in discover() if "test" in n}
-ZOO = sorted(n for n in SHIPPED if "anomaly" in get_method(n).card.tasks)
-MULTILABEL_ZOO = sorted(n for n in SHIPPED if "multilabel" in get_method(n).card.tasks)
-
-
-@pytest.mark.parametrize("name", MULTILABEL_ZOO)
-def test_multilabel_method_runs_on_the_reduced_board(tiny_multilabel_board, tmp_path, name):
-    result = run_bench(
-        name,
-        tiny_multilabel_board,
-        params=_fast_params(name),
-        db=tmp_path / "r.duckdb",
-        device="cpu",
-        corruptions=False,
-    )
-    m = result.metrics
-    per_finding = m[(m["metric"] == "auroc") & m["slice"].str.startswith("finding=") & m["value"].notna()]
-    assert len(per_finding) >= 2 and per_finding["value"].between(0, 1).all()
-    assert result.weights_id == "none+trained"
+SHIPPED = sorted(n for n, cls in discover().items() if cls.__module__.startswith("methods."))
+NEEDS_REAL_WEIGHTS = {"clip-zero-shot"}  # checked on a tiny saved CLIP model in test_clip.py
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ZOO)
-def test_method_runs_on_the_reduced_board(tiny_board, tmp_path, name):
-    db = tmp_path / "r.duckdb"
-    result = run_bench(name, tiny_board, params=_fast_params(name), db=db, device="cpu", corruptions=False)
-    m = result.metrics
-    auroc = m[(m["metric"] == "auroc") & (m["slice"] == "all") & (m["condition"] == "clean")]["value"].item()
-    assert 0.0 <= auroc <= 1.0
-    with ResultStore(db) as store:
-        run = store.query("SELECT status, params, weights_id, weights_sha256 FROM runs").iloc[0]
-    assert run["status"] == "ok"
-    if json.loads(run["params"]).get("pretrain", "none") != "none":
-        assert run["weights_sha256"] and len(run["weights_sha256"]) == 64
+@pytest.mark.parametrize("name", sorted(set(SHIPPED) - NEEDS_REAL_WEIGHTS))
+def test_every_shipped_method_keeps_the_contract(name):
+    cls = get_method(name)
+    reports = check_method(cls)
+    assert [r.task for r in reports] == list(cls.card.tasks)
+    for report in reports:
+        if report.task == "anomaly":  # tiny board: 20 validation and 32 test images
+            assert report.scores_shape == (52,)
+        if cls.card.produces_maps:
+            assert report.maps_shape is not None and report.maps_shape[1:] == (1, 64, 64)
+        if cls.card.defaults.get("pretrain", "none") != "none" or cls.card.learning == "supervised":
+            assert report.weights.sha256 and len(report.weights.sha256) == 64
+
+
+def test_multilabel_methods_run_end_to_end(tiny_multilabel_board, tmp_path):
+    for name in (n for n in SHIPPED if "multilabel" in get_method(n).card.tasks):
+        result = run_bench(
+            name,
+            tiny_multilabel_board,
+            params=get_method(name).card.smoke_params,
+            db=tmp_path / "r.duckdb",
+            device="cpu",
+            corruptions=False,
+        )
+        m = result.metrics
+        per_finding = m[(m["metric"] == "auroc") & m["slice"].str.startswith("finding=") & m["value"].notna()]
+        assert len(per_finding) >= 2
 
 
 def test_variants_share_one_implementation():
@@ -113,3 +99,46 @@ def test_padim_gaussians_equal_numpy_mean_and_covariance(tiny_board, tmp_path):
     np.testing.assert_allclose(method.precision[position], np.linalg.inv(cov), rtol=1e-3, atol=1e-3)
     scores = method.predict(next(iter(train))).scores
     assert scores.shape == (board.batch_size,) and torch.isfinite(scores).all()
+
+
+def test_check_method_catches_an_unseeded_method():
+    from harness.protocol import Method, MethodCard, Prediction
+    from harness.testing import MethodCheckError
+
+    class Unseeded(Method):
+        card = MethodCard("test-unseeded", "test", "-", "-", "-")
+
+        def fit(self, train, val, ctx):
+            self.offset = float(np.random.default_rng().normal())  # not drawn from ctx.seed
+
+        def predict(self, batch):
+            return Prediction(scores=batch.mean(dim=(1, 2, 3)) + self.offset)
+
+    with pytest.raises(MethodCheckError, match="two fits with seed 0 on the CPU gave different scores"):
+        check_method(Unseeded)
+
+
+def test_check_method_catches_missing_maps_and_weights_without_a_hash():
+    from harness.protocol import Method, MethodCard, Prediction, WeightsInfo
+    from harness.testing import MethodCheckError
+
+    class NoHash(Method):
+        card = MethodCard("test-no-hash", "test", "-", "-", "-")
+
+        def fit(self, train, val, ctx):
+            pass
+
+        def predict(self, batch):
+            return Prediction(scores=batch.mean(dim=(1, 2, 3)))
+
+        def weights(self):
+            return WeightsInfo(id="resnet18:my-file.pth")
+
+    with pytest.raises(MethodCheckError, match="reported without their SHA-256"):
+        check_method(NoHash)
+
+    class BadCard(NoHash):
+        card = MethodCard("Bad Name", "test", "-", "-", "-", tasks=("segmentation",), smoke_params={"epochs": 1})
+
+    with pytest.raises(MethodCheckError, match=r"name 'Bad Name'.*tasks.*smoke_params \['epochs'\]"):
+        check_method(BadCard)

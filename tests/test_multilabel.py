@@ -5,18 +5,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import publish
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from harness.boards import load_board
-from harness.compare import compare_multilabel
 from harness.errors import MethodOutputError, XRBenchError
-from harness.multilabel import fit_calibrators, multilabel_metrics
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
 from harness.registry import register
 from harness.runner import run_bench
-from harness.site import build_site
 from harness.splits import patient_split, target_matrix
 from harness.store import ResultStore
+from harness.tasks.multilabel import compare_multilabel, fit_calibrators, multilabel_metrics
 
 NAMES = ("A", "B", "C")
 FAST_SUPERVISED = {"epochs": "1", "augment": "0"}
@@ -166,8 +165,8 @@ def test_supervised_training_is_deterministic_and_compares(tiny_multilabel_board
         same = compare_runs(store, runs[0].run_id, runs[1].run_id, n_resamples=100)
         other = compare_runs(store, runs[0].run_id, random.run_id, n_resamples=100)
     assert same.difference == 0 and np.isnan(same.delong_p)
-    assert other.auroc_b == pytest.approx(random.robustness["clean_auroc"])
-    build_site(db, tmp_path / "site")
+    assert other.value_b == pytest.approx(random.robustness["clean_auroc"])
+    publish(db, tmp_path / "site")
     page = next((tmp_path / "site" / "boards").glob("tiny-cls-*.html")).read_text()
     assert "Macro AUROC" in page and "supervised" in page and "paired patient-level bootstrap" in page
 
@@ -177,7 +176,7 @@ def test_compare_multilabel_separates_a_good_from_a_random_model():
     noise = np.random.default_rng(3).normal(size=logits.shape)
     result = compare_multilabel(targets, logits, noise, groups, n_resamples=300)
     assert result.difference > 0.1 and result.bootstrap_p < 0.01 and result.ci_low > 0
-    assert result.auroc_a == pytest.approx(roc_auc_score(targets, logits, average="macro"))
+    assert result.value_a == pytest.approx(roc_auc_score(targets, logits, average="macro"))
 
 
 def test_counted_bootstrap_aurocs_equal_ranking_the_resampled_copies():

@@ -44,6 +44,12 @@ def test_entry_point_methods_are_registered(monkeypatch):
     class External(Method):
         card = MethodCard("external-test-method", "x", "an external method", "x", "MIT")
 
+        def fit(self, train, val, ctx):
+            pass
+
+        def predict(self, batch):
+            raise NotImplementedError
+
     class FakeEntryPoint:
         def load(self):
             return External
@@ -54,3 +60,62 @@ def test_entry_point_methods_are_registered(monkeypatch):
     )
     assert registry.discover()["external-test-method"] is External
     monkeypatch.delitem(registry._REGISTRY, "external-test-method")
+
+
+def test_a_broken_plugin_is_reported_and_does_not_break_the_others(monkeypatch, caplog):
+    class Broken:
+        name = "broken-plugin"
+
+        def load(self):
+            raise ImportError("No module named 'their_dependency'")
+
+    monkeypatch.setattr(registry, "_discovered", False)
+    monkeypatch.setattr(registry, "_BROKEN", {})
+    monkeypatch.setattr(registry, "entry_points", lambda group: [Broken()] if group == "xrbench.methods" else [])
+    methods = registry.discover()
+    assert "patchcore" in methods and "broken-plugin" not in methods
+    assert registry.broken_plugins() == {"broken-plugin": "ImportError: No module named 'their_dependency'"}
+    assert "broken-plugin" in caplog.text
+    with pytest.raises(UnknownMethodError, match="plugin 'broken-plugin' failed to load: ImportError"):
+        registry.get_method("broken-plugin")
+
+
+def test_plugin_methods_record_their_distribution_and_version(monkeypatch):
+    class Plugged(Method):
+        card = MethodCard("plugged-test-method", "x", "a plugin method", "x", "MIT")
+
+        def fit(self, train, val, ctx):
+            pass
+
+        def predict(self, batch):
+            raise NotImplementedError
+
+    class Dist:
+        name, version = "xrbench-plugged", "1.2.3"
+
+    class EntryPoint:
+        name, dist = "plugged", Dist()
+
+        def load(self):
+            return Plugged
+
+    monkeypatch.setattr(registry, "_discovered", False)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()] if group == "xrbench.methods" else [])
+    try:
+        registry.discover()
+        assert registry.method_origin(Plugged) == {"plugin": {"distribution": "xrbench-plugged", "version": "1.2.3"}}
+    finally:
+        registry._REGISTRY.pop("plugged-test-method", None)
+        registry._PLUGINS.pop("plugged-test-method", None)
+
+
+def test_methods_in_the_repository_record_their_source_files():
+    from harness.fingerprints import file_sha256
+    from harness.paths import REPO_ROOT
+
+    origin = registry.method_origin(registry.get_method("cutpaste"))
+    assert origin == {
+        "files": {
+            f"methods/{m}.py": file_sha256(REPO_ROOT / "methods" / f"{m}.py") for m in ("cutpaste", "mahalanobis")
+        }
+    }

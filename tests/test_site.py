@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import publish
 
 from harness.runner import run_bench
-from harness.site import build_site, slug
+from harness.site import slug
 from harness.store import ResultStore
 
 HOSTILE = "<script>alert('x')</script>"
@@ -23,7 +24,7 @@ def site(tiny_board, tmp_path_factory):
     run_bench("intensity", tiny_board, db=db, device="cpu")
     run_bench("random", tiny_board, db=db, device="cpu")
     out = folder / "build"
-    build_site(db, out)
+    publish(db, out)
     return db, out
 
 
@@ -61,7 +62,7 @@ def test_hostile_names_are_escaped(site, tmp_path):
         store.con.execute("UPDATE runs SET method = ? WHERE method = 'random'", [HOSTILE])
         store.con.execute("UPDATE metrics SET method = ? WHERE method = 'random'", [HOSTILE])
     out = tmp_path / "build"
-    build_site(copy, out)
+    publish(copy, out)
     for page in out.rglob("*.html"):
         assert "<script>alert" not in page.read_text(), page
     assert "&lt;script&gt;alert" in _board_page(out).read_text()
@@ -70,7 +71,7 @@ def test_hostile_names_are_escaped(site, tmp_path):
 def test_empty_database_gives_instructions(tmp_path):
     db = tmp_path / "empty.duckdb"
     ResultStore(db).close()
-    build_site(db, tmp_path / "build")
+    publish(db, tmp_path / "build")
     assert "make bench METHOD=patchcore" in (tmp_path / "build" / "index.html").read_text()
 
 
@@ -152,7 +153,7 @@ def test_runs_on_another_dataset_version_are_not_ranked(site, tmp_path):
             "WHERE method = 'random'"
         )
     out = tmp_path / "build"
-    build_site(copy, out)
+    publish(copy, out)
     board = pd.read_csv(next((out / "data").glob("tiny-ad-*-leaderboard.csv")))
     assert "random" not in set(board["method"]) and len(board) == 2
     assert "1 older runs" in _board_page(out).read_text()

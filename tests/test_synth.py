@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.adapters.nih import NIH_COLUMNS
+from harness.adapters.base import NIH_COLUMNS
 from harness.synth.chest import FINDINGS
 from harness.synth.cohort import ImageRecord, draw_cohort, render_record, write_dataset
 

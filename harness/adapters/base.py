@@ -1,4 +1,12 @@
-"""What every dataset adapter hands to the harness."""
+"""What every dataset adapter hands to the harness, and the table layout it follows.
+
+Adapters normalise a dataset's own metadata to one row per image with `ENTRY_COLUMNS`:
+image_id, patient_id, age, sex, view, findings (`|`-separated names as NIH writes them,
+`No Finding` for a normal image), label (1 abnormal, 0 normal, missing when unusable) and
+site; they may add columns of their own (`path`, `follow_up`, `official_split`). The NIH
+ChestX-ray14 table layout (`NIH_COLUMNS`, `Data_Entry_2017.csv`) is the reference layout:
+the synthetic chest dataset writes it too.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,22 @@ from pathlib import Path
 
 import pandas as pd
 
+NO_FINDING = "No Finding"
+ENTRY_COLUMNS = ["image_id", "patient_id", "age", "sex", "view", "findings", "label", "site"]
+NIH_COLUMNS = [
+    "Image Index",
+    "Finding Labels",
+    "Follow-up #",
+    "Patient ID",
+    "Patient Age",
+    "Patient Gender",
+    "View Position",
+    "OriginalImage[Width",
+    "Height]",
+    "OriginalImagePixelSpacing[x",
+    "y]",
+]
+
 
 @dataclass(frozen=True)
 class DatasetSource:
@@ -14,7 +38,7 @@ class DatasetSource:
 
     name: str
     root: Path
-    entries: pd.DataFrame  # one row per image, normalised columns (see adapters.nih)
+    entries: pd.DataFrame  # one row per image, `ENTRY_COLUMNS` and any adapter-specific ones
     image_dir: Path
     content_sha256: str | None = None  # over decoded pixels, when the dataset defines one
     image_digests: dict[str, str] | None = None  # per-image SHA-256 of decoded pixels

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.adapters.base import NO_FINDING
 from harness.dicom import dicom_header, is_dicom
 from harness.errors import DataIntegrityError, XRBenchError
 
 LABEL_VALUES = {"normal": 0, "0": 0, "abnormal": 1, "1": 1}
-NO_FINDING = "No Finding"
 
 
 def find_dicom_files(root: Path) -> list[str]:

@@ -9,27 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.adapters.base import NIH_COLUMNS, NO_FINDING
 from harness.errors import XRBenchError
 
-NIH_COLUMNS = [
-    "Image Index",
-    "Finding Labels",
-    "Follow-up #",
-    "Patient ID",
-    "Patient Age",
-    "Patient Gender",
-    "View Position",
-    "OriginalImage[Width",
-    "Height]",
-    "OriginalImagePixelSpacing[x",
-    "y]",
-]
 REQUIRED = NIH_COLUMNS[:7]
-NO_FINDING = "No Finding"
 
 
 def read_data_entry(path: Path) -> pd.DataFrame:
-    """Normalise the table to image_id, patient_id, follow_up, age, sex, view, findings, label, site."""
+    """Normalise the table to `ENTRY_COLUMNS` (and `follow_up`)."""
     try:
         raw = pd.read_csv(path, dtype={"Image Index": str, "Finding Labels": str, "Patient ID": str})
     except (pd.errors.ParserError, UnicodeDecodeError, FileNotFoundError) as exc:

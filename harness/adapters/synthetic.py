@@ -13,8 +13,9 @@ from harness.adapters.base import DatasetSource
 from harness.adapters.nih import read_data_entry
 from harness.boards import DatasetSpec
 from harness.errors import DataIntegrityError
+from harness.fingerprints import combine_digests
 from harness.paths import data_root
-from harness.synth.cohort import GENERATOR_VERSION, combine_digests, draw_cohort, write_dataset
+from harness.synth.cohort import GENERATOR_VERSION, draw_cohort, write_dataset
 
 DEFAULTS = {"seed": 0, "n_patients": 950, "image_size": 256}
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -21,44 +21,19 @@ from torch import nn
 
 from harness.backbones import create_timm_model, is_vit
 from harness.paths import cache_root
+from harness.pretrain import contrastive, cutpaste, mae
+from harness.pretrain.common import PretrainConfig, Trainer
 from harness.protocol import FitContext, ImageBatches
 
 PRETRAIN_VERSION = 1
 
 
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Defaults are the small CPU configurations; raise `epochs` (and `batch_size`) on a GPU."""
-
-    algorithm: str
-    arch: str
-    init_weights: str = "none"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    resolution: int = 0
-    """Training resolution (0: the board's). CNNs trained at a lower one still extract well at
-    the board's, at a quarter of the cost per halving."""
-    options: dict = field(default_factory=dict)
-
-
-@dataclass
-class Trainer:
-    """What one algorithm contributes: trainable modules and a loss over a batch of images.
-    `after_step` runs after each optimiser step (MoCo's momentum update)."""
-
-    modules: list[nn.Module]
-    loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-    after_step: Callable[[], None] = lambda: None
-
-
-def _algorithms() -> dict[str, Callable[[nn.Module, PretrainConfig], Trainer]]:
-    from harness.pretrain import contrastive, cutpaste, mae
-
-    return {"simclr": contrastive.simclr, "moco": contrastive.moco, "mae": mae.mae, "cutpaste": cutpaste.cutpaste}
-
-
+ALGORITHM_TRAINERS: dict[str, Callable[[nn.Module, PretrainConfig], Trainer]] = {
+    "simclr": contrastive.simclr,
+    "moco": contrastive.moco,
+    "mae": mae.mae,
+    "cutpaste": cutpaste.cutpaste,
+}
 DEFAULT_EPOCHS = {"simclr": 15, "moco": 20, "mae": 40, "cutpaste": 10}
 ALGORITHMS = tuple(DEFAULT_EPOCHS)
 DEFAULT_RESOLUTION = {"simclr": 64, "moco": 64, "mae": 0, "cutpaste": 64}
@@ -120,7 +95,7 @@ def train_model(config: PretrainConfig, train: ImageBatches, ctx: FitContext) ->
     model = create_trainable(config.arch, config.init_weights, ctx.seed, ctx.resolution)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed + 1)
-        trainer = _algorithms()[config.algorithm](model, config)
+        trainer = ALGORITHM_TRAINERS[config.algorithm](model, config)
     modules = nn.ModuleList(trainer.modules).to(ctx.device).train()
     params = [p for p in modules.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -143,17 +118,3 @@ def train_model(config: PretrainConfig, train: ImageBatches, ctx: FitContext) ->
         history.append(total / max(steps, 1))
         ctx.log.info("%s epoch %d: loss %.4f", config.algorithm, len(history), history[-1])
     return model.eval().cpu(), history
-
-
-def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Global embedding of a timm model's final features (mean over positions or tokens)."""
-    features = model.forward_features(x)
-    return features.mean(dim=1) if features.ndim == 3 else features.mean(dim=(-2, -1))
-
-
-def feature_dim(model: nn.Module) -> int:
-    return model.num_features
-
-
-def projection_head(dim: int, out: int = 128) -> nn.Module:
-    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, out))

@@ -14,7 +14,7 @@ from torch import nn
 
 from harness.augment import random_view
 from harness.backbones import to_backbone_input
-from harness.pretrain import PretrainConfig, Trainer, feature_dim, pooled_features, projection_head
+from harness.pretrain.common import PretrainConfig, Trainer, feature_dim, pooled_features, projection_head
 
 
 def info_nce(

@@ -10,7 +10,7 @@ from torch import nn
 from harness.augment import cutpaste as cutpaste_augment
 from harness.augment import random_view
 from harness.backbones import to_backbone_input
-from harness.pretrain import PretrainConfig, Trainer, feature_dim, pooled_features
+from harness.pretrain.common import PretrainConfig, Trainer, feature_dim, pooled_features
 
 
 def cutpaste(model: nn.Module, config: PretrainConfig) -> Trainer:

@@ -11,7 +11,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from harness.backbones import to_backbone_input
-from harness.pretrain import PretrainConfig, Trainer
+from harness.pretrain.common import PretrainConfig, Trainer
 
 
 class MAEDecoder(nn.Module):

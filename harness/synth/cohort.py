@@ -8,11 +8,10 @@ can be rendered in any order or in parallel and still come out byte-identical.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from harness.adapters.nih import NIH_COLUMNS
+from harness.adapters.base import NIH_COLUMNS, NO_FINDING
+from harness.fingerprints import combine_digests, image_digest
 from harness.synth.chest import FINDINGS, draw_acquisition, draw_anatomy, draw_finding, render_chest
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class ImageRecord:
 
     @property
     def finding_labels(self) -> str:
-        return "|".join(self.findings) if self.findings else "No Finding"
+        return "|".join(self.findings) if self.findings else NO_FINDING
 
 
 def draw_cohort(seed: int, n_patients: int, abnormal_rate: float = 0.3) -> list[ImageRecord]:
@@ -86,21 +86,6 @@ def render_record(record: ImageRecord, seed: int, size: int) -> np.ndarray:
     acquisition = draw_acquisition(rng, record.view, record.site)
     findings = [draw_finding(rng, name) for name in record.findings]
     return render_chest(anatomy, acquisition, findings, size)
-
-
-def image_digest(image_id: str, pixels: np.ndarray) -> bytes:
-    """Digest of decoded pixels (not PNG bytes, which depend on the zlib build)."""
-    h = hashlib.sha256(image_id.encode())
-    h.update(str(pixels.shape).encode())
-    h.update(np.ascontiguousarray(pixels).tobytes())
-    return h.digest()
-
-
-def combine_digests(digests: Iterable[bytes]) -> str:
-    h = hashlib.sha256()
-    for d in digests:
-        h.update(d)
-    return h.hexdigest()
 
 
 def _keep_freed_memory() -> None:

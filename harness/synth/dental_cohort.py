@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from harness.dicom import read_dicom, to_uint8
-from harness.synth.cohort import finish_dataset, image_digest, partial_folder, render_all
+from harness.fingerprints import image_digest
+from harness.synth.cohort import finish_dataset, partial_folder, render_all
 from harness.synth.dental import FINDINGS, draw_acquisition, draw_finding, draw_patient, render_panoramic
 
 DENTAL_GENERATOR_VERSION = 1

@@ -1,0 +1,159 @@
+"""What a task is: everything about a kind of board that the harness must not guess.
+
+A task owns its label format, the score (and map) shape it expects from a method, what it fits
+on validation scores (threshold, calibrators, temperature), its per-condition evaluation, its
+prediction columns, its leaderboard columns and main score, and its paired comparison test.
+Adding a task is one module in `harness/tasks/` and one line in `harness/tasks/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from harness.calibration import SMALL_N, calibration_metrics, reliability_bins
+from harness.metrics import MetricValue
+from harness.significance import Comparison
+
+if TYPE_CHECKING:
+    from harness.boards import Board
+
+Calibrator = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Evaluation:
+    """Table rows produced by scoring: metrics, reliability bins, risk-coverage points."""
+
+    metrics: list[dict] = field(default_factory=list)
+    calibration_bins: list[dict] = field(default_factory=list)
+    risk_coverage: list[dict] = field(default_factory=list)
+
+    def extend(self, other: Evaluation) -> None:
+        self.metrics += other.metrics
+        self.calibration_bins += other.calibration_bins
+        self.risk_coverage += other.risk_coverage
+
+    def add_calibration(
+        self, kind: str, truth: np.ndarray, probs: np.ndarray, n_images: int, condition: str, severity: int
+    ) -> None:
+        """Calibration metrics (named `<metric>_<calibrator>`) and reliability bins of one
+        calibrator's probabilities; flagged when measured on fewer than `SMALL_N` images."""
+        small = f"calibration measured on {n_images} images (< {SMALL_N})" if n_images < SMALL_N else None
+        nan = float("nan")
+        for name, value in calibration_metrics(truth, probs).items():
+            metric = MetricValue(f"{name}_{kind}", value, nan, nan, len(truth), int(truth.sum()))
+            self.metrics.append(metric_row(condition, severity, metric, small))
+        for b in reliability_bins(truth, probs):
+            self.calibration_bins.append({"condition": condition, "severity": severity, "calibrator": kind, **vars(b)})
+
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        return pd.DataFrame(self.metrics), pd.DataFrame(self.calibration_bins), pd.DataFrame(self.risk_coverage)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What a task learns from the validation scores, before it sees a test score."""
+
+    calibrators: dict[str, Calibrator]
+    threshold: float | None = None
+    run_values: dict[str, Any] = field(default_factory=dict)  # stored in `runs` (threshold, temperature)
+
+
+def metric_row(condition: str, severity: int, m: MetricValue, flag: str | None = None) -> dict:
+    return {"condition": condition, "severity": severity, **vars(m), "flag": flag}
+
+
+def slice_values(meta: pd.DataFrame, column: str) -> pd.Series:
+    """A metadata column as slice values; `age_bin` is derived from `age`."""
+    if column == "age_bin":
+        return pd.cut(meta["age"].astype(float), [0, 40, 60, 200], right=False, labels=["<40", "40-59", "60+"]).astype(
+            str
+        )
+    return meta[column].astype(str)
+
+
+Column = tuple[str, str, bool]  # (metric key, label, lower is better)
+TIE_RESAMPLES = 500  # paired bootstrap resamples behind a tie mark, where DeLong does not apply
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    primary_metrics: ClassVar[tuple[str, ...]]
+    """Metrics a board may rank by (`primary_metric`); the first is the default."""
+    leaderboard_columns: ClassVar[list[Column]]
+    label_dtype: ClassVar[str]
+    """dtype of the labels methods train on (`ImageBatches.with_labels`)."""
+
+    @abstractmethod
+    def check_board(self, board: Board) -> None:
+        """Raise a clear error when the board's task-specific keys are wrong."""
+
+    @abstractmethod
+    def truth(self, meta: pd.DataFrame, board: Board) -> np.ndarray:
+        """Ground truth of manifest rows: (N,) or (N, K) int64."""
+
+    @abstractmethod
+    def score_shape(self, n: int, board: Board) -> tuple[int, ...]:
+        """The shape `predict` must return for a batch of n images."""
+
+    @abstractmethod
+    def map_shape(self, n: int, board: Board) -> tuple[int | None, ...]:
+        """The shape of a batch's maps; None for a free (but consistent) size."""
+
+    @abstractmethod
+    def prediction_columns(self, truth: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+        """Columns of the predictions table for these images (besides ids, split, condition)."""
+
+    @abstractmethod
+    def stored_scores(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(truth, scores) as stored in prediction rows, in row order."""
+
+    @abstractmethod
+    def fit_on_validation(self, truth: np.ndarray, scores: np.ndarray) -> Fitted:
+        """Threshold and calibrators from validation scores only."""
+
+    @abstractmethod
+    def evaluate(
+        self,
+        board: Board,
+        meta: pd.DataFrame,
+        truth: np.ndarray,
+        scores: np.ndarray,
+        fitted: Fitted,
+        condition: str,
+        severity: int,
+        detailed: bool,
+    ) -> Evaluation:
+        """Metrics of one test condition; `detailed` (the clean condition) adds every metric and slice."""
+
+    @abstractmethod
+    def compare(
+        self,
+        truth: np.ndarray,
+        scores_a: np.ndarray,
+        scores_b: np.ndarray,
+        groups: np.ndarray,
+        metric: str,
+        n_resamples: int,
+        seed: int,
+        columns: list[int] | None = None,
+    ) -> Comparison:
+        """Paired test of `metric` between two score sets on the same images."""
+
+    @abstractmethod
+    def tie_p(
+        self,
+        truth: np.ndarray,
+        leader: np.ndarray,
+        other: np.ndarray,
+        groups: np.ndarray,
+        metric: str,
+        columns: list[int] | None = None,
+    ) -> float:
+        """p-value of `other` against the leader's scores, for tie marks on the leaderboard."""

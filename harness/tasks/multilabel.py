@@ -1,0 +1,228 @@
+"""Multi-label classification: one logit per board target (finding); truth is multi-hot.
+
+Per-finding AUROC and AUPRC, their macro means with patient-level bootstrap intervals, and
+calibration of the logits by temperature scaling.
+
+A finding with fewer than `min_slice_class` positive or negative images in what is measured
+gets a flag and no number, and is left out of the macro mean (whose flag names it). Macro
+means resample patients once for all findings, so their intervals keep the findings'
+correlation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from sklearn.metrics import average_precision_score
+
+from harness.calibration import fit_temperature
+from harness.errors import XRBenchError
+from harness.metrics import MetricValue, auroc, bootstrap_aurocs, patient_resamples
+from harness.significance import Comparison, bootstrap_difference
+from harness.splits import target_matrix
+from harness.tasks.base import TIE_RESAMPLES, Column, Evaluation, Fitted, Task, metric_row, slice_values
+
+if TYPE_CHECKING:
+    from harness.boards import Board
+
+CALIBRATORS = ("none", "temperature")
+METRIC_FNS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "auroc": auroc,
+    "auprc": lambda y, s: float(average_precision_score(y, s)),
+}
+NAN = float("nan")
+
+
+def macro_auroc(targets: np.ndarray, logits: np.ndarray) -> float:
+    """Mean AUROC over the findings (columns) that have both classes; NaN when none has."""
+    usable = [k for k in range(targets.shape[1]) if targets[:, k].min() != targets[:, k].max()]
+    return float(np.mean([auroc(targets[:, k], logits[:, k]) for k in usable])) if usable else NAN
+
+
+def fit_calibrators(val_logits: np.ndarray, val_targets: np.ndarray) -> tuple[dict[str, Callable], float]:
+    """Probabilities from logits: `none` is the plain sigmoid, `temperature` divides the logits
+    by one temperature fitted on validation BCE. Returns the calibrators and the temperature."""
+    temperature = fit_temperature(val_logits, val_targets)
+    return {"none": expit, "temperature": lambda s: expit(s / temperature)}, temperature
+
+
+def multilabel_metrics(
+    targets_true: np.ndarray,
+    logits: np.ndarray,
+    groups: np.ndarray,
+    names: tuple[str, ...],
+    n_resamples: int,
+    seed: int,
+    min_class: int,
+    slice_name: str = "all",
+    metrics: tuple[str, ...] = ("auroc",),
+    per_finding: bool = False,
+) -> list[tuple[MetricValue, str | None]]:
+    """Macro means (slice `slice_name`) and, with `per_finding`, one row per finding (slice
+    `finding=<name>`), each with a 95% patient-bootstrap interval, as (value, flag) pairs."""
+    n_pos = targets_true.sum(axis=0)
+    n_neg = len(targets_true) - n_pos
+    enough = (n_pos >= min_class) & (n_neg >= min_class)
+    usable, unusable = np.flatnonzero(enough), np.flatnonzero(~enough)
+    left_out = [names[k] for k in unusable]
+    y, s = targets_true[:, usable], logits[:, usable]
+    point = {m: np.array([METRIC_FNS[m](y[:, j], s[:, j]) for j in range(len(usable))]) for m in metrics}
+    samples: dict[str, list[np.ndarray]] = {m: [] for m in metrics if m != "auroc"}
+    for idx in patient_resamples(groups, n_resamples, seed) if len(usable) and samples else ():
+        ys, ss = y[idx], s[idx]
+        if (ys.min(axis=0) == ys.max(axis=0)).any():
+            continue  # a finding lost one of its classes in this resample
+        for m in samples:
+            samples[m].append(np.array([METRIC_FNS[m](ys[:, j], ss[:, j]) for j in range(len(usable))]))
+    if "auroc" in metrics and len(usable):
+        samples["auroc"] = list(bootstrap_aurocs(y, s, groups, n_resamples, seed))
+    n_any = int(y.any(axis=1).sum()) if len(usable) else 0
+    rows: list[tuple[MetricValue, str | None]] = []
+    for m in metrics:
+        if not len(usable):
+            flag = f"too few cases for every finding (minimum {min_class} positive and negative images)"
+            rows.append((MetricValue(m, NAN, NAN, NAN, len(y), 0, slice_name), flag))
+            continue
+        draws = np.array(samples[m]).reshape(-1, len(usable))
+        lo, hi = np.quantile(draws.mean(axis=1), [0.025, 0.975]) if len(draws) else (NAN, NAN)
+        flag = f"macro mean without {', '.join(left_out)} (too few cases)" if left_out else None
+        rows.append((MetricValue(m, float(point[m].mean()), float(lo), float(hi), len(y), n_any, slice_name), flag))
+        if per_finding:
+            for j, k in enumerate(usable):
+                lo, hi = np.quantile(draws[:, j], [0.025, 0.975]) if len(draws) else (NAN, NAN)
+                finding = f"finding={names[k]}"
+                value = MetricValue(m, float(point[m][j]), float(lo), float(hi), len(y), int(n_pos[k]), finding)
+                rows.append((value, None))
+            for k in unusable:
+                flag = f"too few cases: {int(n_pos[k])} positive, {int(n_neg[k])} negative (minimum {min_class} each)"
+                rows.append((MetricValue(m, NAN, NAN, NAN, len(y), int(n_pos[k]), f"finding={names[k]}"), flag))
+    return rows
+
+
+class MultilabelTask(Task):
+    name: ClassVar[str] = "multilabel"
+    primary_metrics: ClassVar[tuple[str, ...]] = ("auroc", "auprc")
+    label_dtype: ClassVar[str] = "float32"
+    leaderboard_columns: ClassVar[list[Column]] = [
+        ("auroc", "Macro AUROC", False),
+        ("auprc", "Macro AUPRC", False),
+        ("ece_none", "ECE before", True),
+        ("ece_temperature", "ECE after (temperature)", True),
+    ]
+
+    def check_board(self, board: Board) -> None:
+        if not board.targets:
+            raise XRBenchError(f"board {board.name}: a multilabel board lists its `targets` (findings, in logit order)")
+        if len(set(board.targets)) != len(board.targets) or board.normal_label in board.targets:
+            raise XRBenchError(f"board {board.name}: targets must be distinct findings, not {board.normal_label!r}")
+
+    def truth(self, meta: pd.DataFrame, board: Board) -> np.ndarray:
+        return target_matrix(meta["findings"], board.targets)
+
+    def score_shape(self, n: int, board: Board) -> tuple[int, ...]:
+        return (n, len(board.targets))
+
+    def map_shape(self, n: int, board: Board) -> tuple[int | None, ...]:
+        return (n, len(board.targets), None, None)
+
+    def prediction_columns(self, truth: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+        return {"label": truth.any(axis=1).astype(np.int64), "scores": scores.tolist(), "target_labels": truth.tolist()}
+
+    def stored_scores(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return multilabel_arrays(rows)
+
+    def fit_on_validation(self, truth: np.ndarray, scores: np.ndarray) -> Fitted:
+        calibrators, temperature = fit_calibrators(scores, truth)
+        return Fitted(calibrators, None, {"temperature": temperature})
+
+    def evaluate(
+        self,
+        board: Board,
+        meta: pd.DataFrame,
+        truth: np.ndarray,
+        scores: np.ndarray,
+        fitted: Fitted,
+        condition: str,
+        severity: int,
+        detailed: bool,
+    ) -> Evaluation:
+        """Macro AUROC with its interval and calibration on every condition; the clean one adds
+        AUPRC, per-finding rows and slices."""
+        groups = meta["patient_id"].to_numpy()
+        out = Evaluation()
+        common = dict(n_resamples=board.bootstrap, seed=board.seed, min_class=board.min_slice_class)
+        metrics = ("auroc", "auprc") if detailed else ("auroc",)
+        for value, flag in multilabel_metrics(
+            truth, scores, groups, board.targets, metrics=metrics, per_finding=detailed, **common
+        ):
+            out.metrics.append(metric_row(condition, severity, value, flag))
+        if detailed:
+            for column in board.slices:
+                values = slice_values(meta, column)
+                for value in sorted(values.unique()):
+                    mask = (values == value).to_numpy()
+                    for metric, flag in multilabel_metrics(
+                        truth[mask], scores[mask], groups[mask], board.targets, slice_name=f"{column}={value}", **common
+                    ):
+                        out.metrics.append(metric_row(condition, severity, metric, flag))
+        for kind, calibrate in fitted.calibrators.items():  # pooling every (image, finding) pair
+            out.add_calibration(kind, truth.ravel(), calibrate(scores).ravel(), len(truth), condition, severity)
+        return out
+
+    def compare(
+        self,
+        truth: np.ndarray,
+        scores_a: np.ndarray,
+        scores_b: np.ndarray,
+        groups: np.ndarray,
+        metric: str,
+        n_resamples: int,
+        seed: int,
+        columns: list[int] | None = None,
+    ) -> Comparison:
+        if metric != "auroc":
+            raise ValueError(f"multi-label runs compare on their macro auroc, not {metric!r}")
+        return compare_multilabel(truth, scores_a, scores_b, groups, n_resamples, seed, columns)
+
+    def tie_p(
+        self,
+        truth: np.ndarray,
+        leader: np.ndarray,
+        other: np.ndarray,
+        groups: np.ndarray,
+        metric: str,
+        columns: list[int] | None = None,
+    ) -> float:
+        """The paired patient bootstrap of the macro AUROC over the leader's evaluated findings."""
+        return self.compare(truth, leader, other, groups, metric, TIE_RESAMPLES, 0, columns).bootstrap_p
+
+
+def compare_multilabel(
+    targets: np.ndarray,
+    logits_a: np.ndarray,
+    logits_b: np.ndarray,
+    groups: np.ndarray,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    columns: list[int] | None = None,
+) -> Comparison:
+    """Macro AUROC of two multi-label runs on the same images, over the findings in `columns`
+    (default: every finding with both classes), and a paired patient-bootstrap of the
+    difference. DeLong's test is for one ROC curve per method and is not defined for a macro
+    mean: `delong_p` is NaN."""
+    usable = (targets.min(axis=0) != targets.max(axis=0)).nonzero()[0] if columns is None else np.array(columns)
+    y, a, b = targets[:, usable], logits_a[:, usable], logits_b[:, usable]
+    # Same seed and truth: both calls keep the same resamples, so the differences are paired.
+    draws_a, draws_b = (bootstrap_aurocs(y, x, groups, n_resamples, seed) for x in (a, b))
+    p, lo, hi = bootstrap_difference(draws_a.mean(axis=1) - draws_b.mean(axis=1))
+    auc_a, auc_b = macro_auroc(y, a), macro_auroc(y, b)
+    return Comparison(auc_a, auc_b, auc_a - auc_b, NAN, p, lo, hi)
+
+
+def multilabel_arrays(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(multi-hot truth, logits), each (N, K), of stored multi-label predictions."""
+    return np.stack(predictions["target_labels"].to_numpy()), np.stack(predictions["scores"].to_numpy())
