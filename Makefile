@@ -6,7 +6,7 @@ METHOD ?= patchcore
 BOARD ?= synth-cxr-ad
 ARGS ?=
 
-.PHONY: setup browser test bench site lint benchmark clean
+.PHONY: setup browser test bench site lint benchmark mutants clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ lint:
 
 benchmark:
 	$(BIN)/python -m pytest benchmarks -q --benchmark-enable --benchmark-columns=min,median,mean,ops,rounds
+
+# Deliberate bugs in the statistics and metric code; every one must fail a test.
+mutants:
+	$(BIN)/python tests/mutants.py
 
 clean:
 	rm -rf site/_build .pytest_cache .ruff_cache

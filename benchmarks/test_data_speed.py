@@ -1,8 +1,10 @@
 """Data preparation speed: decode + resize + cache write (what `cached_images` does on a
 first run), and reading the verified cache back. Images per second = n_images / mean time."""
 
+import numpy as np
 import pytest
 
+from harness import data
 from harness.adapters import synthetic, synthetic_dental
 from harness.boards import DatasetSpec
 from harness.data import cached_images
@@ -41,11 +43,19 @@ def _clear_cache():
 def test_prepare_decode_resize_and_cache_write(benchmark, source):
     manifest = source.entries[["image_id"]]
     benchmark.extra_info["images"] = len(manifest)
-    benchmark.pedantic(cached_images, args=(source, manifest, "bench", 128), setup=_clear_cache, rounds=2)
+    array = benchmark.pedantic(cached_images, args=(source, manifest, "bench", 128), setup=_clear_cache, rounds=2)
+    assert array.shape == (len(manifest), 128, 128) and array.std() > 10  # decoded images, not zeros
+    assert next((cache_root() / "tensors").glob("*/images.npy")).stat().st_size > array.nbytes
 
 
-def test_read_the_verified_cache(benchmark, source):
+def test_read_the_verified_cache(benchmark, source, monkeypatch):
     manifest = source.entries[["image_id"]]
-    cached_images(source, manifest, "bench", 128)
+    written = cached_images(source, manifest, "bench", 128)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the cache was missed: images were decoded again")
+
+    monkeypatch.setattr(data, "decode_images", no_decoding)
     benchmark.extra_info["images"] = len(manifest)
-    benchmark(cached_images, source, manifest, "bench", 128)
+    read = benchmark(cached_images, source, manifest, "bench", 128)
+    assert isinstance(read, np.memmap) and np.array_equal(read, written)

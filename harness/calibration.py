@@ -53,7 +53,9 @@ def fit_temperature(val_logits: np.ndarray, val_targets: np.ndarray, mask: np.nd
     log_t = torch.zeros(1, requires_grad=True, dtype=torch.float64)
     logits = torch.as_tensor(val_logits, dtype=torch.float64)[keep]
     targets = torch.as_tensor(val_targets, dtype=torch.float64)[keep]
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+    optimizer = torch.optim.LBFGS(
+        [log_t], lr=1.0, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe"
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()

@@ -152,6 +152,7 @@ def prediction_rows(
             "split": split,
             "condition": condition,
             "severity": severity,
+            "label": meta["label"].to_numpy(dtype=np.int64),
         }
     )
     return frame.assign(**task.prediction_columns(truth, scores))

@@ -37,7 +37,7 @@ from harness.paths import cache_root, default_db
 from harness.protocol import FitContext, Method
 from harness.provenance import environment
 from harness.registry import create_method, method_origin
-from harness.scoring import Scored, score_predictions
+from harness.scoring import SCORING_VERSION, Scored, score_predictions
 from harness.store import ResultStore, now
 from harness.stress import Condition, corrupted_conditions
 from harness.tasks import task_for
@@ -264,6 +264,7 @@ def store_stage(
                 "weights_sha256": weights.sha256,
                 "predictions_sha256": predictions_sha256(predicted.frame),
                 "predictions_hash_scheme": PREDICTIONS_HASH_SCHEME,
+                "scoring_version": SCORING_VERSION,
                 "maps_sha256": maps_sha256(predicted.maps) if not predicted.maps.empty else None,
             },
         )

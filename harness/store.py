@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS runs (
     method_card VARCHAR,        -- JSON: the method's card as the site shows it
     method_code VARCHAR,        -- JSON: source files and their SHA-256, or a plugin's distribution and version
     predictions_hash_scheme INTEGER, -- how predictions_sha256 was computed (NULL: scheme 1)
-    maps_sha256 VARCHAR         -- over the stored maps (NULL when the method keeps none)
+    maps_sha256 VARCHAR,        -- over the stored maps (NULL when the method keeps none)
+    scoring_version INTEGER     -- harness.scoring.SCORING_VERSION of the code that scored the run
 );
 CREATE TABLE IF NOT EXISTS predictions (
     run_id VARCHAR NOT NULL,
@@ -212,6 +213,7 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS method_code VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS predictions_hash_scheme INTEGER;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS maps_sha256 VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS excluded_images VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS scoring_version INTEGER;
 UPDATE runs SET task = CASE WHEN targets IS NOT NULL THEN 'multilabel' ELSE 'anomaly' END WHERE task IS NULL;
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,24 +25,33 @@ class Condition:
     images: torch.Tensor  # (N, 1, H, W) uint8
 
 
+def corrupted_folder(board: Board, dataset_sha256: str) -> Path:
+    """Where a board's corrupted test set is cached: the key holds the board, its split and
+    dataset hashes, the resolution, the board seed and the corruptions' version."""
+    key = (
+        f"{board.name}-{board.split_sha256[:12]}-{dataset_sha256[:12]}-r{board.resolution}"
+        f"-seed{board.seed}-v{CORRUPTIONS_VERSION}"
+    )
+    return cache_root() / "corrupted" / key
+
+
+def corrupted_file(folder: Path, name: str, severity: int, level: float) -> Path:
+    return folder / f"{name}-{severity}-{level}.npy"
+
+
 def corrupted_conditions(
     board: Board, images: torch.Tensor, image_ids: list[str], dataset_sha256: str, chunk: int = 64
 ) -> list[Condition]:
     """Every (corruption, severity) of the board applied to `images`, from cache when possible.
 
-    The cache key holds the board, its split and dataset hashes, the resolution, the board
-    seed and the corruptions' version; each file carries its SHA-256 and is checked on load.
+    Each file carries its SHA-256 and is checked on load.
     """
-    key = (
-        f"{board.name}-{board.split_sha256[:12]}-{dataset_sha256[:12]}-r{board.resolution}"
-        f"-seed{board.seed}-v{CORRUPTIONS_VERSION}"
-    )
-    folder = cache_root() / "corrupted" / key
+    folder = corrupted_folder(board, dataset_sha256)
     folder.mkdir(parents=True, exist_ok=True)
     jobs = [(name, s + 1, level) for name, levels in board.corruptions.items() for s, level in enumerate(levels)]
     conditions = []
     for name, severity, level in track(jobs, description="corrupted test set", transient=True):
-        path = folder / f"{name}-{severity}-{level}.npy"
+        path = corrupted_file(folder, name, severity, level)
         meta = path.with_suffix(".json")
         array = None
         if path.exists() and meta.exists():

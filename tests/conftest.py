@@ -94,6 +94,35 @@ def tiny_multilabel_board(tmp_path_factory: pytest.TempPathFactory, isolated_cac
     return write_tiny_board(tmp_path_factory.mktemp("tiny-cls"), "multilabel", corruptions=corruptions)
 
 
+def check_clean_auroc(db: Path, run_id: str) -> float:
+    """The run's stored clean-test AUROC, checked against scikit-learn on its stored predictions
+    (on multi-label boards the mean over the findings it evaluated); returns it."""
+    import json
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    with ResultStore(db) as store:
+        rows = store.query(
+            "SELECT label, score, scores, target_labels FROM predictions WHERE run_id = ? AND split = 'test' "
+            "AND condition = 'clean'",
+            [run_id],
+        )
+        metrics = store.query(
+            "SELECT slice, value FROM metrics WHERE run_id = ? AND condition = 'clean' AND metric = 'auroc'", [run_id]
+        ).set_index("slice")["value"]
+        targets = json.loads(store.run(run_id)["targets"] or "[]")
+    if not targets:
+        expected = roc_auc_score(rows["label"], rows["score"])
+    else:
+        truth, logits = np.stack(rows["target_labels"].to_numpy()), np.stack(rows["scores"].to_numpy())
+        evaluated = [k for k, name in enumerate(targets) if np.isfinite(metrics[f"finding={name}"])]
+        assert evaluated, "no finding was evaluated"
+        expected = np.mean([roc_auc_score(truth[:, k], logits[:, k]) for k in evaluated])
+    assert metrics["all"] == pytest.approx(expected, abs=1e-12)
+    return float(metrics["all"])
+
+
 def publish(db: Path, out: Path) -> Path:
     """What `xrbench site` does: assemble the leaderboards, then build the site."""
     with ResultStore(db) as store:
@@ -101,4 +130,4 @@ def publish(db: Path, out: Path) -> Path:
     return build_site(db, out)
 
 
-__all__ = ["TINY_DATASET", "TINY_TARGETS", "publish"]
+__all__ = ["TINY_DATASET", "TINY_TARGETS", "check_clean_auroc", "publish"]

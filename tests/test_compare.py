@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from harness.metrics import auroc
 from harness.significance import delong_covariance, delong_test, tied_with_leader
@@ -26,7 +27,8 @@ def test_clearly_different_scores_are(data):
     labels, groups, weak, strong = data
     result = AnomalyTask().compare(labels, strong, weak, groups, "auroc", 500, 0)
     assert result.delong_p < 1e-6 and result.bootstrap_p < 0.01
-    assert result.ci_low > 0 and result.difference == pytest.approx(auroc(labels, strong) - auroc(labels, weak))
+    expected = roc_auc_score(labels, strong) - roc_auc_score(labels, weak)
+    assert result.ci_low > 0 and result.difference == pytest.approx(expected, abs=1e-12)
 
 
 def test_delong_variance_agrees_with_the_bootstrap_variance(data):
@@ -56,3 +58,26 @@ def test_tie_groups(data):
     p = tied_with_leader(labels, {"strong": strong, "nearly": nearly, "weak": weak})
     leader = max(("strong", "nearly"), key=lambda k: auroc(labels, {"strong": strong, "nearly": nearly}[k]))
     assert p[leader] == 1.0 and p["weak"] < 0.05 and min(p["strong"], p["nearly"]) >= 0.05
+
+
+def test_compare_runs_refuses_failed_runs_and_runs_on_other_boards(tiny_board, tiny_multilabel_board, tmp_path):
+    from harness.compare import compare_runs
+    from harness.errors import XRBenchError
+    from harness.runner import run_bench
+    from harness.store import ResultStore
+
+    db = tmp_path / "r.duckdb"
+    anomaly = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    multilabel = run_bench("random", tiny_multilabel_board, db=db, device="cpu", corruptions=False).run_id
+    with ResultStore(db) as store:
+        failed = "a-failed-run"
+        store.start_run({"run_id": failed, "board": "tiny-ad", "method": "intensity", "task": "anomaly"})
+        store.fail_run(failed, "RuntimeError: it crashed")
+        with pytest.raises(XRBenchError, match="runs differ in board"):
+            compare_runs(store, anomaly, multilabel)
+        with pytest.raises(XRBenchError, match=f"run {failed} has status failed; only completed runs compare"):
+            compare_runs(store, anomaly, failed)
+        store.con.execute("UPDATE runs SET split_sha256 = 'another' WHERE run_id = ?", [multilabel])
+        store.con.execute("UPDATE runs SET board = 'tiny-ad', task = 'anomaly' WHERE run_id = ?", [multilabel])
+        with pytest.raises(XRBenchError, match="runs differ in split_sha256"):
+            compare_runs(store, anomaly, multilabel)

@@ -77,8 +77,8 @@ def test_unknown_corruption_lists_the_known_ones(images):
 
 def test_every_method_reads_the_same_cached_corrupted_bytes(tiny_board):
     from harness.boards import load_board
-    from harness.runner import load_board_data
-    from harness.stress import corrupted_conditions
+    from harness.loading import load_board_data
+    from harness.stress import corrupted_conditions, corrupted_file, corrupted_folder
 
     board = load_board(tiny_board)
     data = load_board_data(board)
@@ -89,11 +89,48 @@ def test_every_method_reads_the_same_cached_corrupted_bytes(tiny_board):
     assert [(c.name, c.severity) for c in first] == [(c.name, c.severity) for c in second]
     assert all(a.images.numpy().tobytes() == b.images.numpy().tobytes() for a, b in zip(first, second, strict=True))
     # A damaged cache file is detected by its hash and rebuilt with the same bytes.
-    from harness.paths import cache_root
-
-    cached = next((cache_root() / "corrupted").rglob("jpeg-1-*.npy"))
+    cached = corrupted_file(corrupted_folder(board, data.dataset_sha256), "jpeg", 1, board.corruptions["jpeg"][0])
+    assert cached.is_file() and cached.name == "jpeg-1-70.npy"
     original = cached.read_bytes()
     cached.write_bytes(original[:-16] + bytes(16))
     third = corrupted_conditions(board, test.images, ids, data.dataset_sha256)
     assert cached.read_bytes() == original
     assert all(a.images.numpy().tobytes() == c.images.numpy().tobytes() for a, c in zip(first, third, strict=True))
+
+
+def test_gaussian_noise_has_the_variance_the_board_names():
+    flat = torch.full((8, 1, 64, 64), 128, dtype=torch.uint8)  # no clipping at 0 or 255
+    for variance in (10, 50):
+        out = apply("gaussian_noise", flat, variance, [f"i{k}" for k in range(8)], 0, 1).double() - 128
+        # rounding to integers adds 1/12 to the variance of continuous noise
+        assert out.var().item() == pytest.approx(variance + 1 / 12, rel=0.05)
+        assert abs(out.mean().item()) < 0.1
+
+
+def test_jpeg_is_pillow_at_the_board_quality(images):
+    import io
+
+    from PIL import Image
+
+    out = apply("jpeg", images, 30, IDS, 0, 1)
+    for i in range(len(images)):
+        buffer = io.BytesIO()
+        Image.fromarray(images[i, 0].numpy()).save(buffer, format="JPEG", quality=30)
+        expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
+        assert np.array_equal(out[i, 0].numpy(), expected)
+
+
+@pytest.mark.parametrize("kernel", [3, 9])
+def test_gaussian_blur_uses_the_named_kernel_size_and_opencv_sigma(images, kernel):
+    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
+    x = np.arange(kernel) - kernel // 2
+    weights = np.exp(-(x**2) / (2 * sigma**2))
+    weights /= weights.sum()
+    pad = kernel // 2
+    out = apply("gaussian_blur", images, kernel, IDS, 0, 1).numpy()[:, 0].astype(int)
+    for i, image in enumerate(images.numpy()[:, 0].astype(np.float64)):
+        padded = np.pad(image, pad, mode="reflect")
+        rows = sum(w * padded[:, k : k + image.shape[1]] for k, w in enumerate(weights))
+        blurred = sum(w * rows[k : k + image.shape[0], :] for k, w in enumerate(weights))
+        expected = np.clip(np.round(blurred), 0, 255).astype(int)
+        assert np.abs(out[i] - expected).max() <= 1 and (out[i] == expected).mean() > 0.99

@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -119,3 +121,43 @@ def test_latency_command_for_every_shipped_method(method, tiny_board, tmp_path, 
         assert (
             (rows["bank_bytes"] > 0).all() and (rows["param_count"] > 0).all() and (rows["flops_per_image"] > 0).all()
         )
+
+
+class Sleeps(Method):
+    """predict sleeps a known time; the first call after compile() sleeps longer (compilation)."""
+
+    card = MethodCard("sleeps", "test", "-", "-", "-")
+
+    def __init__(self):
+        super().__init__()
+        self.calls, self.compiled, self.module = 0, False, nn.Identity()
+        self.module.compile = self.compile
+
+    def compile(self) -> None:
+        self.compiled = True
+
+    def fit(self, train: object, val: object, ctx: object) -> None:
+        pass
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        self.calls += 1
+        time.sleep(0.3 if self.compiled and self.calls == 1 else 0.02)
+        return Prediction(scores=batch.mean(dim=(1, 2, 3)))
+
+    def torch_modules(self) -> list[nn.Module]:
+        return [self.module]
+
+
+def test_latency_of_a_method_that_sleeps_a_known_time(images):
+    method = Sleeps()
+    result = measure(method, images, CPU, LatencyConfig(batch_size=4, warmup=2, iterations=10))
+    assert method.calls == 2 + 10 + 1  # warm-up, timed calls, and one call counting FLOPs
+    assert 20.0 <= result.p50_ms < 30.0 and result.p50_ms <= result.p95_ms <= result.p99_ms
+    assert result.throughput_ips == pytest.approx(4 / (result.mean_ms / 1000), rel=1e-12)
+    assert result.compile_seconds is None
+
+
+def test_compile_time_is_measured_apart_from_the_timed_calls(images):
+    method = Sleeps()
+    result = measure(method, images, CPU, LatencyConfig(batch_size=1, warmup=1, iterations=5, compile=True))
+    assert result.compile_seconds >= 0.3 and result.p99_ms < 100.0

@@ -293,6 +293,7 @@ NEW_RUN_COLUMNS = {
     "predictions_hash_scheme",
     "maps_sha256",
     "excluded_images",
+    "scoring_version",
 }
 
 

@@ -1,3 +1,4 @@
+import duckdb
 import pandas as pd
 import pytest
 
@@ -32,8 +33,19 @@ def test_complete_run_writes_everything_in_one_transaction(tmp_path):
                 "value": ["not a number"],
             }
         )
-        with pytest.raises(Exception):  # noqa: B017 - any database error must roll back
-            store.complete_run("r1", {"predictions": predictions, "metrics": bad_metrics}, {"threshold": 0.5})
+        seen_inside = []
+
+        class Spy(dict):
+            """Looks into the open transaction between the two inserts."""
+
+            def items(self):
+                yield "predictions", predictions
+                seen_inside.append(store.con.execute("SELECT count(*) FROM predictions").fetchall()[0][0])
+                yield "metrics", bad_metrics
+
+        with pytest.raises(duckdb.ConversionException, match="not a number"):
+            store.complete_run("r1", Spy(), {"threshold": 0.5})
+        assert seen_inside == [1]  # the prediction row was written, then rolled back
         assert store.query("SELECT count(*) AS n FROM predictions")["n"][0] == 0
         assert store.query("SELECT count(*) AS n FROM metrics")["n"][0] == 0
         assert store.run("r1")["status"] == "running"

@@ -55,7 +55,7 @@ class AnomalyTask(Task):
         return (n, None, None)
 
     def prediction_columns(self, truth: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-        return {"label": truth, "score": scores}
+        return {"score": scores}
 
     def stored_scores(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return rows["label"].to_numpy(dtype=np.int64), rows["score"].to_numpy(dtype=np.float64)

@@ -108,7 +108,8 @@ class Task(ABC):
 
     @abstractmethod
     def prediction_columns(self, truth: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-        """Columns of the predictions table for these images (besides ids, split, condition)."""
+        """The task's columns of the predictions table (besides ids, split, condition and the
+        manifest's `label`: 1 for an image with any finding)."""
 
     @abstractmethod
     def stored_scores(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -130,7 +130,7 @@ class MultilabelTask(Task):
         return (n, len(board.targets), None, None)
 
     def prediction_columns(self, truth: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-        return {"label": truth.any(axis=1).astype(np.int64), "scores": scores.tolist(), "target_labels": truth.tolist()}
+        return {"scores": scores.tolist(), "target_labels": truth.tolist()}
 
     def stored_scores(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return multilabel_arrays(rows)

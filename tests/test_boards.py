@@ -1,0 +1,56 @@
+"""Board files: what is refused, with a message naming the board and the key."""
+
+import pytest
+
+from harness.boards import load_board
+from harness.errors import UnknownBoardError, XRBenchError
+
+BASE = """name = "b"
+version = 1
+description = "a board"
+task = "anomaly"
+resolution = 64
+split_manifest = "b.csv"
+split_sha256 = "0"
+
+[dataset]
+name = "synth-cxr"
+"""
+
+
+def _board(tmp_path, text: str):
+    path = tmp_path / "b.toml"
+    path.write_text(text)
+    return load_board(path)
+
+
+def test_a_valid_board_loads_with_its_defaults(tmp_path):
+    board = _board(tmp_path, BASE)
+    assert (board.name, board.primary_metric, board.bootstrap, board.batch_size) == ("b", "auroc", 1000, 32)
+    assert board.split_manifest == (tmp_path / "b.csv").resolve()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.replace('task = "anomaly"', 'task = "segmentation"'), "task must be one of anomaly, multilabel"),
+        (lambda t: t.replace('split_manifest = "b.csv"\n', ""), "missing or has an unknown key: .*split_manifest"),
+        (lambda t: t.replace("version = 1", 'version = 1\ncolour = "red"'), "unknown key: .*colour"),
+        (lambda t: t + "[[broken", "is not valid TOML"),
+        (lambda t: t.replace('task = "anomaly"', 'task = "multilabel"'), "a multilabel board lists its `targets`"),
+        (lambda t: t.replace("resolution = 64", 'resolution = 64\ntargets = ["Mass"]'), "an anomaly board lists no"),
+        (lambda t: t.replace("resolution = 64", 'resolution = 64\nprimary_metric = "accuracy"'), "primary_metric"),
+        (
+            lambda t: t.replace('task = "anomaly"', 'task = "multilabel"\ntargets = ["Mass", "Mass"]'),
+            "targets must be distinct findings",
+        ),
+    ],
+)
+def test_board_files_are_refused_with_the_board_and_key(tmp_path, change, message):
+    with pytest.raises(XRBenchError, match=message):
+        _board(tmp_path, change(BASE))
+
+
+def test_an_unknown_board_name_lists_the_available_boards():
+    with pytest.raises(UnknownBoardError, match=r"available: .*synth-cxr-ad"):
+        load_board("no-such-board")
