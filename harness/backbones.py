@@ -7,17 +7,35 @@ A backbone is a timm architecture name (`resnet18`, `convnext_tiny`, `vit_small_
 
 from __future__ import annotations
 
+import difflib
+
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harness.clip import create_clip_visual
+from harness.errors import ParameterError
 from harness.protocol import WeightsInfo
 from harness.weights import CLIP_PREFIX, pretrained_kwargs, resolve_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def check_backbone(arch: str) -> None:
+    """Refuse a backbone that neither timm nor open_clip knows, suggesting the closest names."""
+    if arch.startswith(CLIP_PREFIX):
+        import open_clip
+
+        known, name = open_clip.list_models(), arch.removeprefix(CLIP_PREFIX)
+    else:
+        known, name = timm.list_models(), arch
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        where = "open_clip" if arch.startswith(CLIP_PREFIX) else "timm"
+        raise ParameterError(f"backbone={arch!r}: {where} has no model of that name{hint}")
 
 
 def is_vit(arch: str) -> bool:

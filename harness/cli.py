@@ -6,7 +6,9 @@ import argparse
 import dataclasses
 import logging
 import re
+import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from harness.runner import BenchResult
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")  # harness.inference.PRECISIONS, without importing torch
 
 
@@ -38,7 +40,9 @@ def cmd_list(args: argparse.Namespace) -> None:
         for name, cls in discover().items():
             card = cls.card
             maps = "yes" if card.produces_maps else ""
-            table.add_row(name, card.family, ", ".join(card.tasks), card.learning, maps, card.description)
+            table.add_row(
+                *map(escape, (name, card.family, ", ".join(card.tasks), card.learning, maps, card.description))
+            )
         console.print(table)
         for name, error in broken_plugins().items():
             err_console.print(f"[yellow]plugin {escape(name)} could not be loaded:[/] {escape(error)}")
@@ -48,7 +52,7 @@ def cmd_list(args: argparse.Namespace) -> None:
             table.add_column(col)
         for name in available_boards():
             b = load_board(name)
-            table.add_row(b.name, b.task, b.dataset.name, str(b.resolution), b.description)
+            table.add_row(*map(escape, (b.name, b.task, b.dataset.name, str(b.resolution), b.description)))
         console.print(table)
 
 
@@ -89,7 +93,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def print_summary(result: BenchResult, entry: dict) -> None:
     m = result.metrics
     clean = m[m["condition"] == "clean"]
-    table = Table(title=f"{result.method} on {result.board}: clean test split, 95% patient-bootstrap CI")
+    table = Table(title=escape(f"{result.method} on {result.board}: clean test split, 95% patient-bootstrap CI"))
     for col, justify in (
         ("slice", "left"),
         ("metric", "left"),
@@ -102,7 +106,7 @@ def print_summary(result: BenchResult, entry: dict) -> None:
     shown = pd.concat([shown, clean[(clean["slice"] != "all") & (clean["metric"] == "auroc")]])
     for r in shown.itertuples():
         ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if pd.notna(r.ci_low) else "[dim]too few cases[/]"
-        table.add_row(r.slice, r.metric, _fmt(r.value), ci, f"{r.n} ({r.n_pos})")
+        table.add_row(escape(r.slice), r.metric, _fmt(r.value), ci, f"{r.n} ({r.n_pos})")
     console.print(table)
 
     value = {(r.metric, r.condition): r.value for r in m[m["slice"] == "all"].itertuples()}
@@ -113,7 +117,8 @@ def print_summary(result: BenchResult, entry: dict) -> None:
     summary.add_row("clean AUROC", _fmt(rob["clean_auroc"]))
     if "mean_corrupted_auroc" in rob:
         summary.add_row("mean corrupted AUROC", _fmt(rob["mean_corrupted_auroc"]))
-        summary.add_row("worst case", f"{rob['worst_condition']} s{rob['worst_severity']}: {_fmt(rob['worst_auroc'])}")
+        worst = f"{rob['worst_condition']} s{rob['worst_severity']}: {_fmt(rob['worst_auroc'])}"
+        summary.add_row("worst case", escape(worst))
         summary.add_row("mCE (vs reference method)", _fmt(entry.get("mce")))
     if ("ece_temperature", "clean") in value:  # multi-label: macro AUROC, logits calibrated by temperature
         summary.add_row("ECE before calibration (sigmoid)", _fmt(value[("ece_none", "clean")]))
@@ -133,7 +138,7 @@ def print_summary(result: BenchResult, entry: dict) -> None:
         summary.add_row("latency p50 / p95 (batch 1)", f"{lat.loc[1, 'p50_ms']:.1f} / {lat.loc[1, 'p95_ms']:.1f} ms")
     for bs in lat.index[lat.index > 1]:
         summary.add_row(f"throughput (batch {bs})", f"{lat.loc[bs, 'throughput_ips']:.0f} images/s")
-    summary.add_row("device", str(lat["device"].iloc[0]))
+    summary.add_row("device", escape(str(lat["device"].iloc[0])))
     if result.maps_bytes:
         summary.add_row("maps stored (clean val + test)", f"{result.maps_bytes / 2**20:.1f} MiB")
     if entry.get("rank"):
@@ -141,8 +146,8 @@ def print_summary(result: BenchResult, entry: dict) -> None:
         summary.add_row("rank on the leaderboard", f"{int(entry['rank'])}{tied}")
     console.print(summary)
     console.print(
-        f"run [bold]{result.run_id}[/] stored in {result.db_path}  "
-        f"(fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.1f}s, weights {result.weights_id})"
+        f"run [bold]{escape(result.run_id)}[/] stored in {escape(str(result.db_path))}  "
+        f"(fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.1f}s, weights {escape(result.weights_id)})"
     )
 
 
@@ -177,10 +182,8 @@ def cmd_latency(args: argparse.Namespace) -> None:
         console=err_console,
     )
     first = frame.iloc[0]
-    table = Table(
-        title=f"{args.method} on {args.board}: {first['device']}, {first['timer']}, {first['threads']} threads, "
-        f"{args.precision}, {first['resolution']} px"
-    )
+    title = f"{args.method} on {args.board}: {first['device']}, {first['timer']}, {first['threads']} threads, "
+    table = Table(title=escape(title + f"{args.precision}, {first['resolution']} px"))
     for col in (
         "batch",
         "p50 ms",
@@ -233,7 +236,7 @@ def cmd_site(args: argparse.Namespace) -> None:
         err_console.print(f"leaderboards assembled from the stored runs: {escape(', '.join(assembled))}")
     out = Path(args.out) if args.out else project_root() / "site" / "_build"
     index = build_site(db, out)
-    console.print(f"site written to {out}; open file://{index.resolve()}")
+    console.print(escape(f"site written to {out}; open file://{index.resolve()}"))
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
@@ -241,6 +244,15 @@ def cmd_runs(args: argparse.Namespace) -> None:
     from harness.store import ResultStore
 
     with ResultStore(args.db or default_db()) as store:
+        if args.load_pending:
+            loaded = store.load_pending()
+            console.print(escape(f"loaded {len(loaded)} pending runs: {', '.join(loaded) or 'none'}"))
+        stale = store.stale_runs()
+        if args.mark_stale:
+            for run_id in stale:
+                store.fail_run(run_id, "the process running it ended without recording an outcome (killed?)")
+            console.print(escape(f"marked {len(stale)} stale runs failed: {', '.join(stale) or 'none'}"))
+            stale = []
         frame = store.query(
             "SELECT r.run_id, r.board, r.method, r.status, r.started_at, m.value AS auroc, r.error FROM runs r "
             "LEFT JOIN metrics m ON m.run_id = r.run_id AND m.metric = 'auroc' AND m.slice = 'all' "
@@ -253,9 +265,13 @@ def cmd_runs(args: argparse.Namespace) -> None:
         table.add_column(col, justify="right" if col == "AUROC" else "left")
     for r in frame.itertuples(index=False):
         auroc = "" if r.auroc is None or r.auroc != r.auroc else f"{r.auroc:.3f}"
-        error = "" if not isinstance(r.error, str) else (r.error[:60] + ("…" if len(r.error) > 60 else ""))
-        table.add_row(r.run_id, r.board, r.method, r.status, f"{r.started_at:%Y-%m-%d %H:%M}", auroc, error)
+        error = "" if not isinstance(r.error, str) else r.error.splitlines()[0][:80]
+        status = "running (stale: its process is gone)" if r.run_id in stale else r.status
+        started = f"{r.started_at:%Y-%m-%d %H:%M}"
+        table.add_row(*map(escape, (r.run_id, r.board, r.method, status, started, auroc, error)))
     console.print(table)
+    if stale:
+        console.print(f"{len(stale)} stale runs: mark them failed with `xrbench runs --mark-stale`")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -269,8 +285,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     table = Table(title=escape(title))
     table.add_column("")
     table.add_column("value", justify="right")
-    table.add_row(f"{c.metric} A", _fmt(c.value_a))
-    table.add_row(f"{c.metric} B", _fmt(c.value_b))
+    table.add_row(escape(f"{c.metric} A"), _fmt(c.value_a))
+    table.add_row(escape(f"{c.metric} B"), _fmt(c.value_b))
     table.add_row("difference A - B", f"{c.difference:+.3f}  [{c.ci_low:+.3f}, {c.ci_high:+.3f}]")
     no_delong = np.isnan(c.delong_p)
     table.add_row("DeLong p", "n/a (for the AUROC of one score per image)" if no_delong else f"{c.delong_p:.4g}")
@@ -301,7 +317,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     raise XRBenchError(f"run {args.run_id}: {len(report.differences)} stored values differ from a fresh scoring")
 
 
-def _check_local(name: str, root: Path):
+def _check_local(name: str, root: Path, decode: bool):
     """Read a local copy's metadata and check its files: (entries, file report), with a summary."""
     from rich.progress import track
 
@@ -309,9 +325,9 @@ def _check_local(name: str, root: Path):
 
     entries = read_entries(name, root)
     report = check_files(
-        root, entries["path"].tolist(), lambda it, text: track(it, description=text, console=err_console)
+        root, entries["path"].tolist(), lambda it, text: track(it, description=text, console=err_console), decode
     )
-    table = Table(title=f"{name} at {root}")
+    table = Table(title=escape(f"{name} at {root}"))
     for column in ("images listed", "present", "missing", "unreadable", "normal", "abnormal", "no usable label"):
         table.add_column(column, justify="right")
     label = entries["label"]
@@ -328,14 +344,14 @@ def _check_local(name: str, root: Path):
     console.print(table)
     if "official_split" in entries:
         split_counts = entries["official_split"].replace("", "(none)").value_counts().to_dict()
-        console.print("official split: " + ", ".join(f"{k} {v}" for k, v in split_counts.items()))
+        console.print(escape("official split: " + ", ".join(f"{k} {v}" for k, v in split_counts.items())))
     for line in report.lines():
-        console.print(line)
+        console.print(escape(line))
     return entries, report
 
 
 def cmd_data_check(args: argparse.Namespace) -> None:
-    _, report = _check_local(args.name, Path(args.root).expanduser())
+    _, report = _check_local(args.name, Path(args.root).expanduser(), decode=not args.quick)
     if report.missing or report.unreadable:
         raise XRBenchError(f"{len(report.missing) + len(report.unreadable)} listed images cannot be used")
 
@@ -344,10 +360,10 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     from harness.local_prepare import prepare_local_dataset
 
     root = Path(args.root).expanduser()
-    entries, report = _check_local(args.name, root)
+    entries, report = _check_local(args.name, root, decode=False)  # preparing decodes every image anyway
     result = prepare_local_dataset(args.name, root, entries, report)
     for line in result.lines():
-        console.print(line)
+        console.print(escape(line))
 
 
 def set_board_value(text: str, table: str | None, key: str, value: str) -> str:
@@ -432,7 +448,9 @@ def cmd_split_freeze(args: argparse.Namespace) -> None:
         if src is not None and src.content_sha256:
             text = set_board_value(text, table, "content_sha256", src.content_sha256)
     board.path.write_text(text)
-    console.print(f"wrote {board.split_manifest} ({len(frame)} images), SHA-256 {sha}, recorded in {board.path}")
+    console.print(
+        escape(f"wrote {board.split_manifest} ({len(frame)} images), SHA-256 {sha}, recorded in {board.path}")
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -487,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list recent runs in the results database")
     p.add_argument("--db", default=None)
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--mark-stale", action="store_true", help="mark runs whose process is gone as failed")
+    p.add_argument("--load-pending", action="store_true", help="load runs kept aside while the database was locked")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("compare", help="paired significance test of two runs' AUROC on the same test images")
@@ -500,9 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="local copies of the real datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    q = data_sub.add_parser("check", help="what is there, missing or unreadable (writes nothing)")
+    q = data_sub.add_parser("check", help="what is there, missing or unreadable (decodes every image; writes nothing)")
     q.add_argument("name", choices=("nih", "chexpert", "mimic", "dental"))
     q.add_argument("--root", required=True, help="the dataset's folder, in its published layout")
+    q.add_argument("--quick", action="store_true", help="check presence and file signatures only, without decoding")
     q.set_defaults(func=cmd_data_check)
     q = data_sub.add_parser(
         "prepare", help="check a local copy against the frozen boards, record exclusions, fill the image cache"
@@ -520,23 +541,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a batch scheduler's kill, a closed terminal): handled like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
+        handlers=[RichHandler(console=err_console, show_path=False, markup=False)],
     )
     logging.getLogger("faiss").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         args.func(args)
     except XRBenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        _report(exc, "error", args.verbose)
         return 2
-    except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]: the run is marked failed; no partial results were stored")
+    except OSError as exc:  # a parent path that is a file, a full disk, a permission
+        where = f": {exc.filename}" if exc.filename else ""
+        _report(exc, "error", args.verbose, f"{exc.strerror or exc}{where}")
+        return 2
+    except KeyboardInterrupt as exc:
+        what = f"terminated by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
+        notes = getattr(exc, "__notes__", None) or ["no run had started; nothing was stored"]
+        err_console.print(f"[bold red]{what}[/]: {escape(notes[0])}")
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
+
+
+def _report(exc: BaseException, label: str, verbose: bool, message: str | None = None) -> None:
+    """One line naming the problem (and the notes added on the way); the traceback under -v."""
+    err_console.print(f"[bold red]{label}:[/] {escape(message or str(exc))}")
+    for note in getattr(exc, "__notes__", []):
+        err_console.print(f"  {escape(note)}", style="dim")
+    if verbose:
+        err_console.print(escape("".join(traceback.format_exception(exc))), style="dim")
+    elif exc.__cause__ is not None or exc.__context__ is not None:
+        err_console.print("  (run with -v for the traceback)", style="dim")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Board images as tensors: decoded once, resized to the board resolution, cached, verified.
 
-The cache key holds everything that changes the pixels a method sees: dataset content hash,
-manifest hash and resolution. A cache entry carries the SHA-256 of its array and is checked on
-every load, so a stale or damaged cache is rebuilt, never silently reused.
+The cache key holds everything that changes the pixels a method sees: dataset content hash
+(or, for a user's copy, where it lives), manifest hash and resolution. A cache entry carries
+the SHA-256 of its array and the size and modification time of every source file; both are
+checked on every load, so a damaged cache, or one whose source images changed on disk since,
+is rebuilt with a notice, never silently reused.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
@@ -22,10 +24,13 @@ from PIL import Image, UnidentifiedImageError
 from rich.progress import Progress
 
 from harness.adapters.base import DatasetSource
+from harness.cachefiles import load_verified, save_verified
 from harness.dicom import is_dicom, read_dicom, to_uint8
 from harness.errors import DataIntegrityError
-from harness.fingerprints import array_sha256, image_digest
+from harness.fingerprints import image_digest
 from harness.paths import cache_root
+
+log = logging.getLogger("xrbench")
 
 
 @dataclass(frozen=True)
@@ -130,37 +135,68 @@ def _cache_folder(source: DatasetSource, manifest_sha256: str, resolution: int) 
     return cache_root() / "tensors" / f"{source.name}-{content[:17]}-{manifest_sha256[:12]}-r{resolution}"
 
 
-def write_cache(source: DatasetSource, manifest_sha256: str, resolution: int, array: np.ndarray) -> None:
-    """Store decoded images (N, H, W) uint8 with the SHA-256 that every later load checks."""
+def source_stats(source: DatasetSource, image_ids: list[str]) -> np.ndarray:
+    """(N, 2) int64: size and modification time (ns) of each image's file; -1, -1 when missing."""
+    stats = np.full((len(image_ids), 2), -1, dtype=np.int64)
+    for i, image_id in enumerate(image_ids):
+        try:
+            st = os.stat(source.image_path(image_id))
+        except OSError:
+            continue
+        stats[i] = (st.st_size, st.st_mtime_ns)
+    return stats
+
+
+def write_cache(
+    source: DatasetSource, manifest_sha256: str, resolution: int, array: np.ndarray, image_ids: list[str]
+) -> None:
+    """Store decoded images (N, H, W) uint8 with their SHA-256, and the sizes and modification
+    times of their source files: what every later load checks."""
     folder = _cache_folder(source, manifest_sha256, resolution)
     folder.mkdir(parents=True, exist_ok=True)
-    array_path = folder / "images.npy"
-    tmp = array_path.with_suffix(".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, array_path)
-    meta = {
-        "n": len(array),
-        "resolution": resolution,
-        "manifest_sha256": manifest_sha256,
-        "content_sha256": source.content_sha256,
-        "root": str(source.root),
-        "array_sha256": array_sha256(array),
-    }
-    (folder / "meta.json").write_text(json.dumps(meta))
+    save_verified(folder / "sources.npy", source_stats(source, image_ids))
+    save_verified(
+        folder / "images.npy",
+        array,
+        resolution=resolution,
+        manifest_sha256=manifest_sha256,
+        content_sha256=source.content_sha256,
+        root=str(source.root),
+    )
+
+
+def _reusable(folder: Path, source: DatasetSource, image_ids: list[str]) -> np.ndarray | None:
+    """The cached images in `folder` when they are intact and no source file changed since they
+    were written; None otherwise, with a notice saying why."""
+    images, stats = load_verified(folder / "images.npy", mmap=True), load_verified(folder / "sources.npy")
+    problem = next((x for x in (images, stats) if isinstance(x, str)), None)
+    if problem is None and len(images[0]) != len(image_ids):
+        problem = f"images.npy holds {len(images[0])} images, not {len(image_ids)}"
+    if problem is not None:
+        if problem != "missing":
+            log.warning("the image cache %s is stale: %s; decoding the images again", folder, problem)
+        return None
+    changed = np.flatnonzero((source_stats(source, image_ids) != stats[0]).any(axis=1))
+    if len(changed):
+        log.warning(
+            "%d images of %s changed on disk since they were cached (first: %s); decoding them all again",
+            len(changed),
+            source.name,
+            source.image_path(image_ids[changed[0]]),
+        )
+        return None
+    return images[0]
 
 
 def cached_images(source: DatasetSource, manifest: pd.DataFrame, manifest_sha256: str, resolution: int) -> np.ndarray:
     """All manifest images at `resolution`, as (N, H, W) uint8 in manifest order, memory-mapped
-    from the cache when it is there and intact, else decoded and cached."""
+    from the cache when it is intact and as new as its source files; else decoded and cached."""
     folder = _cache_folder(source, manifest_sha256, resolution)
-    meta_path, array_path = folder / "meta.json", folder / "images.npy"
-    if meta_path.exists() and array_path.exists():
-        meta = json.loads(meta_path.read_text())
-        array = np.load(array_path, mmap_mode="r")
-        if meta.get("array_sha256") == array_sha256(array) and meta.get("n") == len(manifest):
-            return array
-    array = decode_images(source, manifest["image_id"].tolist(), resolution)
-    write_cache(source, manifest_sha256, resolution, array)
+    ids = manifest["image_id"].tolist()
+    array = _reusable(folder, source, ids)
+    if array is None:
+        array = decode_images(source, ids, resolution)
+        write_cache(source, manifest_sha256, resolution, array, ids)
     return array
 
 

@@ -9,6 +9,9 @@ natively, JPEG, JPEG-LS and JPEG 2000 through the pylibjpeg plugins.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +29,32 @@ def is_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def read_dicom(path: Path) -> np.ndarray:
-    """Display values in [0, 1] as float32 (H, W)."""
+@contextlib.contextmanager
+def _quiet() -> Iterator[list[warnings.WarningMessage]]:
+    """pydicom's warnings, collected instead of printed (values are converted lazily, so the
+    whole reading happens inside)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def _read(path: Path, **options: object) -> object:
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        ds = pydicom.dcmread(path)
+        return pydicom.dcmread(path, **options)
+    except Exception as exc:  # pydicom raises many types for damaged or unsupported files
+        raise DataIntegrityError(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+def read_dicom(path: Path) -> np.ndarray:
+    """Display values in [0, 1] as float32 (H, W); a damaged or unsupported file is one
+    DataIntegrityError naming it and what is wrong."""
+    with _quiet() as caught:
+        ds = _read(path)
+        noted = f" (pydicom: {caught[0].message})" if caught else ""
+        if "PixelData" not in ds:
+            raise DataIntegrityError(f"{path}: no pixel data; the file is truncated or not an image{noted}")
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         photometric = str(ds.get("PhotometricInterpretation", ""))
         if frames != 1:
@@ -40,13 +62,20 @@ def read_dicom(path: Path) -> np.ndarray:
         if photometric not in ("MONOCHROME1", "MONOCHROME2"):
             raise DataIntegrityError(
                 f"{path}: photometric interpretation {photometric or 'missing'}; "
-                "xrbench reads grayscale (MONOCHROME1/2) radiographs only"
+                f"xrbench reads grayscale (MONOCHROME1/2) radiographs only{noted}"
             )
-        stored = ds.pixel_array
-    except DataIntegrityError:
-        raise
-    except Exception as exc:  # pydicom raises many types for damaged or unsupported files
-        raise DataIntegrityError(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})") from exc
+        try:
+            stored = ds.pixel_array
+        except Exception as exc:
+            raise DataIntegrityError(f"{path}: pixel data cannot be decoded ({type(exc).__name__}: {exc})") from exc
+        if stored.shape != (int(ds.get("Rows", 0)), int(ds.get("Columns", 0))):
+            raise DataIntegrityError(f"{path}: pixel data of shape {stored.shape} does not match Rows x Columns")
+        return _display(ds, stored, photometric)
+
+
+def _display(ds: object, stored: np.ndarray, photometric: str) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     values = apply_modality_lut(stored, ds).astype(np.float64)
     has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
     if has_voi:
@@ -82,15 +111,10 @@ def _voi_range(ds, values: np.ndarray) -> tuple[float, float]:
 
 
 def dicom_header(path: Path) -> dict[str, str]:
-    """Patient and study fields used by adapters, without reading pixel data."""
-    import pydicom
-
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    return {
-        "patient_id": str(ds.get("PatientID", "")),
-        "sex": str(ds.get("PatientSex", "")),
-        "age": str(ds.get("PatientAge", "")),
-        "sop_instance_uid": str(ds.get("SOPInstanceUID", "")),
-        "modality": str(ds.get("Modality", "")),
-        "view": str(ds.get("ViewPosition", "")),
-    }
+    """Patient and study fields used by adapters, without reading pixel data (empty strings
+    for what a truncated header lacks)."""
+    with _quiet():
+        ds = _read(path, stop_before_pixels=True)
+        keys = {"patient_id": "PatientID", "sex": "PatientSex", "age": "PatientAge"}
+        keys |= {"sop_instance_uid": "SOPInstanceUID", "modality": "Modality", "view": "ViewPosition"}
+        return {name: str(ds.get(keyword, "")) for name, keyword in keys.items()}

@@ -4,20 +4,34 @@ in what actually differs (the scorer, the pooling), never by copy."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
+from harness.backbones import check_backbone, parse_layers
+from harness.errors import ParameterError
 from harness.features import build_extractor, global_embedding
 from harness.neighbors import NearestNeighbors, TorchNearestNeighbors, greedy_coreset
 from harness.protocol import FitContext, ImageBatches, Method, Prediction, WeightsInfo
 from harness.scorers import Scorer
+from harness.weights import resolve_weights
 
 
 class BackboneMethod(Method):
     """A method whose fitted state includes `self.extractor` (see `harness.features.build_extractor`)."""
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """The backbone exists in timm or open_clip, its layers parse and its weights are found."""
+        check_backbone(params["backbone"])
+        try:
+            parse_layers(params["layers"], params["backbone"])
+        except ValueError as exc:
+            raise ParameterError(f"method {cls.card.name}: {exc}") from None
+        resolve_weights(params["backbone"], params["weights"])
 
     def weights(self) -> WeightsInfo:
         return self.extractor.weights
@@ -49,6 +63,8 @@ class EmbeddingMethod(BackboneMethod):
 
 
 PATCH_DEFAULTS = {"neighbourhood": 3, "coreset_ratio": 0.05, "projection_dim": 64, "smoothing_sigma": 4.0}
+PATCH_RANGES = {"neighbourhood": (1, 15), "coreset_ratio": (1e-6, 1.0), "projection_dim": (0, None)}
+PATCH_RANGES |= {"smoothing_sigma": (0.0, None)}
 """PatchCore's parameters: neighbourhood pooling size, coreset fraction, random projection
 width for coreset selection, Gaussian smoothing of the anomaly map (pixels)."""
 

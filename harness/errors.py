@@ -38,3 +38,11 @@ class UnknownRunError(XRBenchError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class DatabaseLocked(XRBenchError):
+    """The results database stayed locked by another process."""
+
+
+class MethodFailure(XRBenchError):
+    """A method raised: the message names the method, the stage and the batch."""

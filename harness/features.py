@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.backbones import FeatureExtractor
+from harness.pretrain import ALGORITHMS, default_config, pretrained_weights
 from harness.protocol import FitContext, ImageBatches
 
 
@@ -39,14 +40,14 @@ self-supervised algorithm (simclr, moco, mae, cutpaste) run on the board's norma
 images first, starting from `weights`; `pretrain_epochs` 0 means the algorithm's default."""
 EXTRACTOR_SMOKE = {"pretrain_epochs": 1}
 """Smoke-test parameters of those methods (`MethodCard.smoke_params`): one pretraining epoch."""
+EXTRACTOR_RANGES = {"pretrain_epochs": (0, None)}
+EXTRACTOR_CHOICES = {"pretrain": ("none", *ALGORITHMS)}
 
 
 def build_extractor(params: dict, train: ImageBatches, ctx: FitContext) -> FeatureExtractor:
     """The frozen feature extractor a method's parameters describe, pretraining it if asked."""
     weights = params["weights"]
     if params.get("pretrain", "none") != "none":
-        from harness.pretrain import default_config, pretrained_weights
-
         config = default_config(params["pretrain"], params["backbone"], weights, params.get("pretrain_epochs", 0))
         weights = str(pretrained_weights(config, train, ctx))
     extractor = FeatureExtractor(params["backbone"], weights, ctx.seed, params["layers"], ctx.device, ctx.resolution)

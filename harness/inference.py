@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from harness.errors import MethodOutputError
+from harness.errors import MethodFailure, MethodOutputError, XRBenchError
 from harness.maps import stored_size
 from harness.protocol import ImageBatches, Method
 from harness.tasks import Task
@@ -124,7 +124,13 @@ def predict_split(
     with inference(method, device, precision):
         for images in track(batches, f"predicting {what}"):
             n = len(images)
-            prediction = method.predict(images)
+            try:
+                prediction = method.predict(images)
+            except XRBenchError:
+                raise
+            except Exception as exc:
+                problem = f"failed while predicting {what}, batch from image {image_ids[start]}"
+                raise MethodFailure(f"method {method.card.name} {problem}: {type(exc).__name__}: {exc}") from exc
             scores.append(check.scores(prediction.scores, start, n))
             batch_maps = check.maps(prediction.maps, start, n)
             if keep_maps and batch_maps is not None:

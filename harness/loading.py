@@ -24,6 +24,7 @@ from harness.fingerprints import dataset_pair_sha256
 from harness.protocol import ImageBatches
 from harness.splits import attach_labels, excluded_split_sha256, read_manifest, verify_manifest
 from harness.tasks import task_for
+from harness.tasks.base import check_slices
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def load_manifest(board: Board) -> BoardManifest:
     if board.labels_sha256 is not None:
         entries = pd.concat([s.entries for s in sources], ignore_index=True)
         manifest = attach_labels(manifest, entries, board.labels_sha256, f"board {board.name}")
+    check_slices(board.slices, list(manifest.columns), f"board {board.name}")
     excluded = sorted(set().union(*(s.excluded for s in sources)) & set(manifest["image_id"]))
     if excluded:
         manifest = manifest[~manifest["image_id"].isin(excluded)].reset_index(drop=True)

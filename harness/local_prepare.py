@@ -104,7 +104,9 @@ def check_manifest_labels(board: Board, manifest: pd.DataFrame, entries: pd.Data
 
 def prepare_local_dataset(name: str, root: Path, entries: pd.DataFrame, report: FileReport) -> PrepareResult:
     by_path = dict(zip(entries["path"], entries["image_id"], strict=True))
-    excluded = {by_path[p]: "missing" for p in report.missing} | {by_path[p]: "not an image" for p in report.unreadable}
+    excluded = {by_path[p]: "missing" for p in report.missing} | {
+        by_path[p]: why for p, why in report.unreadable.items()
+    }
     paths = dict(zip(entries["image_id"], entries["path"], strict=True))
     source = DatasetSource(name, root, entries, image_dir=root, paths=paths)
     prepared = []
@@ -126,7 +128,7 @@ def prepare_local_dataset(name: str, root: Path, entries: pd.DataFrame, report: 
         keep = [i not in failed for i in ids]
         board_excluded = sorted(set(manifest["image_id"]) & set(excluded))
         split = excluded_split_sha256(board.split_sha256, board_excluded) if board_excluded else board.split_sha256
-        write_cache(source, split, board.resolution, array[keep])
+        write_cache(source, split, board.resolution, array[keep], [i for i, k in zip(ids, keep, strict=True) if k])
         prepared.append(PreparedBoard(board.name, sum(keep), len(board_excluded), split, time.perf_counter() - start))
     report_path = data_root() / name / "exclusions.csv"
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,8 @@ class MethodCard:
     `torch.enable_grad()` instead of `torch.inference_mode()`.
     `smoke_params`: parameters that make it fit and predict in seconds on a tiny board (the
     test suite and `harness.testing.check_method` use them).
+    `ranges` (inclusive `(low, high)`, None for no bound) and `choices` (allowed values) are
+    checked for every run's parameters before it starts; `Method.check_params` can add more.
     """
 
     name: str
@@ -46,6 +48,8 @@ class MethodCard:
     produces_maps: bool = False
     needs_grad: bool = False
     smoke_params: dict[str, Any] = field(default_factory=dict)
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """What a run stores about the method, for the site and for submissions."""
@@ -131,6 +135,13 @@ class Method(ABC):
 
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = {**self.card.defaults, **params}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Refuse parameters that cannot work (raise `harness.errors.ParameterError` naming the
+        parameter and what it allows), before any data is loaded. `ranges` and `choices` of the
+        card are checked already; override for anything else."""
+        return None
 
     @abstractmethod
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:

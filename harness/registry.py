@@ -7,6 +7,7 @@ A plugin that fails to load is reported by name with its error (`broken_plugins(
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import logging
@@ -20,7 +21,7 @@ from typing import Any
 from harness.errors import ParameterError, UnknownMethodError, XRBenchError
 from harness.fingerprints import file_sha256
 from harness.paths import REPO_ROOT
-from harness.protocol import Method
+from harness.protocol import Method, MethodCard
 
 ENTRY_POINT_GROUP = "xrbench.methods"
 _REGISTRY: dict[str, type[Method]] = {}
@@ -106,8 +107,11 @@ def broken_plugins() -> dict[str, str]:
 def get_method(name: str) -> type[Method]:
     methods = discover()
     if name not in methods:
-        broken = f"; plugin {name!r} failed to load: {_BROKEN[name]}" if name in _BROKEN else ""
-        raise UnknownMethodError(f"unknown method {name!r}{broken}; registered: {', '.join(methods)}")
+        if name in _BROKEN:
+            raise UnknownMethodError(f"method plugin {name!r} failed to load: {_BROKEN[name]}")
+        close = difflib.get_close_matches(name, methods, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UnknownMethodError(f"unknown method {name!r}{hint} (registered: {', '.join(methods)})")
     return methods[name]
 
 
@@ -154,16 +158,39 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 
 def create_method(name: str, params: dict[str, Any] | None = None) -> Method:
+    """The method with `params` (strings from the command line are coerced to the defaults'
+    types), refusing unknown parameters and values outside the card's ranges and choices."""
     cls = get_method(name)
     defaults = cls.card.defaults
     params = params or {}
     unknown = sorted(set(params) - set(defaults))
     if unknown:
+        suggestions = [s for k in unknown for s in difflib.get_close_matches(k, defaults, n=1)]
+        hint = f" (did you mean {', '.join(suggestions)}?)" if suggestions else ""
         raise ParameterError(
-            f"method {name} has no parameter {', '.join(unknown)}; "
+            f"method {name} has no parameter {', '.join(unknown)}{hint}; "
             f"its parameters: {', '.join(f'{k}={v}' for k, v in defaults.items()) or 'none'}"
         )
-    return cls(**{k: _coerce(k, v, defaults[k]) for k, v in params.items()})
+    method = cls(**{k: _coerce(k, v, defaults[k]) for k, v in params.items()})
+    check_ranges(method.card, method.params)
+    cls.check_params(method.params)
+    return method
+
+
+def check_ranges(card: MethodCard, params: dict[str, Any]) -> None:
+    """Refuse a value outside the card's `ranges` (inclusive) or `choices`, naming what is allowed."""
+    for key, (low, high) in card.ranges.items():
+        value = params[key]
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = [f">= {low}"] if low is not None else []
+            bounds += [f"<= {high}"] if high is not None else []
+            raise ParameterError(
+                f"method {card.name}: {key}={value} is out of range; it must be {' and '.join(bounds)}"
+            )
+    for key, allowed in card.choices.items():
+        if params[key] not in allowed:
+            options = ", ".join(map(str, allowed))
+            raise ParameterError(f"method {card.name}: {key}={params[key]!r} is not allowed; choose one of {options}")
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:

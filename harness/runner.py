@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ from typing import Any, TypeVar
 import pandas as pd
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.boards import Board, load_board
+from harness.corruptions import CORRUPTIONS
 from harness.data import cached_images, decode_images
-from harness.errors import XRBenchError
+from harness.errors import DatabaseLocked, DataIntegrityError, MethodFailure, XRBenchError
 from harness.fingerprints import PREDICTIONS_HASH_SCHEME, predictions_sha256
 from harness.inference import PRECISIONS, Predicted, predict_split, prediction_rows
 from harness.latency import LatencyConfig, data_pipeline_speed, measure, peak_memory
@@ -38,7 +41,7 @@ from harness.protocol import FitContext, Method
 from harness.provenance import environment
 from harness.registry import create_method, method_origin
 from harness.scoring import SCORING_VERSION, Scored, score_predictions
-from harness.store import ResultStore, now
+from harness.store import ResultStore, keep_pending, now
 from harness.stress import Condition, corrupted_conditions
 from harness.tasks import task_for
 
@@ -79,6 +82,10 @@ def prepare(
     """Load the board, create the method (checking it supports the board's task), pick the
     device and make the board's data ready: what every command that runs a method needs."""
     board = load_board(board_name)
+    unknown = sorted(set(board.corruptions) - set(CORRUPTIONS))
+    if unknown:
+        known = ", ".join(sorted(CORRUPTIONS))
+        raise XRBenchError(f"board {board.name}: unknown corruption {unknown[0]!r} in [corruptions]; known: {known}")
     method = create_method(method_name, params)
     if board.task not in method.card.tasks:
         raise XRBenchError(f"method {method_name} supports {method.card.tasks}, board {board.name} is {board.task}")
@@ -125,9 +132,14 @@ def fit_stage(
     train, val = data.splits["train"], data.splits["val"]
     with peak_memory(device) as memory:
         start = time.perf_counter()
-        method.fit(
-            split_batches(train.images, train, board, device), split_batches(val.images, val, board, device), ctx
-        )
+        try:
+            method.fit(
+                split_batches(train.images, train, board, device), split_batches(val.images, val, board, device), ctx
+            )
+        except XRBenchError:
+            raise
+        except Exception as exc:
+            raise MethodFailure(f"method {name} failed while fitting: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - start
     return FitResult(seconds, memory["bytes"])
 
@@ -184,12 +196,18 @@ def latency_rows(
 
 
 def pipeline_speed(data: BoardData, board: Board, sample: int = 64) -> dict[str, float]:
+    """Decode and cache-read speed of the board's data (a measurement: it never fails a run;
+    an image that no longer decodes gives NaN and a warning)."""
     rows = data.source_manifest
     ids = rows["image_id"].tolist()
-    return data_pipeline_speed(
-        decode=lambda: len(decode_images(data.source, ids[:sample], board.resolution)),
-        read_cache=lambda: len(cached_images(data.source, rows, board.split_sha256, board.resolution)),
-    )
+    try:
+        return data_pipeline_speed(
+            decode=lambda: len(decode_images(data.source, ids[:sample], board.resolution)),
+            read_cache=lambda: len(cached_images(data.source, rows, board.split_sha256, board.resolution)),
+        )
+    except DataIntegrityError as exc:
+        logging.getLogger("xrbench").warning("data pipeline speed not measured: %s", exc)
+        return {"decode_ips": float("nan"), "cache_read_ips": float("nan")}
 
 
 # --- stage 6: store -----------------------------------------------------------------------
@@ -252,25 +270,39 @@ def store_stage(
     }
     tables["metrics"] = tables["metrics"].assign(board=board.name, method=method.card.name)
     weights = method.weights()
-    with ResultStore(db) as store:
-        store.complete_run(
-            run_id,
-            tables,
-            {
-                **updates,
-                **scored.run_values,
-                "predict_seconds": predicted.seconds,
-                "weights_id": weights.id,
-                "weights_sha256": weights.sha256,
-                "predictions_sha256": predictions_sha256(predicted.frame),
-                "predictions_hash_scheme": PREDICTIONS_HASH_SCHEME,
-                "scoring_version": SCORING_VERSION,
-                "maps_sha256": maps_sha256(predicted.maps) if not predicted.maps.empty else None,
-            },
-        )
+    updates = {
+        **updates,
+        **scored.run_values,
+        "predict_seconds": predicted.seconds,
+        "weights_id": weights.id,
+        "weights_sha256": weights.sha256,
+        "predictions_sha256": predictions_sha256(predicted.frame),
+        "predictions_hash_scheme": PREDICTIONS_HASH_SCHEME,
+        "scoring_version": SCORING_VERSION,
+        "maps_sha256": maps_sha256(predicted.maps) if not predicted.maps.empty else None,
+    }
+    try:
+        with ResultStore(db) as store:
+            store.complete_run(run_id, tables, updates)
+    except DatabaseLocked as exc:
+        kept = keep_pending(db, run_id, tables, updates)
+        raise RunPending(
+            f"{exc}; the finished run {run_id} is kept in {kept}: load it with `xrbench runs --load-pending` "
+            "once the database is free"
+        ) from exc
 
 
 # --- the whole run --------------------------------------------------------------------------
+
+
+class RunPending(XRBenchError):
+    """A finished run whose results wait beside a locked database."""
+
+
+def failure_text(exc: BaseException) -> str:
+    """What `runs.error` keeps: the one-line message, then the traceback."""
+    trace = "".join(traceback.format_exception(exc)).rstrip()
+    return f"{type(exc).__name__}: {exc}\n\n{trace}"
 
 
 def _tracker(progress: Progress, label: str) -> Track:
@@ -278,7 +310,7 @@ def _tracker(progress: Progress, label: str) -> Track:
 
     def track(items: Iterable[T], description: str) -> Iterable[T]:
         total = len(items) if hasattr(items, "__len__") else None
-        return progress.track(items, total=total, description=f"{label}: {description}")
+        return progress.track(items, total=total, description=escape(f"{label}: {description}"))
 
     return track
 
@@ -332,9 +364,15 @@ def run_bench(
                 **pipeline_speed(data, board),
             }
             store_stage(db, run_id, board, method, predicted, scored, latency, updates)
+        except RunPending:
+            raise
         except BaseException as exc:
-            with ResultStore(db) as store:
-                store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+            exc.add_note(f"run {run_id} is marked failed; nothing else of it was stored")
+            try:
+                with ResultStore(db) as store:
+                    store.fail_run(run_id, failure_text(exc))
+            except DatabaseLocked:
+                exc.add_note(f"run {run_id} could not be marked failed: the database stayed locked")
             raise
     maps_bytes = int(predicted.maps["data"].map(len).sum()) if not predicted.maps.empty else 0
     metrics = scored.metrics.assign(board=board.name, method=method_name)

@@ -7,6 +7,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
+from harness.errors import ParameterError
 from harness.neighbors import NearestNeighbors
 
 
@@ -29,6 +30,11 @@ class KNNScorer(Scorer):
         self.k = k
 
     def fit(self, normal: np.ndarray) -> KNNScorer:
+        if self.k > len(normal):
+            raise ParameterError(
+                f"k={self.k} nearest neighbours, but only {len(normal)} normal training images; k must be at most "
+                f"{len(normal)}"
+            )
         self.index = NearestNeighbors(normal)
         return self
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from harness.errors import DataIntegrityError, UnknownRunError, XRBenchError
+from harness.errors import DatabaseLocked, DataIntegrityError, UnknownRunError, XRBenchError
 from harness.fingerprints import PREDICTION_KEY, PREDICTION_SCHEMA, PREDICTIONS_HASH_SCHEME, predictions_sha256
 
 SCHEMA = """
@@ -63,7 +65,10 @@ CREATE TABLE IF NOT EXISTS runs (
     method_code VARCHAR,        -- JSON: source files and their SHA-256, or a plugin's distribution and version
     predictions_hash_scheme INTEGER, -- how predictions_sha256 was computed (NULL: scheme 1)
     maps_sha256 VARCHAR,        -- over the stored maps (NULL when the method keeps none)
-    scoring_version INTEGER     -- harness.scoring.SCORING_VERSION of the code that scored the run
+    scoring_version INTEGER,    -- harness.scoring.SCORING_VERSION of the code that scored the run
+    host VARCHAR,               -- the machine and process that ran it: a 'running' run whose
+    pid INTEGER,                -- process is gone is stale (see ResultStore.stale_runs)
+    process_started BIGINT      -- the process's start time (clock ticks since boot), against pid reuse
 );
 CREATE TABLE IF NOT EXISTS predictions (
     run_id VARCHAR NOT NULL,
@@ -214,25 +219,84 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS predictions_hash_scheme INTEGER;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS maps_sha256 VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS excluded_images VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS scoring_version INTEGER;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS host VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid INTEGER;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS process_started BIGINT;
 UPDATE runs SET task = CASE WHEN targets IS NOT NULL THEN 'multilabel' ELSE 'anomaly' END WHERE task IS NULL;
 """
+
+
+def process_identity(pid: int) -> dict[str, Any]:
+    """host, pid and start time of a process (Linux's /proc; -1 where the start time cannot be
+    read but the process exists), with a start time of None when the process does not exist."""
+    started: int | None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        try:
+            os.kill(pid, 0)
+            started = -1
+        except ProcessLookupError:
+            started = None
+        except OSError:  # it exists, under another user
+            started = -1
+    return {"host": socket.gethostname(), "pid": pid, "process_started": started}
 
 
 def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _connect(path: Path, wait_seconds: float = 60.0) -> duckdb.DuckDBPyConnection:
+LOCK_WAIT_SECONDS = 60.0
+
+
+def _connect(path: Path, wait_seconds: float | None = None) -> duckdb.DuckDBPyConnection:
     """Open the database, waiting while another process briefly holds its lock (a run being
     recorded) instead of failing at once."""
-    deadline = time.monotonic() + wait_seconds
+    deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds)
     while True:
         try:
             return duckdb.connect(str(path))
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            if "lock" not in str(exc).lower():
                 raise XRBenchError(f"cannot open {path}: {exc}") from exc
+            if time.monotonic() > deadline:
+                raise DatabaseLocked(f"the results database {path} is locked by another process ({exc})") from exc
             time.sleep(0.2)
+
+
+def pending_folder(db: Path) -> Path:
+    """Where finished runs wait when their database stayed locked: beside the database."""
+    return db.with_name(db.name + ".pending")
+
+
+def keep_pending(db: Path, run_id: str, tables: dict[str, pd.DataFrame], updates: dict[str, Any]) -> Path:
+    """Write a finished run's tables and final `runs` values to a DuckDB file of its own, to be
+    loaded into `db` later (`load_pending`); returns the file."""
+    folder = pending_folder(db)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{run_id}.duckdb"
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    with duckdb.connect(str(tmp)) as con:
+        for table, frame in tables.items():
+            if not frame.empty:
+                con.register("frame", frame)
+                con.execute(f"CREATE TABLE {table} AS SELECT * FROM frame")
+                con.unregister("frame")
+        con.execute("CREATE TABLE pending_run (run_id VARCHAR, updates VARCHAR)")
+        updates = {**updates, "finished_at": now()}
+        con.execute("INSERT INTO pending_run VALUES (?, ?)", [run_id, json.dumps(updates, default=_plain)])
+    os.replace(tmp, path)
+    return path
+
+
+def _plain(value: object) -> object:
+    """numpy scalars and timestamps as JSON values."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
 
 
 class ResultStore:
@@ -263,13 +327,13 @@ class ResultStore:
         self.con.execute("COMMIT")
 
     def start_run(self, row: dict[str, Any]) -> None:
-        row = {**row, "status": "running", "started_at": now()}
+        row = {**row, **process_identity(os.getpid()), "status": "running", "started_at": now()}
         cols = ", ".join(row)
         self.con.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
     def complete_run(self, run_id: str, tables: dict[str, pd.DataFrame], updates: dict[str, Any]) -> None:
         """Write every table a run produced, and mark it ok, in one transaction."""
-        updates = {**updates, "status": "ok", "finished_at": now()}
+        updates = {"finished_at": now(), **updates, "status": "ok"}
         with self.transaction() as con:
             for table, frame in tables.items():
                 if frame.empty:
@@ -288,6 +352,34 @@ class ResultStore:
 
     def fail_run(self, run_id: str, error: str) -> None:
         self._update(self.con, run_id, {"status": "failed", "error": error, "finished_at": now()})
+
+    def load_pending(self) -> list[str]:
+        """Load the runs kept beside this database while it was locked, each in one
+        transaction; returns their ids. A loaded file is removed."""
+        loaded = []
+        for path in sorted(pending_folder(self.path).glob("*.duckdb")):
+            with duckdb.connect(str(path), read_only=True) as con:
+                run_id, updates = con.execute("SELECT run_id, updates FROM pending_run").fetchall()[0]
+                names = [t for (t,) in con.execute("SHOW TABLES").fetchall() if t != "pending_run"]
+                tables = {name: con.execute(f"SELECT * FROM {name}").df() for name in names}
+            self.complete_run(run_id, {k: v.drop(columns="run_id", errors="ignore") for k, v in tables.items()},
+                              json.loads(updates))  # fmt: skip
+            path.unlink()
+            loaded.append(run_id)
+        return loaded
+
+    def stale_runs(self) -> list[str]:
+        """Runs still `running` whose process, on this machine, is gone (killed, or its machine
+        rebooted): their outcome will never be recorded."""
+        rows = self.query("SELECT run_id, host, pid, process_started FROM runs WHERE status = 'running'")
+        here = socket.gethostname()
+        return [
+            r.run_id
+            for r in rows.itertuples()
+            if r.host == here and pd.notna(r.pid) and process_identity(int(r.pid)) != {
+                "host": here, "pid": int(r.pid), "process_started": r.process_started
+            }
+        ]  # fmt: skip
 
     @staticmethod
     def _update(con: duckdb.DuckDBPyConnection, run_id: str, values: dict[str, Any]) -> None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.progress import track
 
 from harness.boards import Board
+from harness.cachefiles import load_verified, save_verified
 from harness.corruptions import CORRUPTIONS_VERSION, apply
-from harness.fingerprints import array_sha256
 from harness.paths import cache_root
 
 
@@ -52,21 +50,17 @@ def corrupted_conditions(
     conditions = []
     for name, severity, level in track(jobs, description="corrupted test set", transient=True):
         path = corrupted_file(folder, name, severity, level)
-        meta = path.with_suffix(".json")
-        array = None
-        if path.exists() and meta.exists():
-            array = np.load(path)
-            if json.loads(meta.read_text()).get("sha256") != array_sha256(array):
-                array = None
-        if array is None:
+        found = load_verified(path)
+        if isinstance(found, tuple) and len(found[0]) == len(images):
+            array = found[0]
+        else:
+            if found != "missing":
+                logging.getLogger("xrbench").warning("corrupted test set %s: %s; rendering it again", path, found)
             parts = [
                 apply(name, images[i : i + chunk], level, image_ids[i : i + chunk], board.seed, severity)
                 for i in range(0, len(images), chunk)
             ]
             array = torch.cat(parts).numpy()
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, array)
-            os.replace(tmp, path)
-            meta.write_text(json.dumps({"sha256": array_sha256(array), "n": len(array)}))
+            save_verified(path, array)
         conditions.append(Condition(name, severity, float(level), torch.from_numpy(array)))
     return conditions

@@ -3,13 +3,16 @@ radiograph prompts. Needs real CLIP weights; there is nothing to fit."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from harness.backbones import to_backbone_input
+from harness.backbones import check_backbone, to_backbone_input
 from harness.clip import CLIP_MEAN, CLIP_STD, ClipImageEncoder, load_clip
-from harness.errors import WeightsUnavailable
+from harness.errors import ParameterError, WeightsUnavailable
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
 from harness.registry import register
+from harness.weights import CLIP_PREFIX, resolve_weights
 
 NORMAL_PROMPTS = (
     "a normal chest radiograph",
@@ -44,16 +47,24 @@ class ClipZeroShot(Method):
         },
     )
 
-    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
-        import open_clip
-
-        p = self.params
-        if p["weights"] == "none":
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        if params["weights"] == "none":
             raise WeightsUnavailable(
                 "clip-zero-shot compares images with text prompts, which is meaningless with randomly "
                 "initialised CLIP weights; pass an open_clip pretrained tag found in the local Hugging Face "
                 "cache (weights=openai) or a checkpoint file (weights=/path/to/open_clip_model.safetensors)"
             )
+        check_backbone(CLIP_PREFIX + params["model"])
+        for key in ("normal_prompts", "abnormal_prompts"):
+            if not [t for t in params[key].split("|") if t.strip()]:
+                raise ParameterError(f"method clip-zero-shot: {key} is empty; give '|'-separated prompts")
+        resolve_weights(CLIP_PREFIX + params["model"], params["weights"])
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        import open_clip
+
+        p = self.params
         model, self.weights_info = load_clip(p["model"], p["weights"], ctx.seed)
         self.model = model.to(ctx.device)
         self.encoder = ClipImageEncoder(model.visual)
@@ -68,9 +79,7 @@ class ClipZeroShot(Method):
         ctx.log.info("prompt embeddings ready (%s, weights %s)", p["model"], self.weights_info.id)
 
     def _prompt_embedding(self, tokenizer, prompts: str, device: torch.device) -> torch.Tensor:
-        texts = [t.strip() for t in prompts.split("|") if t.strip()]
-        if not texts:
-            raise ValueError("prompt lists are '|'-separated and must not be empty")
+        texts = [t.strip() for t in prompts.split("|") if t.strip()]  # not empty: see check_params
         embeddings = torch.nn.functional.normalize(self.model.encode_text(tokenizer(texts).to(device)).float(), dim=-1)
         return torch.nn.functional.normalize(embeddings.mean(0), dim=-1)
 

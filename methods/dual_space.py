@@ -6,8 +6,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.embedding import PATCH_DEFAULTS, BackboneMethod, PatchBank, patch_prediction
-from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE, build_extractor, global_embedding, patch_features
+from harness.embedding import PATCH_DEFAULTS, PATCH_RANGES, BackboneMethod, PatchBank, patch_prediction
+from harness.features import (
+    EXTRACTOR_CHOICES,
+    EXTRACTOR_DEFAULTS,
+    EXTRACTOR_RANGES,
+    EXTRACTOR_SMOKE,
+    build_extractor,
+    global_embedding,
+    patch_features,
+)
 from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
 from harness.registry import register
 from harness.scorers import KNNScorer, Standardiser
@@ -27,6 +35,8 @@ class DualSpace(BackboneMethod):
         tasks=("anomaly",),
         produces_maps=True,
         smoke_params=EXTRACTOR_SMOKE,
+        ranges={**EXTRACTOR_RANGES, **PATCH_RANGES, "k": (1, None), "global_weight": (0.0, 1.0)},
+        choices=EXTRACTOR_CHOICES,
         defaults={**EXTRACTOR_DEFAULTS, **PATCH_DEFAULTS, "k": 5, "global_weight": 0.5},
     )
 

@@ -4,7 +4,7 @@ frozen backbone or one pretrained in-harness by a self-supervised algorithm."""
 from __future__ import annotations
 
 from harness.embedding import EmbeddingMethod
-from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE
+from harness.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
 from harness.protocol import MethodCard
 from harness.registry import register, variant
 from harness.scorers import KNNScorer, Scorer
@@ -20,6 +20,8 @@ class KNN(EmbeddingMethod):
         license="Apache-2.0",
         tasks=("anomaly",),
         smoke_params=EXTRACTOR_SMOKE,
+        ranges={**EXTRACTOR_RANGES, "k": (1, None)},
+        choices=EXTRACTOR_CHOICES,
         defaults={**EXTRACTOR_DEFAULTS, "k": 5},
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.embedding import EmbeddingMethod
-from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE
+from harness.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
 from harness.protocol import MethodCard
 from harness.registry import register, variant
 from harness.scorers import GaussianScorer, Scorer
@@ -20,6 +20,8 @@ class Mahalanobis(EmbeddingMethod):
         license="Apache-2.0",
         tasks=("anomaly",),
         smoke_params=EXTRACTOR_SMOKE,
+        ranges={**EXTRACTOR_RANGES},
+        choices=EXTRACTOR_CHOICES,
         defaults=dict(EXTRACTOR_DEFAULTS),
     )
 

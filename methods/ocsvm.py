@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.embedding import EmbeddingMethod
 from harness.errors import ParameterError
-from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE
+from harness.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
 from harness.protocol import MethodCard
 from harness.registry import register
 from harness.scorers import OneClassSVMScorer, Scorer
@@ -21,14 +23,29 @@ class OCSVM(EmbeddingMethod):
         license="Apache-2.0",
         tasks=("anomaly",),
         smoke_params=EXTRACTOR_SMOKE,
+        ranges={**EXTRACTOR_RANGES, "nu": (1e-6, 1.0)},
+        choices=EXTRACTOR_CHOICES,
         defaults={**EXTRACTOR_DEFAULTS, "nu": 0.1, "gamma": "scale"},
     )
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        super().check_params(params)
+        gamma(params)
+
     def make_scorer(self) -> Scorer:
-        gamma = self.params["gamma"]
-        if gamma not in ("scale", "auto"):
-            try:
-                gamma = float(gamma)
-            except ValueError:
-                raise ParameterError(f"gamma must be scale, auto or a number, not {gamma!r}") from None
-        return OneClassSVMScorer(nu=self.params["nu"], gamma=gamma)
+        return OneClassSVMScorer(nu=self.params["nu"], gamma=gamma(self.params))
+
+
+def gamma(params: dict[str, Any]) -> str | float:
+    """The RBF kernel width: scikit-learn's 'scale' or 'auto', or a positive number."""
+    value = params["gamma"]
+    if value in ("scale", "auto"):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if number <= 0:
+        raise ParameterError(f"method ocsvm: gamma must be scale, auto or a positive number, not {value!r}")
+    return number

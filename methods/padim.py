@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 
 from harness.embedding import BackboneMethod, image_maps
-from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE, build_extractor, patch_features
+from harness.features import (
+    EXTRACTOR_CHOICES,
+    EXTRACTOR_DEFAULTS,
+    EXTRACTOR_RANGES,
+    EXTRACTOR_SMOKE,
+    build_extractor,
+    patch_features,
+)
 from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
 from harness.registry import register
 
@@ -23,6 +30,8 @@ class PaDiM(BackboneMethod):
         tasks=("anomaly",),
         produces_maps=True,
         smoke_params=EXTRACTOR_SMOKE,
+        ranges={**EXTRACTOR_RANGES, "channels": (1, None), "epsilon": (1e-12, None), "smoothing_sigma": (0.0, None)},
+        choices=EXTRACTOR_CHOICES,
         defaults={**EXTRACTOR_DEFAULTS, "layers": "1,2,3", "channels": 100, "epsilon": 0.01, "smoothing_sigma": 4.0},
     )
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from harness.embedding import PATCH_DEFAULTS, BackboneMethod, PatchBank, patch_prediction
-from harness.features import EXTRACTOR_DEFAULTS, EXTRACTOR_SMOKE, build_extractor, patch_features
+from harness.embedding import PATCH_DEFAULTS, PATCH_RANGES, BackboneMethod, PatchBank, patch_prediction
+from harness.features import (
+    EXTRACTOR_CHOICES,
+    EXTRACTOR_DEFAULTS,
+    EXTRACTOR_RANGES,
+    EXTRACTOR_SMOKE,
+    build_extractor,
+    patch_features,
+)
 from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
 from harness.registry import register
 
@@ -21,6 +28,8 @@ class PatchCore(BackboneMethod):
         tasks=("anomaly",),
         produces_maps=True,
         smoke_params=EXTRACTOR_SMOKE,
+        ranges={**EXTRACTOR_RANGES, **PATCH_RANGES},
+        choices=EXTRACTOR_CHOICES,
         defaults={**EXTRACTOR_DEFAULTS, **PATCH_DEFAULTS},
     )
 

@@ -28,6 +28,7 @@ class Supervised(Method):
         tasks=("multilabel",),
         learning="supervised",
         smoke_params={"epochs": 1, "augment": 0.0},
+        ranges={"epochs": (1, None), "lr": (1e-12, None), "weight_decay": (0.0, None), "augment": (0.0, 1.0)},
         defaults={
             "backbone": "resnet18",
             "weights": "none",

@@ -178,7 +178,7 @@ def test_nih_reader_finds_images_and_the_official_split(tmp_path):
     assert entries["official_split"].tolist() == ["train_val", "train_val", "test"]
     assert entries["label"].tolist() == [1, 0, 1]
     report = check_files(tmp_path, [*entries["path"], "images/missing.png"])
-    assert report.present == 2 and report.unreadable == ["images_002/images/00000003_000.png"]
+    assert report.present == 2 and list(report.unreadable) == ["images_002/images/00000003_000.png"]
     assert report.missing == ["images/missing.png"]
 
 
@@ -201,9 +201,16 @@ def test_data_check_command_reports_and_fails_on_unusable_images(tmp_path, capsy
     _nih_tree(tmp_path)
     assert main(["data", "check", "nih", "--root", str(tmp_path)]) != 0
     out = capsys.readouterr()
-    assert "1 unreadable: images_002/images/00000003_000.png" in out.out
-    (tmp_path / "images_002" / "images" / "00000003_000.png").unlink()
-    _png(tmp_path / "images_002" / "images" / "00000003_000.png")
+    assert "images_002/images/00000003_000.png: not a PNG, JPEG or DICOM file" in out.out
+    # A PNG cut short starts like a PNG: only decoding finds it, and --quick says it does not decode.
+    broken = tmp_path / "images_002" / "images" / "00000003_000.png"
+    _png(broken)
+    broken.write_bytes(broken.read_bytes()[: len(broken.read_bytes()) // 2])
+    assert main(["data", "check", "nih", "--root", str(tmp_path), "--quick"]) == 0
+    assert "presence and file signatures checked only" in capsys.readouterr().out
+    assert main(["data", "check", "nih", "--root", str(tmp_path)]) != 0
+    assert "00000003_000.png: unreadable" in capsys.readouterr().out
+    _png(broken)
     assert main(["data", "check", "nih", "--root", str(tmp_path)]) == 0
     with pytest.raises(XRBenchError, match="unknown dataset"):
         read_entries("padchest", tmp_path)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import check_clean_auroc
 
-from harness.errors import DataIntegrityError, ManifestHashMismatch, MethodOutputError
+from harness.errors import DataIntegrityError, ManifestHashMismatch, MethodFailure, MethodOutputError
 from harness.fingerprints import predictions_sha256
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
 from harness.registry import register
@@ -130,13 +130,14 @@ def test_other_shipped_methods_run(tiny_board, tmp_path, method):
 
 def test_a_crash_midway_leaves_no_results_and_a_failed_run(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(MethodFailure, match="method test-crashes-midway failed while predicting val, batch from image"):
         run_bench("test-crashes-midway", tiny_board, db=db, device="cpu")
     with ResultStore(db) as store:
         runs = store.query("SELECT status, error FROM runs")
         assert store.query("SELECT count(*) AS n FROM metrics")["n"][0] == 0
         assert store.query("SELECT count(*) AS n FROM predictions")["n"][0] == 0
-    assert runs["status"].tolist() == ["failed"] and "simulated crash" in runs["error"][0]
+    assert runs["status"].tolist() == ["failed"] and "RuntimeError: simulated crash" in runs["error"][0]
+    assert "Traceback (most recent call last)" in runs["error"][0]  # the full traceback is kept
 
 
 def test_non_finite_scores_name_the_method_and_image(tiny_board, tmp_path):

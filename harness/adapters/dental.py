@@ -90,8 +90,12 @@ def read_dental(root: Path, labels_csv: Path | None = None) -> pd.DataFrame:
     patient = table["patient_id"] if "patient_id" in table.columns else pd.Series("", index=table.index)
     header = [headers.get(i, {}) for i in table["image_id"]]
     patient = [p or h.get("patient_id", "") for p, h in zip(patient, header, strict=True)]
-    if any(not p for p in patient):
-        raise DataIntegrityError(f"{root}: some images have no patient id in the labels CSV or the DICOM header")
+    without = [i for i, p in zip(table["image_id"], patient, strict=True) if not p]
+    if without:
+        raise DataIntegrityError(
+            f"{len(without)} images under {root} have no patient id in the labels CSV or the DICOM header "
+            f"(first: {without[0]}; a truncated header loses it): add a patient_id column to the labels CSV"
+        )
     return pd.DataFrame(
         {
             "image_id": table["image_id"],

@@ -94,19 +94,30 @@ def prepare_local(name: str, options: dict) -> DatasetSource:
 class FileReport:
     present: int = 0
     missing: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> what is wrong
+    decoded: bool = False  # every present file was decoded, not only recognised by its signature
 
     def lines(self, shown: int = 5) -> list[str]:
         out = []
-        for kind, items in (("missing", self.missing), ("unreadable", self.unreadable)):
-            if items:
-                out.append(f"{len(items)} {kind}: " + ", ".join(items[:shown]) + (" ..." if len(items) > shown else ""))
+        if self.missing:
+            more = " ..." if len(self.missing) > shown else ""
+            out.append(f"{len(self.missing)} missing: " + ", ".join(self.missing[:shown]) + more)
+        if self.unreadable:
+            out.append(f"{len(self.unreadable)} unreadable:")
+            out += [f"  {path}: {why}" for path, why in list(self.unreadable.items())[:shown]]
+            out += [f"  ... and {len(self.unreadable) - shown} more"] if len(self.unreadable) > shown else []
+        if not self.decoded:
+            out.append("presence and file signatures checked only (--quick): files were not decoded")
         return out
 
 
-def check_files(root: Path, image_ids: list[str], progress: Callable = lambda it, _: it) -> FileReport:
-    """Which images exist and start like a PNG, JPEG or DICOM file (no full decode)."""
-    report = FileReport()
+def check_files(
+    root: Path, image_ids: list[str], progress: Callable = lambda it, _: it, decode: bool = False
+) -> FileReport:
+    """Which images exist and start like a PNG, JPEG or DICOM file; with `decode`, which of
+    those also decode (truncated files, multi-frame or colour DICOMs are found then)."""
+    report = FileReport(decoded=decode)
+    recognised = []
     for image_id in progress(image_ids, "checking files"):
         path = root / image_id
         try:
@@ -115,11 +126,20 @@ def check_files(root: Path, image_ids: list[str], progress: Callable = lambda it
         except FileNotFoundError:
             report.missing.append(image_id)
             continue
-        except OSError:
-            report.unreadable.append(image_id)
+        except OSError as exc:
+            report.unreadable[image_id] = f"cannot be opened ({exc.strerror})"
             continue
         if head.startswith(MAGIC) or is_dicom(path):
-            report.present += 1
+            recognised.append(image_id)
         else:
-            report.unreadable.append(image_id)
+            report.unreadable[image_id] = "not a PNG, JPEG or DICOM file"
+    failed = {}
+    if decode and recognised:
+        from harness.data import decode_all
+
+        files = pd.DataFrame({"image_id": recognised})
+        _, failures = decode_all(DatasetSource("check", root, files, image_dir=root), recognised, resolution=16)
+        failed = {image_id: message.removeprefix(f"{root / image_id}: ") for image_id, message in failures}
+    report.unreadable |= failed
+    report.present = len(recognised) - len(failed)
     return report

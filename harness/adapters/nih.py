@@ -19,6 +19,8 @@ def read_data_entry(path: Path) -> pd.DataFrame:
     """Normalise the table to `ENTRY_COLUMNS` (and `follow_up`)."""
     try:
         raw = pd.read_csv(path, dtype={"Image Index": str, "Finding Labels": str, "Patient ID": str})
+    except pd.errors.EmptyDataError:
+        raise XRBenchError(f"NIH metadata table {path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, FileNotFoundError) as exc:
         raise XRBenchError(f"cannot read NIH metadata table {path}: {exc}") from exc
     missing = [c for c in REQUIRED if c not in raw.columns]
@@ -32,8 +34,8 @@ def read_data_entry(path: Path) -> pd.DataFrame:
         {
             "image_id": raw["Image Index"],
             "patient_id": raw["Patient ID"],
-            "follow_up": raw["Follow-up #"].astype(int),
-            "age": raw["Patient Age"].astype(int),
+            "follow_up": whole_numbers(raw, "Follow-up #", path),
+            "age": whole_numbers(raw, "Patient Age", path),
             "sex": raw["Patient Gender"],
             "view": raw["View Position"],
             "findings": findings,
@@ -41,6 +43,20 @@ def read_data_entry(path: Path) -> pd.DataFrame:
             "site": raw["Site"] if "Site" in raw.columns else "",
         }
     )
+
+
+def whole_numbers(raw: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    """A column of whole numbers; ages may carry the DICOM year suffix of early releases
+    ('058Y'). Anything else is refused, naming the file, the line and the value."""
+    text = raw[column].astype(str).str.strip().str.removesuffix("Y")
+    numbers = pd.to_numeric(text, errors="coerce")
+    bad = numbers.isna() | (numbers % 1 != 0) | (numbers < 0)
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        value = raw[column].iloc[row]
+        shown = "nothing" if pd.isna(value) or str(value).strip() == "" else repr(value)
+        raise XRBenchError(f"{path}, line {row + 2}: column {column!r} holds {shown}, not a whole number")
+    return numbers.astype(int)
 
 
 def official_split(root: Path) -> dict[str, str]:

@@ -9,9 +9,6 @@ board's data fingerprint (name, split hash, dataset hash, resolution).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -20,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.backbones import create_timm_model, is_vit
-from harness.paths import cache_root
+from harness.checkpoints import cached_checkpoint
 from harness.pretrain import contrastive, cutpaste, mae
 from harness.pretrain.common import PretrainConfig, Trainer
 from harness.protocol import FitContext, ImageBatches
@@ -57,10 +54,10 @@ def create_trainable(arch: str, init_weights: str, seed: int, resolution: int) -
     return create_timm_model(arch, init_weights, seed, resolution)[0]
 
 
-def cache_key(config: PretrainConfig, seed: int, data_fingerprint: str, resolution: int, device: str) -> str:
+def cache_key(config: PretrainConfig, seed: int, data_fingerprint: str, resolution: int, device: str) -> dict:
     """Everything that changes the trained weights; the device type too, since CPU and CUDA
     kernels do not produce bit-identical training runs."""
-    payload = {
+    return {
         "version": PRETRAIN_VERSION,
         **asdict(config),
         "seed": seed,
@@ -68,25 +65,17 @@ def cache_key(config: PretrainConfig, seed: int, data_fingerprint: str, resoluti
         "resolution": resolution,
         "device": device,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def pretrained_weights(config: PretrainConfig, train: ImageBatches, ctx: FitContext) -> Path:
-    """Path of the checkpoint for `config` on this board, training it when not cached."""
+    """Path of the verified checkpoint for `config` on this board, training it when needed."""
+
+    def fit() -> tuple[dict, dict]:
+        model, history = train_model(config, train, ctx)
+        return model.state_dict(), {"loss_per_epoch": history}
+
     key = cache_key(config, ctx.seed, ctx.data_fingerprint, ctx.resolution, ctx.device.type)
-    folder = cache_root() / "pretrain"
-    path = folder / f"{config.algorithm}-{config.arch}-{key[:16]}.pth"
-    if path.is_file():
-        ctx.log.info("using cached %s checkpoint %s", config.algorithm, path)
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    model, history = train_model(config, train, ctx)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    meta = {**asdict(config), "seed": ctx.seed, "data": ctx.data_fingerprint, "loss_per_epoch": history}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-    return path
+    return cached_checkpoint("pretrain", f"{config.algorithm}-{config.arch}", key, fit, ctx.log)
 
 
 def train_model(config: PretrainConfig, train: ImageBatches, ctx: FitContext) -> tuple[nn.Module, list[float]]:

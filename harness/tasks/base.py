@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.calibration import SMALL_N, calibration_metrics, reliability_bins
+from harness.errors import XRBenchError
 from harness.metrics import MetricValue
 from harness.significance import Comparison
 
@@ -67,6 +68,18 @@ class Fitted:
 
 def metric_row(condition: str, severity: int, m: MetricValue, flag: str | None = None) -> dict:
     return {"condition": condition, "severity": severity, **vars(m), "flag": flag}
+
+
+DERIVED_SLICES = {"age_bin": "age"}
+"""Slice columns the harness derives, and the manifest column each is derived from."""
+
+
+def check_slices(slices: tuple[str, ...], columns: list[str], where: str) -> None:
+    """Refuse a slice that is neither a manifest column nor derived from one."""
+    for name in slices:
+        if DERIVED_SLICES.get(name, name) not in columns:
+            known = sorted(set(columns) - {"image_id", "patient_id", "split"}) + sorted(DERIVED_SLICES)
+            raise XRBenchError(f"{where}: slice {name!r} is not a manifest column; slices can be {', '.join(known)}")
 
 
 def slice_values(meta: pd.DataFrame, column: str) -> pd.Series:

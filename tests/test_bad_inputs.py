@@ -1,0 +1,423 @@
+"""The catalogue of bad inputs xrbench handles: each gets a clear one-line error naming the
+culprit (file and line, board and key, parameter and allowed values, run id), or a stale or
+damaged cache is detected and rebuilt with a notice; no partial result is ever stored.
+
+| case | what happens | tested in |
+| --- | --- | --- |
+| source image changed after it was cached | notice naming the file; decoded again | here |
+| source image missing, its cache valid | refused before fitting, naming the file | here |
+| cached images, corrupted set or their JSON damaged | notice naming the file; rebuilt | here |
+| in-harness checkpoint altered, record lost | notice naming the file; trained again | here |
+| a stored prediction altered | refused by compare, score, site, leaderboard | here, test_pipeline, test_leaderboard |
+| parameter out of range, not a choice, wrong type, unknown | refused before the run; allowed values named | here |
+| k larger than the normal training images | the run fails naming k and the count | here |
+| backbone unknown to timm / open_clip | refused before the run; closest names | here |
+| board file: TOML, unknown or missing key, type, range | refused naming the file and key | test_boards |
+| board slice not in the manifest | refused before the run, naming it | here |
+| board corruption that does not exist | refused before the run, listing the known | here |
+| NIH metadata: bad age or follow-up, empty table | file, line and column named ('058Y' is read) | here |
+| DICOM truncated in its header | the dental reader names the file | here |
+| DICOM truncated in its pixel data | named as damaged; no pydicom warning printed | here |
+| PNG truncated, multi-frame or colour DICOM | `data check` decodes and gives the reason | test_adapters |
+| method raises | one line: method, stage, batch; traceback under -v and in runs.error | here, test_bench |
+| non-tensor, misshapen or non-finite scores or maps | the run fails naming method and image | test_pipeline |
+| SIGTERM or SIGHUP during a run | the run is marked failed, as on Ctrl-C | here |
+| a run whose process died | `xrbench runs` shows it stale; `--mark-stale` | here |
+| Ctrl-C before a run exists | says nothing was stored | here |
+| Rich markup in paths or method names | printed as written | here |
+| results database path under a file | one line naming the path | here |
+| database locked past the wait at the end of a run | kept beside it; `runs --load-pending` | here |
+| mCE reference run lacking conditions | the newest reference run that has them | test_leaderboard |
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from harness.cli import main
+from harness.errors import DataIntegrityError, ParameterError, UnknownMethodError, XRBenchError
+from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.registry import create_method, register
+from harness.runner import run_bench
+from harness.store import ResultStore
+
+# --- caches -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_copy(tiny_board, tmp_path, monkeypatch):
+    """The tiny board's dataset copied to a private data folder and cache."""
+    import shutil
+
+    from harness.adapters import synthetic
+    from harness.boards import load_board
+
+    source = synthetic.dataset_folder(load_board(tiny_board).dataset.params)
+    shutil.copytree(source.parent.parent, tmp_path / "data")
+    monkeypatch.setenv("XRBENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("XRBENCH_CACHE", str(tmp_path / "cache"))
+    return synthetic.dataset_folder(load_board(tiny_board).dataset.params) / "images"
+
+
+def _load(tiny_board):
+    from harness.boards import load_board
+    from harness.loading import load_board_data
+
+    return load_board_data(load_board(tiny_board))
+
+
+def test_a_source_image_changed_after_caching_is_decoded_again(tiny_board, own_copy, caplog):
+    data = _load(tiny_board)
+    image_id = data.splits["test"].meta["image_id"].iloc[0]
+    path = own_copy / image_id
+    with Image.open(path) as im:
+        inverted = 255 - np.asarray(im)
+    Image.fromarray(inverted).save(path)
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    with pytest.raises(DataIntegrityError, match=f"{image_id}: pixels differ from the dataset's recorded digest"):
+        _load(tiny_board)  # the synthetic dataset's digests catch the new pixels once they are decoded
+    assert f"changed on disk since they were cached (first: {path})" in caplog.text
+
+
+def test_a_missing_source_image_is_found_before_fitting(tiny_board, own_copy, tmp_path):
+    _load(tiny_board)
+    (own_copy / _load(tiny_board).splits["train"].meta["image_id"].iloc[0]).unlink()
+    with pytest.raises(DataIntegrityError, match="missing"):
+        run_bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+    assert not (tmp_path / "r.duckdb").exists()  # refused before a run row was written
+
+
+@pytest.mark.parametrize("damaged", ["images.npy", "images.json", "sources.npy"])
+def test_a_damaged_image_cache_is_rebuilt_with_a_notice(tiny_board, own_copy, caplog, damaged):
+    from harness.paths import cache_root
+
+    first = _load(tiny_board).splits["test"].images.clone()
+    target = next((cache_root() / "tensors").glob(f"*/{damaged}"))
+    target.write_bytes(b"\x93NUMPY garbage" if damaged.endswith(".npy") else b"{not json")
+    again = _load(tiny_board).splits["test"].images
+    assert torch.equal(first, again)
+    assert "the image cache" in caplog.text and damaged in caplog.text and "decoding the images again" in caplog.text
+
+
+def test_a_damaged_corrupted_test_set_is_rendered_again(tiny_board, own_copy, caplog):
+    from harness.boards import load_board
+    from harness.stress import corrupted_conditions, corrupted_file, corrupted_folder
+
+    board, data = load_board(tiny_board), _load(tiny_board)
+    test = data.splits["test"]
+    ids = test.meta["image_id"].tolist()
+    first = corrupted_conditions(board, test.images, ids, data.dataset_sha256)
+    path = corrupted_file(corrupted_folder(board, data.dataset_sha256), "jpeg", 2, 30)
+    path.with_suffix(".json").write_text("{truncated")
+    again = corrupted_conditions(board, test.images, ids, data.dataset_sha256)
+    assert all(torch.equal(a.images, b.images) for a, b in zip(first, again, strict=True))
+    assert f"corrupted test set {path}: {path.with_suffix('.json').name} is unreadable" in caplog.text
+
+
+def test_an_altered_checkpoint_is_trained_again(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from harness.checkpoints import cached_checkpoint
+
+    monkeypatch.setenv("XRBENCH_CACHE", str(tmp_path))
+    calls = []
+
+    def train():
+        calls.append(1)
+        return {"w": torch.ones(3)}, {"loss": [0.5]}
+
+    log = logging.getLogger("test")
+    path = cached_checkpoint("pretrain", "simclr-resnet18", {"seed": 0}, train, log)
+    assert cached_checkpoint("pretrain", "simclr-resnet18", {"seed": 0}, train, log) == path and len(calls) == 1
+    torch.save({"w": torch.zeros(3)}, path)  # altered by hand
+    assert cached_checkpoint("pretrain", "simclr-resnet18", {"seed": 0}, train, log) == path and len(calls) == 2
+    assert f"checkpoint {path} is damaged or altered" in caplog.text
+    assert torch.equal(torch.load(path)["w"], torch.ones(3))
+    path.with_suffix(".json").unlink()
+    cached_checkpoint("pretrain", "simclr-resnet18", {"seed": 0}, train, log)
+    assert len(calls) == 3 and "without a readable record" in caplog.text
+
+
+# --- stored predictions -------------------------------------------------------------------------
+
+
+def test_compare_refuses_a_run_whose_predictions_were_altered(tiny_board, tmp_path):
+    from harness.compare import compare_runs
+
+    db = tmp_path / "r.duckdb"
+    a = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    b = run_bench("random", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    with ResultStore(db) as store:
+        store.con.execute("UPDATE predictions SET score = 0.5 WHERE run_id = ? AND image_id = "
+                          "(SELECT min(image_id) FROM predictions WHERE run_id = ?)", [b, b])  # fmt: skip
+        with pytest.raises(DataIntegrityError, match=f"run {b}: its stored predictions hash to"):
+            compare_runs(store, a, b)
+
+
+# --- parameters and board files -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "message"),
+    [
+        ("knn", {"k": "0"}, r"method knn: k=0 is out of range; it must be >= 1"),
+        ("knn", {"k": "-3"}, r"k=-3 is out of range"),
+        ("patchcore", {"coreset_ratio": "1.5"}, r"coreset_ratio=1.5 is out of range; it must be >= 1e-06 and <= 1.0"),
+        ("knn", {"pretrain": "byol"}, r"pretrain='byol' is not allowed; choose one of none, simclr, moco, mae"),
+        ("knn", {"backbone": "resnet181"}, r"backbone='resnet181': timm has no model of that name; did you mean"),
+        ("knn", {"backbone": "clip:ViT-B-33"}, r"open_clip has no model of that name; did you mean .*ViT-B-32"),
+        ("knn", {"layers": "two"}, r"layers must be 'auto' or comma-separated integers"),
+        ("knn", {"k": "five"}, r"parameter k='five': expected int"),
+        ("knn", {"kk": "5"}, r"method knn has no parameter kk \(did you mean k\?\)"),
+        ("ocsvm", {"gamma": "-1"}, r"gamma must be scale, auto or a positive number"),
+        ("supervised", {"augment": "2"}, r"augment=2.0 is out of range"),
+        ("knn", {"weights": "/no/such/file.pth"}, r"weights file /no/such/file.pth does not exist"),
+    ],
+)
+def test_parameters_are_refused_before_anything_runs(method, params, message):
+    with pytest.raises(XRBenchError, match=message):
+        create_method(method, params)
+
+
+def test_k_larger_than_the_training_set_fails_the_run_naming_both(tiny_board, tmp_path):
+    db = tmp_path / "r.duckdb"
+    with pytest.raises(ParameterError, match="k=50 nearest neighbours, but only 40 normal training images"):
+        run_bench("knn", tiny_board, params={"k": "50"}, db=db, device="cpu", corruptions=False)
+    with ResultStore(db) as store:
+        assert store.query("SELECT status FROM runs")["status"].tolist() == ["failed"]
+
+
+def test_unknown_method_names_suggest_the_closest(capsys):
+    with pytest.raises(UnknownMethodError, match="unknown method 'patchcorr'; did you mean 'patchcore'"):
+        create_method("patchcorr")
+    assert main(["bench", "--method", "[/nosuch]"]) == 2  # Rich markup in a name is printed as written
+    err = capsys.readouterr().err
+    assert "unknown method '[/nosuch]'" in err and "Traceback" not in err
+
+
+def _edited_board(tiny_board, tmp_path, old: str, new: str) -> Path:
+    text = tiny_board.read_text().replace('split_manifest = "', f'split_manifest = "{tiny_board.parent}/')
+    assert old in text
+    path = tmp_path / "tiny-ad.toml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_a_slice_that_is_not_a_manifest_column_is_refused_before_the_run(tiny_board, tmp_path):
+    board = _edited_board(tiny_board, tmp_path, '"site"]', '"nosuchcol"]')
+    with pytest.raises(XRBenchError, match="board tiny-ad: slice 'nosuchcol' is not a manifest column; slices can be"):
+        run_bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu")
+    assert not (tmp_path / "r.duckdb").exists()
+
+
+def test_an_unknown_corruption_is_refused_before_the_run(tiny_board, tmp_path):
+    board = _edited_board(tiny_board, tmp_path, "jpeg = ", "fog = ")
+    with pytest.raises(XRBenchError, match="board tiny-ad: unknown corruption 'fog' in \\[corruptions\\]; known: "):
+        run_bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu")
+
+
+# --- metadata and files -------------------------------------------------------------------------
+
+
+def _nih_table(path: Path, ages: list, follow_ups: list) -> Path:
+    from harness.adapters.base import NIH_COLUMNS
+
+    rows = [[f"{i:08d}_000.png", "No Finding", f, str(i), a, "F", "PA", 1, 1, 0.1, 0.1]
+            for i, (a, f) in enumerate(zip(ages, follow_ups, strict=True))]  # fmt: skip
+    pd.DataFrame(rows, columns=NIH_COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def test_nih_metadata_values_are_checked_naming_file_line_and_column(tmp_path):
+    from harness.adapters.nih import read_data_entry
+
+    table = read_data_entry(_nih_table(tmp_path / "a.csv", ["058Y", "31"], [0, 1]))
+    assert table["age"].tolist() == [58, 31]  # the year suffix of early releases is read
+    bad = _nih_table(tmp_path / "b.csv", ["40", "thirty"], [0, 1])
+    with pytest.raises(XRBenchError, match=f"{bad}, line 3: column 'Patient Age' holds 'thirty', not a whole number"):
+        read_data_entry(bad)
+    empty_follow_up = _nih_table(tmp_path / "c.csv", ["40", "41"], [0, ""])
+    with pytest.raises(XRBenchError, match="line 3: column 'Follow-up #' holds nothing"):
+        read_data_entry(empty_follow_up)
+    (tmp_path / "d.csv").write_text("")
+    with pytest.raises(XRBenchError, match=r"d\.csv is empty"):
+        read_data_entry(tmp_path / "d.csv")
+
+
+@pytest.fixture(scope="module")
+def dicom_files(tmp_path_factory):
+    from harness.synth.dental_cohort import DentalRecord, write_dicom
+
+    folder = tmp_path_factory.mktemp("dicom")
+    values = (np.random.default_rng(0).random((48, 96)) * 4000).astype(np.uint16)
+    for rle in (False, True):
+        record = DentalRecord(f"p{int(rle)}.dcm", 7, 0, 40, "F", (), False, True, rle)
+        write_dicom(folder / f"whole-{int(rle)}.dcm", values, record, 0)
+    return folder
+
+
+def test_a_dicom_cut_inside_its_pixel_data_is_named_as_damaged_without_warnings(dicom_files, tmp_path):
+    from harness.dicom import read_dicom
+
+    for rle in (0, 1):
+        data = (dicom_files / f"whole-{rle}.dcm").read_bytes()
+        cut = tmp_path / f"cut-{rle}.dcm"
+        cut.write_bytes(data[: len(data) - 200])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(DataIntegrityError, match=f"{cut}: (no pixel data; the file is truncated|pixel data)"):
+                read_dicom(cut)
+        assert not caught
+
+
+def test_a_dicom_cut_inside_its_header_is_named_by_the_dental_reader(dicom_files, tmp_path):
+    from harness.adapters.dental import read_dental
+
+    root = tmp_path / "tree"
+    (root / "normal").mkdir(parents=True)
+    (root / "normal" / "good.dcm").write_bytes((dicom_files / "whole-0.dcm").read_bytes())
+    (root / "normal" / "cut.dcm").write_bytes((dicom_files / "whole-0.dcm").read_bytes()[:300])
+    with pytest.raises(DataIntegrityError, match=r"1 images under .* have no patient id .*first: normal/cut\.dcm"):
+        read_dental(root)
+
+
+# --- failures, signals, processes ---------------------------------------------------------------
+
+
+@register
+class FailsInFit(Method):
+    card = MethodCard("test-fails-in-fit", "test", "raises while fitting", "-", "-")
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        raise ZeroDivisionError("the method divided by zero")
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        return Prediction(scores=batch.mean(dim=(1, 2, 3)))
+
+
+def test_a_failing_method_is_one_line_with_the_traceback_under_verbose(tiny_board, tmp_path, capsys):
+    args = ["bench", "--method", "test-fails-in-fit", "--board", str(tiny_board), "--db", str(tmp_path / "r.duckdb")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error: method test-fails-in-fit failed while fitting: ZeroDivisionError: the method divided by zero" in err
+    assert "is marked failed" in err and "Traceback" not in err and "run with -v" in err
+    assert main(["-v", *args]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    with ResultStore(tmp_path / "r.duckdb") as store:
+        errors = store.query("SELECT error FROM runs")["error"]
+    assert errors.str.startswith("MethodFailure: method test-fails-in-fit failed while fitting").all()
+    assert errors.str.contains("ZeroDivisionError: the method divided by zero").all()
+
+
+def test_ctrl_c_before_a_run_exists_says_nothing_was_stored(monkeypatch, capsys, tmp_path):
+    import harness.store
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.store.ResultStore, "__init__", interrupted)
+    assert main(["runs", "--db", str(tmp_path / "r.duckdb")]) == 130
+    assert "interrupted: no run had started; nothing was stored" in capsys.readouterr().err
+
+
+def test_markup_in_paths_is_printed_as_written(tmp_path, capsys):
+    copy = tmp_path / "NIH [copy]"
+    copy.mkdir()
+    assert main(["data", "check", "nih", "--root", str(copy)]) == 2
+    assert f"{copy} has no Data_Entry_2017.csv" in capsys.readouterr().err
+
+
+def test_a_database_path_under_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("not a folder")
+    assert main(["runs", "--db", str(tmp_path / "file.txt" / "r.duckdb")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "file.txt") in err and "Traceback" not in err and err.count("\n") <= 2
+
+
+def _env(tmp_path) -> dict:
+    return {**os.environ, "XRBENCH_DB": str(tmp_path / "r.duckdb")}
+
+
+def test_sigterm_during_a_run_marks_it_failed(tiny_board, tmp_path):
+    db = tmp_path / "r.duckdb"
+    command = [sys.executable, "-m", "harness.cli", "bench", "--method", "patchcore", "--board", str(tiny_board),
+               "--db", str(db), "--device", "cpu"]  # fmt: skip
+    process = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                with ResultStore(db) as store:
+                    if not store.query("SELECT run_id FROM runs WHERE status = 'running'").empty:
+                        break
+            except XRBenchError:
+                continue
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "terminated by SIGTERM: run" in err and "is marked failed" in err
+    with ResultStore(db) as store:
+        run = store.query("SELECT status, error FROM runs").iloc[0]
+    assert run["status"] == "failed" and run["error"].startswith("Terminated: SIGTERM")
+
+
+def test_runs_whose_process_is_gone_are_shown_stale_and_can_be_marked_failed(tmp_path, capsys):
+    db = tmp_path / "r.duckdb"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with ResultStore(db) as store:
+        store.start_run({"run_id": "r-dead", "board": "b", "method": "m"})
+        store.start_run({"run_id": "r-alive", "board": "b", "method": "m"})
+        store.con.execute("UPDATE runs SET pid = ? WHERE run_id = 'r-dead'", [dead.pid])
+        assert store.stale_runs() == ["r-dead"]
+    assert main(["runs", "--db", str(db)]) == 0
+    assert "1 stale runs: mark them failed with `xrbench runs --mark-stale`" in capsys.readouterr().out
+    assert main(["runs", "--db", str(db), "--mark-stale"]) == 0
+    with ResultStore(db) as store:
+        status = dict(store.query("SELECT run_id, status FROM runs").itertuples(index=False))
+    assert status == {"r-dead": "failed", "r-alive": "running"}
+
+
+@register
+class HoldsTheDatabase(Method):
+    """Keeps the results database locked from another process while the run finishes."""
+
+    card = MethodCard("test-holds-the-db", "test", "-", "-", "-")
+    db_path = ""
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        code = f"import duckdb, time; c = duckdb.connect({self.db_path!r}); print('locked', flush=True); time.sleep(4)"
+        self.holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert self.holder.stdout.readline().strip() == "locked"
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        return Prediction(scores=batch.mean(dim=(1, 2, 3)))
+
+
+def test_a_finished_run_is_kept_when_the_database_stays_locked(tiny_board, tmp_path, monkeypatch):
+    import harness.store
+
+    db = tmp_path / "r.duckdb"
+    monkeypatch.setattr(HoldsTheDatabase, "db_path", str(db))
+    monkeypatch.setattr(harness.store, "LOCK_WAIT_SECONDS", 0.5)
+    with pytest.raises(XRBenchError, match=r"is locked by another process.*kept in .*r\.duckdb\.pending"):
+        run_bench("test-holds-the-db", tiny_board, db=db, device="cpu", corruptions=False)
+    time.sleep(4.5)  # the other process lets go
+    monkeypatch.setattr(harness.store, "LOCK_WAIT_SECONDS", 60.0)
+    with ResultStore(db) as store:
+        assert store.load_pending() and not list((tmp_path / "r.duckdb.pending").glob("*.duckdb"))
+        run = store.query("SELECT run_id, status FROM runs").iloc[0]
+        n_metrics = store.query("SELECT count(*) AS n FROM metrics")["n"].item()
+        store.predictions(run["run_id"])  # verified against its hash
+    assert run["status"] == "ok" and n_metrics > 10
