@@ -128,3 +128,44 @@ def test_maps_of_one_default_run(benchmark):
 
     digest, size = benchmark.pedantic(keep, rounds=3, iterations=1)
     assert size == 600 * 64 * 64 * 2 and len(digest) == 64
+
+
+FINDINGS = ("Cardiomegaly", "Effusion", "Mass", "Nodule", "Pneumothorax", "Consolidation")
+
+
+def _test_split_with_ground_truth(rng: np.random.Generator):
+    """400 test images of 200 patients as synth-cxr-ad's: half abnormal, each abnormal image
+    with one or two findings drawn as ellipses of the phantoms' sizes (1% to 13% of the image)
+    at the board's 128 px, and a box per region."""
+    from harness.groundtruth import GroundTruth, mask_boxes
+
+    yy, xx = np.mgrid[0:128, 0:128]
+    rows, boxes, masks = [], [], {}
+    for i in range(400):
+        image_id, findings = f"{i:08d}.png", []
+        if i % 2:
+            for finding in rng.choice(FINDINGS, size=1 + i % 3 // 2, replace=False):
+                cx, cy, rx, ry = *rng.uniform(30, 98, 2), *rng.uniform(7, 33, 2)
+                mask = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+                masks[(image_id, str(finding))] = mask
+                boxes += [(image_id, str(finding), *box) for box in mask_boxes(mask)]
+                findings.append(str(finding))
+        rows.append((image_id, str(i // 2), i % 2, "|".join(findings) or "No Finding"))
+    meta = pd.DataFrame(rows, columns=["image_id", "patient_id", "label", "findings"])
+    return meta, GroundTruth(pd.DataFrame(boxes, columns=["image_id", "finding", "x", "y", "w", "h"]), 128, masks)
+
+
+def test_localization_scoring_of_a_default_run(benchmark):
+    """Localization of a default PatchCore run: 400 test images, maps 64 x 64 as stored
+    (float16 values), masks and boxes at the board's 128 px, 1,000 patient-bootstrap resamples
+    (every metric, overall and per finding)."""
+    from harness.localization import Localizer, localization_metrics
+
+    rng = np.random.default_rng(0)
+    test, truth = _test_split_with_ground_truth(rng)
+    maps = rng.random((len(test), 1, 64, 64)).astype(np.float16).astype(np.float64)
+    localizer = Localizer(maps, test, truth, None)
+    rows = benchmark.pedantic(localization_metrics, args=(localizer, 0.9, 1000, 0), rounds=1, iterations=1)
+    assert {r.metric for r in rows} >= {"pixel_auroc", "aupro", "dice", "pointing_game", "iobb@0.25"}
+    assert {r.slice for r in rows} == {"all", *(f"finding={f}" for f in FINDINGS)}
+    assert all(0.45 < r.value < 0.55 for r in rows if r.metric == "pixel_auroc")  # random maps

@@ -53,6 +53,8 @@ class Board:
     targets: tuple = ()
     # Cross-dataset boards: test images come from this dataset, train and val from `dataset`.
     test_dataset: DatasetSpec | None = None
+    # Where the findings are, for scoring maps (see harness.groundtruth).
+    ground_truth: dict = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -108,7 +110,9 @@ KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "targets": list,
     "dataset": dict,
     "test_dataset": dict,
+    "ground_truth": dict,
 }
+GROUND_TRUTH_KEYS = {"boxes": str, "boxes_sha256": str, "box_space": list, "masks": str, "masks_sha256": str}
 RANGES = {
     "version": (1, None),
     "resolution": (8, 4096),
@@ -140,6 +144,12 @@ def check_board_table(raw: dict, path: Path) -> None:
     for name, levels in raw.get("corruptions", {}).items():
         if not isinstance(levels, list) or not levels or not all(isinstance(x, (int, float)) for x in levels):
             raise XRBenchError(f"board file {path}: [corruptions] {name} must list one number per severity")
+    for key, value in raw.get("ground_truth", {}).items():
+        if not isinstance(value, GROUND_TRUTH_KEYS.get(key, type(None))):
+            wanted = ", ".join(GROUND_TRUTH_KEYS)
+            raise XRBenchError(f"board file {path}: [ground_truth] {key} = {value!r} is not allowed (keys: {wanted})")
+    if raw.get("ground_truth") and "boxes" not in raw["ground_truth"]:
+        raise XRBenchError(f"board file {path}: [ground_truth] needs a boxes file")
     for table in ("dataset", "test_dataset"):
         if table in raw and not isinstance(raw[table].get("name"), str):
             raise XRBenchError(f"board file {path}: [{table}] needs a name (a string)")

@@ -22,6 +22,8 @@ from rich.table import Table
 from harness.errors import XRBenchError
 
 if TYPE_CHECKING:
+    from harness.adapters.base import DatasetSource
+    from harness.boards import Board
     from harness.runner import BenchResult
 
 console = Console()
@@ -76,6 +78,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         console=err_console,
         corruptions=not args.no_corruptions,
         precision=args.precision,
+        explain=args.explain,
     )
     with ResultStore(result.db_path) as store:
         assemble(store, result.board)
@@ -88,6 +91,17 @@ def cmd_bench(args: argparse.Namespace) -> None:
             f"[yellow]note:[/] mCE needs a run of the reference method with the same conditions: "
             f"make bench METHOD={reference.iloc[0, 0]} BOARD={result.board}"
         )
+
+
+def localization_table(rows: pd.DataFrame) -> Table:
+    """Where the maps point: every image's map against the ground truth, all findings."""
+    table = Table(title="localization (maps against the ground truth), 95% patient-bootstrap CI")
+    for col in ("metric", "value", "95% CI", "n (with a finding)"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for r in rows.itertuples():
+        ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if pd.notna(r.ci_low) else "[dim]n/a[/]"
+        table.add_row(r.metric, _fmt(r.value), ci, f"{r.n} ({r.n_pos})")
+    return table
 
 
 def print_summary(result: BenchResult, entry: dict) -> None:
@@ -108,6 +122,11 @@ def print_summary(result: BenchResult, entry: dict) -> None:
         ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if pd.notna(r.ci_low) else "[dim]too few cases[/]"
         table.add_row(escape(r.slice), r.metric, _fmt(r.value), ci, f"{r.n} ({r.n_pos})")
     console.print(table)
+    from harness.localization import METRICS as LOCALIZATION_METRICS
+
+    located = clean[(clean["slice"] == "all") & clean["metric"].isin(LOCALIZATION_METRICS)]
+    if not located.empty:
+        console.print(localization_table(located))
 
     value = {(r.metric, r.condition): r.value for r in m[m["slice"] == "all"].itertuples()}
     rob = result.robustness
@@ -140,7 +159,7 @@ def print_summary(result: BenchResult, entry: dict) -> None:
         summary.add_row(f"throughput (batch {bs})", f"{lat.loc[bs, 'throughput_ips']:.0f} images/s")
     summary.add_row("device", escape(str(lat["device"].iloc[0])))
     if result.maps_bytes:
-        summary.add_row("maps stored (clean val + test)", f"{result.maps_bytes / 2**20:.1f} MiB")
+        summary.add_row("maps stored (clean val + test, case study)", f"{result.maps_bytes / 2**20:.1f} MiB")
     if entry.get("rank"):
         tied = " (tied with the leader)" if entry.get("tied") else ""
         summary.add_row("rank on the leaderboard", f"{int(entry['rank'])}{tied}")
@@ -317,6 +336,18 @@ def cmd_score(args: argparse.Namespace) -> None:
     raise XRBenchError(f"run {args.run_id}: {len(report.differences)} stored values differ from a fresh scoring")
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    from harness.explain import explain_image
+    from harness.paths import default_db
+    from harness.store import ResultStore
+
+    with ResultStore(args.db or default_db()) as store:
+        out, note = explain_image(
+            store, args.run_id, args.image_id, args.board, Path(args.out) if args.out else None, args.finding
+        )
+    console.print(escape(f"wrote {out}" + (f" ({note})" if note else "")))
+
+
 def _check_local(name: str, root: Path, decode: bool):
     """Read a local copy's metadata and check its files: (entries, file report), with a summary."""
     from rich.progress import track
@@ -379,18 +410,42 @@ def set_board_value(text: str, table: str | None, key: str, value: str) -> str:
     return "".join(lines)
 
 
-def cmd_split_freeze(args: argparse.Namespace) -> None:
-    from harness.adapters import prepare_dataset
-    from harness.boards import load_board
+def split_frame(
+    board: Board, entries: pd.DataFrame, test_entries: pd.DataFrame | None, source: DatasetSource
+) -> pd.DataFrame:
+    """A board's manifest, built as its [split] table says (see `harness.splits`); a missing
+    key raises KeyError."""
+    from harness.adapters.nih import read_bbox_list
     from harness.splits import (
         SPLITS,
         anomaly_split,
+        boxed_test_split,
         cross_dataset_split,
-        labels_sha256,
         official_test_split,
         patient_split,
-        write_manifest,
     )
+
+    spec, seed = board.split, board.split.get("seed", board.seed)
+
+    def counts(split: str) -> tuple[int, int]:
+        return spec[f"n_{split}_normal"], spec[f"n_{split}_abnormal"]
+
+    if test_entries is not None:
+        return cross_dataset_split(entries, test_entries, spec["n_train"], counts("val"), counts("test"), seed)
+    if spec.get("test") == "boxed":
+        boxed = set(read_bbox_list(source.root / board.ground_truth["boxes"])["image_id"])
+        return boxed_test_split(entries, boxed, spec["n_train"], counts("val"), seed)
+    if spec.get("official_test"):
+        return official_test_split(entries, spec["val_fraction"], seed)
+    if board.task == "multilabel":
+        return patient_split(entries, {split: spec[f"{split}_fraction"] for split in SPLITS}, seed)
+    return anomaly_split(entries, spec["n_train"], counts("val"), counts("test"), seed)
+
+
+def cmd_split_freeze(args: argparse.Namespace) -> None:
+    from harness.adapters import prepare_dataset
+    from harness.boards import load_board
+    from harness.splits import labels_sha256, write_manifest
 
     board = load_board(args.board)
     spec = board.split
@@ -412,30 +467,8 @@ def cmd_split_freeze(args: argparse.Namespace) -> None:
             entries = entries[entries["view"].isin(spec["views"])]
         return entries.assign(label=entries["label"].astype(int))
 
-    entries = usable(source.entries)
     try:
-        if test_source is not None:
-            frame = cross_dataset_split(
-                entries,
-                usable(test_source.entries),
-                spec["n_train"],
-                (spec["n_val_normal"], spec["n_val_abnormal"]),
-                (spec["n_test_normal"], spec["n_test_abnormal"]),
-                spec.get("seed", board.seed),
-            )
-        elif spec.get("official_test"):
-            frame = official_test_split(entries, spec["val_fraction"], spec.get("seed", board.seed))
-        elif board.task == "multilabel":
-            fractions = {split: spec[f"{split}_fraction"] for split in SPLITS}
-            frame = patient_split(entries, fractions, spec.get("seed", board.seed))
-        else:
-            frame = anomaly_split(
-                entries,
-                spec["n_train"],
-                (spec["n_val_normal"], spec["n_val_abnormal"]),
-                (spec["n_test_normal"], spec["n_test_abnormal"]),
-                spec.get("seed", board.seed),
-            )
+        frame = split_frame(board, usable(source.entries), usable(test_source.entries) if test_source else None, source)
     except KeyError as exc:
         raise XRBenchError(f"board {board.name}: its [split] table lacks {exc}") from None
     ids_only = board.labels_sha256 is not None
@@ -473,7 +506,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--no-corruptions", action="store_true", help="skip the stress suite (clean test set only)")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help="autocast dtype of predict")
+    p.add_argument(
+        "--explain", choices=("gradcam", "gradcam++"), default=None, help="keep Grad-CAM maps of the method's score"
+    )
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("explain", help="one image of a run: the input, its map and its ground truth, as a PNG")
+    p.add_argument("run_id")
+    p.add_argument("image_id")
+    p.add_argument("--out", default=None, help="PNG file (default: <run id>-<image id>.png here)")
+    p.add_argument("--board", default=None, help="the board file, when it is not leaderboards/<run's board>.toml")
+    p.add_argument("--finding", default=None, help="multi-label boards: whose map (default: the image's first finding)")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("score", help="recompute a stored run's metrics from its stored predictions")
     p.add_argument("run_id")

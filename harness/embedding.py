@@ -11,13 +11,14 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from harness.backbones import check_backbone, parse_layers
+from harness.backbones import check_backbone, is_vit, parse_layers, to_backbone_input
 from harness.errors import ParameterError
 from harness.features import build_extractor, global_embedding
 from harness.neighbors import NearestNeighbors, TorchNearestNeighbors, greedy_coreset
 from harness.protocol import FitContext, ImageBatches, Method, Prediction, WeightsInfo
+from harness.saliency import SaliencyTarget, last_stage
 from harness.scorers import Scorer
-from harness.weights import resolve_weights
+from harness.weights import CLIP_PREFIX, resolve_weights
 
 
 class BackboneMethod(Method):
@@ -60,6 +61,31 @@ class EmbeddingMethod(BackboneMethod):
 
     def memory_bank_bytes(self) -> int:
         return self.scorer.nbytes
+
+    def explainable(self) -> bool:
+        """When the scorer has a torch version and the backbone is a CNN (ViT tokens need a
+        reshaping Grad-CAM is not given here)."""
+        backbone = self.params["backbone"]
+        return hasattr(self.make_scorer(), "torch_score") and not (is_vit(backbone) or backbone.startswith(CLIP_PREFIX))
+
+    def saliency_target(self) -> SaliencyTarget | None:
+        """The score of the pooled embedding (see `explainable`)."""
+        if not self.explainable():
+            return None
+        return SaliencyTarget(_EmbeddingScore(self.extractor, self.scorer), last_stage(self.extractor.model), 1)
+
+
+class _EmbeddingScore(torch.nn.Module):
+    """A backbone method's anomaly score as a differentiable function of the image: (B, 1)."""
+
+    def __init__(self, extractor: object, scorer: Scorer):
+        super().__init__()
+        self.backbone, self.scorer = extractor.model, scorer  # type: ignore[attr-defined]
+        self.mean, self.std = extractor.mean, extractor.std  # type: ignore[attr-defined]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = self.backbone(to_backbone_input(images, self.mean, self.std))
+        return self.scorer.torch_score(global_embedding([m.float() for m in maps]))[:, None]
 
 
 PATCH_DEFAULTS = {"neighbourhood": 3, "coreset_ratio": 0.05, "projection_dim": 64, "smoothing_sigma": 4.0}

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from harness.errors import MethodFailure, MethodOutputError, XRBenchError
 from harness.maps import stored_size
 from harness.protocol import ImageBatches, Method
+from harness.saliency import Explainer
 from harness.tasks import Task
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ def inference(method: Method, device: torch.device, precision: str = "fp32") -> 
 @dataclass
 class SplitPrediction:
     scores: np.ndarray  # (N,) or (N, K) float64
-    maps: np.ndarray | None  # (N, C, h, w) float32 at stored size, when kept
+    maps: np.ndarray | None  # (M, C, h, w) float32 at stored size, of the images whose maps are kept
+    map_ids: list[str]  # those images
 
 
 class _Checker:
@@ -81,6 +83,12 @@ class _Checker:
         if len(bad):
             raise self.fail(start, int(bad[0]), f"returned non-finite scores for {len(bad)} images")
         return out
+
+    def explained(self, maps: torch.Tensor, start: int, keep: list[int]) -> torch.Tensor:
+        bad = torch.nonzero(~torch.isfinite(maps.reshape(len(maps), -1)).all(dim=1)).flatten()
+        if len(bad):
+            raise self.fail(start, keep[int(bad[0])], "has a saliency map with non-finite values")
+        return maps
 
     def maps(self, maps: object, start: int, n: int) -> torch.Tensor | None:
         """The batch's maps as (n, C, h, w) float32, or None for a method without maps."""
@@ -115,12 +123,14 @@ def predict_split(
     what: str,
     device: torch.device,
     precision: str,
-    keep_maps: bool,
+    keep_maps: set[str],
     track: Track,
+    explainer: Explainer | None = None,
 ) -> SplitPrediction:
-    """Scores (and maps, when kept) for every image of one split and condition."""
+    """Scores for every image of one split and condition, and the maps of the images in
+    `keep_maps`: the method's own, or the `explainer`'s (Grad-CAM of its score)."""
     check = _Checker(method, task, board, image_ids, what)
-    scores, maps, start = [], [], 0
+    scores, maps, kept, start = [], [], [], 0
     with inference(method, device, precision):
         for images in track(batches, f"predicting {what}"):
             n = len(images)
@@ -132,11 +142,17 @@ def predict_split(
                 problem = f"failed while predicting {what}, batch from image {image_ids[start]}"
                 raise MethodFailure(f"method {method.card.name} {problem}: {type(exc).__name__}: {exc}") from exc
             scores.append(check.scores(prediction.scores, start, n))
-            batch_maps = check.maps(prediction.maps, start, n)
-            if keep_maps and batch_maps is not None:
-                maps.append(F.adaptive_avg_pool2d(batch_maps, stored_size(*batch_maps.shape[-2:])).cpu().numpy())
+            batch_maps = check.maps(prediction.maps, start, n) if explainer is None else None
+            keep = [k for k in range(n) if image_ids[start + k] in keep_maps]
+            if keep and explainer is not None:
+                batch_maps = check.explained(explainer(images[keep]), start, keep)
+                keep = list(range(len(keep)))
+            if keep and batch_maps is not None:
+                small = F.adaptive_avg_pool2d(batch_maps[keep], stored_size(*batch_maps.shape[-2:]))
+                maps.append(small.cpu().numpy())
+                kept += [image_ids[start + k] for k in keep]
             start += n
-    return SplitPrediction(np.concatenate(scores), np.concatenate(maps) if maps else None)
+    return SplitPrediction(np.concatenate(scores), np.concatenate(maps) if maps else None, kept)
 
 
 @dataclass

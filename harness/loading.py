@@ -21,6 +21,7 @@ from harness.adapters.base import DatasetSource
 from harness.boards import Board
 from harness.data import SplitData, board_splits
 from harness.fingerprints import dataset_pair_sha256
+from harness.groundtruth import GroundTruth, load_ground_truth
 from harness.protocol import ImageBatches
 from harness.splits import attach_labels, excluded_split_sha256, read_manifest, verify_manifest
 from harness.tasks import task_for
@@ -34,6 +35,7 @@ class BoardManifest:
     source: DatasetSource
     test_source: DatasetSource | None = None  # cross-dataset boards: where the test images are
     excluded: tuple[str, ...] = ()  # manifest images left out on this machine (see `xrbench data prepare`)
+    truth: GroundTruth | None = None  # the test images' boxes and masks, when the board has them
 
     @property
     def dataset_sha256(self) -> str:
@@ -85,7 +87,17 @@ def load_manifest(board: Board) -> BoardManifest:
             board.name,
             board.split_sha256[:12],
         )
-    return BoardManifest(board, manifest, source, test_source, tuple(excluded))
+    truth = test_ground_truth(board, manifest, test_source or source)
+    return BoardManifest(board, manifest, source, test_source, tuple(excluded), truth)
+
+
+def test_ground_truth(board: Board, manifest: pd.DataFrame, source: DatasetSource) -> GroundTruth | None:
+    """The board's ground truth for its test images, from the root of the test images' dataset."""
+    if not board.ground_truth:
+        return None
+    test = manifest[manifest["split"] == "test"]
+    known = set(source.entries["image_id"])
+    return load_ground_truth(board.ground_truth, source.root, test, known, board.resolution, f"board {board.name}")
 
 
 def load_board_data(board: Board) -> BoardData:
@@ -101,7 +113,7 @@ def load_board_data(board: Board) -> BoardData:
             for s, rows in ((found.source, ~is_test), (found.test_source, is_test))
         )
         splits = {"train": own["train"], "val": own["val"], "test": other["test"]}
-    return BoardData(board, manifest, found.source, found.test_source, found.excluded, splits)
+    return BoardData(board, manifest, found.source, found.test_source, found.excluded, found.truth, splits)
 
 
 def data_fingerprint(board: Board, dataset_sha256: str) -> str:

@@ -22,6 +22,10 @@ class NearestNeighbors:
     def nbytes(self) -> int:
         return self.index.ntotal * self.index.d * 4
 
+    def vectors(self) -> np.ndarray:
+        """The bank's vectors, (n, d) float32."""
+        return self.index.reconstruct_n(0, self.index.ntotal)
+
     def distances(self, queries: np.ndarray, k: int = 1) -> np.ndarray:
         """Euclidean distances (n, k) to the k nearest bank vectors, nearest first."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)

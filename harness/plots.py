@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from PIL import Image
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 plt.rcParams.update(
@@ -97,3 +98,34 @@ def auroc_vs_severity(panels: dict[str, tuple[pd.DataFrame, float]]) -> str:
         ax.set_xticks(sorted({0, *frame["severity"].astype(int)}))
         ax.legend(fontsize=7, ncol=2)
     return _svg(fig)
+
+
+def overlay_job(args: tuple) -> bytes:
+    """`overlay` with its arguments in one tuple (the form plot jobs take)."""
+    return overlay(*args)
+
+
+def overlay(
+    image: np.ndarray, heat: np.ndarray | None, mask: np.ndarray | None, boxes: list, scale: tuple[float, float]
+) -> bytes:
+    """PNG (at most 256 px): the image in grey, the map over it (upsampled, translucent, on the
+    run's common `scale`), the ground truth's outline (red) and boxes (yellow)."""
+    fig, ax = plt.subplots(figsize=(2.6, 2.6 * image.shape[0] / image.shape[1]), dpi=96)
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    extent = (-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5)
+    if heat is not None:
+        ax.imshow(
+            heat, cmap="inferno", alpha=0.45, extent=extent, interpolation="bilinear", vmin=scale[0], vmax=scale[1]
+        )
+    if mask is not None and mask.any():
+        ax.contour(mask, levels=[0.5], colors="red", linewidths=0.8)
+    for x, y, w, h in boxes:
+        ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, color="yellow", linewidth=0.8))
+    ax.axis("off")
+    fig.tight_layout(pad=0.2)
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    plt.close(fig)
+    buffer = io.BytesIO()  # a 64-colour palette: a third of the bytes of full colour, same look
+    Image.fromarray(rgb).quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

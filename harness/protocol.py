@@ -12,9 +12,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
+
+if TYPE_CHECKING:
+    from harness.saliency import SaliencyTarget
 
 T = TypeVar("T")
 
@@ -162,3 +165,13 @@ class Method(ABC):
     def memory_bank_bytes(self) -> int:
         """Bytes held by a fitted memory bank or index (0 if none)."""
         return 0
+
+    def saliency_target(self) -> SaliencyTarget | None:
+        """What `--explain gradcam|gradcam++` explains: a differentiable version of the score
+        (see `harness.saliency`); None when the method cannot be explained."""
+        return None
+
+    def explainable(self) -> bool:
+        """Before fitting: will `saliency_target()` give a target? (A run asked to explain a
+        method that cannot be is refused before it starts.)"""
+        return type(self).saliency_target is not Method.saliency_target

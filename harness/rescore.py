@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness.boards import Board, load_board
 from harness.errors import XRBenchError
-from harness.loading import frozen_manifest, load_manifest
+from harness.loading import frozen_manifest, load_manifest, test_ground_truth
 from harness.scoring import Scored, score_predictions
 from harness.splits import excluded_split_sha256
 from harness.store import ResultStore
@@ -27,7 +27,7 @@ COMPARED = {
     "risk_coverage": (["condition", "severity", "coverage"], ["risk"]),
     "robustness": ([], ["clean_auroc", "mean_corrupted_auroc", "worst_condition", "worst_severity", "worst_auroc"]),
 }
-RUN_VALUES = ("threshold", "temperature")
+RUN_VALUES = ("threshold", "temperature", "map_level")
 
 
 @dataclass
@@ -100,7 +100,12 @@ def rescore_run(store: ResultStore, run_id: str, board_file: str | Path | None =
     if board.name != run["board"]:
         raise XRBenchError(f"run {run_id} is a run on board {run['board']}, not on {board.name} ({board_file})")
     manifest = run_manifest(board, run)
-    scored: Scored = score_predictions(board, manifest, predictions)
+    maps = store.maps(run_id) if run.get("maps_sha256") else None
+    truth = None
+    if maps is not None and board.ground_truth:
+        found = load_manifest(board)
+        truth = test_ground_truth(board, manifest, found.test_source or found.source)
+    scored: Scored = score_predictions(board, manifest, predictions, maps=maps, ground_truth=truth)
     report = Rescore(run_id)
     recomputed = scored.tables()
     for table in COMPARED:

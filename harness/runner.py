@@ -32,6 +32,7 @@ from harness.corruptions import CORRUPTIONS
 from harness.data import cached_images, decode_images
 from harness.errors import DatabaseLocked, DataIntegrityError, MethodFailure, XRBenchError
 from harness.fingerprints import PREDICTIONS_HASH_SCHEME, predictions_sha256
+from harness.gallery import case_study, error_cases, gallery_rows
 from harness.inference import PRECISIONS, Predicted, predict_split, prediction_rows
 from harness.latency import LatencyConfig, data_pipeline_speed, measure, peak_memory
 from harness.loading import BoardData, data_fingerprint, load_board_data, split_batches
@@ -40,6 +41,7 @@ from harness.paths import cache_root, default_db
 from harness.protocol import FitContext, Method
 from harness.provenance import environment
 from harness.registry import create_method, method_origin
+from harness.saliency import EXPLAINERS, explainer_for, refuse_unexplainable
 from harness.scoring import SCORING_VERSION, Scored, score_predictions
 from harness.store import ResultStore, keep_pending, now
 from harness.stress import Condition, corrupted_conditions
@@ -155,27 +157,51 @@ def predict_stage(
     device: torch.device,
     precision: str,
     track: Track,
+    explain: str | None = None,
 ) -> Predicted:
-    """Scores for the validation split and every test condition; maps (when the method makes
-    them) are kept for the clean validation and test images."""
+    """Scores for the validation split and every test condition; maps (the method's, or
+    Grad-CAM's when `explain` names it) are kept for the clean validation and test images, and
+    for the case-study image (`case_image`) under every corruption."""
     task = task_for(board)
+    explainer = explainer_for(explain, method)
     val, test = data.splits["val"], data.splits["test"]
     jobs = [("val", "clean", 0, val.images, val)] + [("test", c.name, c.severity, c.images, test) for c in conditions]
+    case = {case_image(test.meta)} - {None}
     frames, maps = [], []
     start = time.perf_counter()
     for split, condition, severity, images, part in jobs:
         ids = part.meta["image_id"].tolist()
         what = split if condition == "clean" else f"{condition} s{severity}"
         batches = split_batches(images, part, board, device)
-        out = predict_split(method, task, board, batches, ids, what, device, precision, condition == "clean", track)
+        keep = set(ids) if condition == "clean" else case
+        out = predict_split(method, task, board, batches, ids, what, device, precision, keep, track, explainer)
         truth = task.truth(part.meta, board)
         frames.append(prediction_rows(task, part.meta, truth, split, condition, severity, out.scores))
         if out.maps is not None:
-            maps.append(map_rows(split, condition, severity, ids, out.maps))
+            maps.append(map_rows(split, condition, severity, out.map_ids, out.maps))
     seconds = time.perf_counter() - start
     return Predicted(
         pd.concat(frames, ignore_index=True), pd.concat(maps, ignore_index=True) if maps else pd.DataFrame(), seconds
     )
+
+
+def case_image(test_meta: pd.DataFrame) -> str | None:
+    """The test image every method's gallery follows through the stress suite: the first
+    abnormal one in manifest order (the same study for every method)."""
+    abnormal = test_meta[test_meta["label"] == 1]["image_id"]
+    return None if abnormal.empty else str(abnormal.iloc[0])
+
+
+def gallery_stage(
+    board: Board, data: BoardData, conditions: list[Condition], predicted: Predicted, scored: Scored
+) -> pd.DataFrame:
+    """The errors and the case study the site shows, with their inputs and ground truth."""
+    test = data.splits["test"]
+    cases = error_cases(task_for(board), board, predicted.frame, scored.run_values.get("threshold"))
+    cases += case_study(predicted.frame, case_image(test.meta), scored.robustness)
+    ids = test.meta["image_id"].tolist()
+    images = {(c.name, c.severity): (ids, c.images) for c in conditions}
+    return gallery_rows(cases, images, data.truth)
 
 
 # --- stage 5: latency ---------------------------------------------------------------------
@@ -258,16 +284,11 @@ def store_stage(
     method: Method,
     predicted: Predicted,
     scored: Scored,
-    latency: pd.DataFrame,
+    extra: dict[str, pd.DataFrame],
     updates: dict[str, Any],
 ) -> None:
     """Write everything the run produced, and mark it ok, in one transaction."""
-    tables = {
-        "predictions": predicted.frame,
-        "maps": predicted.maps,
-        **scored.tables(),
-        "latency": latency,
-    }
+    tables = {"predictions": predicted.frame, "maps": predicted.maps, **scored.tables(), **extra}
     tables["metrics"] = tables["metrics"].assign(board=board.name, method=method.card.name)
     weights = method.weights()
     updates = {
@@ -336,12 +357,17 @@ def run_bench(
     console: Console | None = None,
     corruptions: bool = True,
     precision: str = "fp32",
+    explain: str | None = None,
 ) -> BenchResult:
-    """Run one method on one board and store the results (see the module docstring)."""
+    """Run one method on one board and store the results (see the module docstring). `explain`
+    (gradcam or gradcam++) keeps Grad-CAM maps of the method's score instead of its own."""
     if precision not in PRECISIONS:
         raise XRBenchError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if explain is not None and explain not in EXPLAINERS:
+        raise XRBenchError(f"explain must be one of {', '.join(EXPLAINERS)}, not {explain!r}")
     console = console or Console(stderr=True)
     board, method, torch_device, data = prepare(method_name, board_name, params, device)
+    refuse_unexplainable(explain, method)
     seed = board.seed if seed is None else seed
     conditions = test_conditions(board, data, corruptions)
     db = db or default_db()
@@ -350,20 +376,21 @@ def run_bench(
     # processes (another bench, `xrbench runs`, the site) can use it while this one computes.
     with ResultStore(db) as store:
         store.record_board(board_edition(load_board(board_name)))  # the board file's, not the run's hashes
-        store.start_run(run_record(run_id, board, method, seed, data, torch_device, precision))
+        store.start_run({**run_record(run_id, board, method, seed, data, torch_device, precision), "explain": explain})
     with _progress(console) as progress:
         track = _tracker(progress, method_name)
         try:
             fit = fit_stage(method, board, data, seed, torch_device, track)
-            predicted = predict_stage(method, board, data, conditions, torch_device, precision, track)
-            scored = score_predictions(board, data.manifest, predicted.frame, track)
+            predicted = predict_stage(method, board, data, conditions, torch_device, precision, track, explain)
+            scored = score_predictions(board, data.manifest, predicted.frame, track, predicted.maps, data.truth)
+            gallery = gallery_stage(board, data, conditions, predicted, scored)
             latency = latency_rows(method, board, data.splits["test"].images, torch_device, BENCH_LATENCY)
             updates = {
                 "fit_seconds": fit.seconds,
                 "fit_peak_memory_bytes": fit.peak_memory_bytes,
                 **pipeline_speed(data, board),
             }
-            store_stage(db, run_id, board, method, predicted, scored, latency, updates)
+            store_stage(db, run_id, board, method, predicted, scored, {"latency": latency, "gallery": gallery}, updates)
         except RunPending:
             raise
         except BaseException as exc:

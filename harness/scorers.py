@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.covariance import LedoitWolf
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
@@ -41,6 +42,11 @@ class KNNScorer(Scorer):
     def score(self, x: np.ndarray) -> np.ndarray:
         return self.index.distances(x, k=self.k).mean(axis=1)
 
+    def torch_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The same score, differentiable (for saliency maps)."""
+        bank = torch.from_numpy(self.index.vectors()).to(x)
+        return torch.cdist(x, bank).topk(self.k, dim=1, largest=False).values.mean(dim=1)
+
     @property
     def nbytes(self) -> int:
         return self.index.nbytes
@@ -57,6 +63,12 @@ class GaussianScorer(Scorer):
 
     def score(self, x: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(self.model.mahalanobis(x.astype(np.float64)), 0.0))
+
+    def torch_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The same score, differentiable (for saliency maps)."""
+        diff = x.double() - torch.from_numpy(self.model.location_).to(x.device)
+        precision = torch.from_numpy(self.model.precision_).to(x.device)
+        return torch.einsum("bi,ij,bj->b", diff, precision, diff).clamp_min(1e-12).sqrt().float()
 
     @property
     def nbytes(self) -> int:

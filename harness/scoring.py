@@ -15,16 +15,21 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import DataIntegrityError
+from harness.groundtruth import GroundTruth
+from harness.localization import Localizer, decoded_maps, localization_metrics, normal_level
+from harness.metrics import MetricValue
 from harness.robustness import robustness_summary
 from harness.tasks import Evaluation, Task, task_for
+from harness.tasks.base import metric_row
 
 if TYPE_CHECKING:
     from harness.boards import Board
 
 T = TypeVar("T")
-SCORING_VERSION = 2
+SCORING_VERSION = 3
 """Recorded with every run. 1: up to release 0.1.0. 2: the multi-label temperature is fitted
-to convergence (strong Wolfe line search; version 1 stopped up to 1e-4 short of it)."""
+to convergence (strong Wolfe line search; version 1 stopped up to 1e-4 short of it).
+3: localization metrics of kept maps against the board's ground truth."""
 
 
 def _untracked(items: Iterable[T], description: str) -> Iterable[T]:
@@ -103,8 +108,11 @@ def score_predictions(
     manifest: pd.DataFrame,
     predictions: pd.DataFrame,
     track: Callable[[Iterable[T], str], Iterable[T]] = _untracked,
+    maps: pd.DataFrame | None = None,
+    ground_truth: GroundTruth | None = None,
 ) -> Scored:
-    """Threshold and calibrators from validation predictions only, then every test condition."""
+    """Threshold and calibrators from validation predictions only, then every test condition;
+    then, when the run kept maps and the board has ground truth, localization."""
     task = task_for(board)
     val_meta = manifest[manifest["split"] == "val"].reset_index(drop=True)
     test_meta = manifest[manifest["split"] == "test"].reset_index(drop=True)
@@ -121,7 +129,29 @@ def score_predictions(
         truth, scores = checked_scores(task, board, rows, test_meta)
         detailed = condition == "clean"
         evaluation.extend(task.evaluate(board, test_meta, truth, scores, fitted, condition, severity, detailed))
+    run_values = dict(fitted.run_values)
+    if maps is not None and not maps.empty and ground_truth is not None:
+        rows, run_values["map_level"] = localization_rows(board, task, val_meta, test_meta, maps, ground_truth)
+        evaluation.metrics += rows
     metrics, bins, risk = evaluation.frames()
     overall = metrics[(metrics["slice"] == "all") & (metrics["metric"] == "auroc")]
     aurocs = {(r.condition, int(r.severity)): float(r.value) for r in overall.itertuples()}
-    return Scored(metrics, bins, risk, robustness_summary(aurocs), fitted.run_values)
+    return Scored(metrics, bins, risk, robustness_summary(aurocs), run_values)
+
+
+def localization_rows(
+    board: Board, task: Task, val_meta: pd.DataFrame, test_meta: pd.DataFrame, maps: pd.DataFrame, truth: GroundTruth
+) -> tuple[list[dict], float]:
+    """Metric rows of the clean test maps against the ground truth, and the map level (from
+    the validation normals) the box metrics threshold at."""
+    level = normal_level(decoded_maps(maps, val_meta, "val"), val_meta["label"].to_numpy())
+    localizer = Localizer(decoded_maps(maps, test_meta, "test"), test_meta, truth, task.map_channels(board))
+    rows = []
+    for m in localization_metrics(localizer, level, board.bootstrap, board.seed):
+        if m.slice != "all" and m.n_pos < board.min_slice_class:
+            flag = f"too few cases: {m.n_pos} with ground truth (minimum {board.min_slice_class})"
+            m = MetricValue(m.metric, float("nan"), float("nan"), float("nan"), m.n, m.n_pos, m.slice)
+        else:
+            flag = "no ground truth here" if m.n_pos == 0 else None
+        rows.append(metric_row("clean", 0, m, flag))
+    return rows, level

@@ -12,6 +12,7 @@ network.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -25,14 +26,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from PIL import Image
 
 from harness import __version__, plots
 from harness.leaderboard import TIE_ALPHA, edition
+from harness.localization import METRICS as LOCALIZATION_METRICS
+from harness.maps import decode
 from harness.paths import project_root
 from harness.store import ResultStore
 from harness.tasks import get_task
 
 # Columns after the task's own (harness.tasks.*.leaderboard_columns): (key, label, lower is better).
+LOCALIZATION_COLUMNS = [
+    ("pixel_auroc", "Pixel AUROC", False),
+    ("aupro", "AUPRO", False),
+    ("dice", "Best Dice", False),
+    ("pointing_game", "Pointing game", False),
+    ("iobb_at_0_25", "IoBB≥0.25", False),
+]
 COMMON_COLUMNS = [
     ("mean_corrupted_auroc", "Mean corrupted AUROC", False),
     ("worst_auroc", "Worst-case AUROC", False),
@@ -50,8 +61,9 @@ def slug(name: str) -> str:
 
 
 def column_key(metric: str) -> str:
-    """A metric name usable as an attribute name in templates (`sens@95spec` -> `sens_at_95spec`)."""
-    return metric.replace("@", "_at_")
+    """A metric name usable as an attribute name in templates (`sens@95spec` -> `sens_at_95spec`,
+    `iobb@0.25` -> `iobb_at_0_25`)."""
+    return metric.replace("@", "_at_").replace(".", "_")
 
 
 @dataclass
@@ -97,10 +109,10 @@ class SiteBuilder:
         (folder / f"{name}.json").write_text(frame.to_json(orient="records", indent=1, date_format="iso"))
         return Table(frame, name)
 
-    def plot(self, render: Callable[..., str], data: object, name: str) -> str:
-        """Queue an SVG plot (rendered in parallel at the end of the build); returns its path."""
-        self._plots.append((render, data, self.out / "plots" / f"{name}.svg"))
-        return f"plots/{name}.svg"
+    def plot(self, render: Callable[..., str | bytes], data: object, name: str, suffix: str = "svg") -> str:
+        """Queue a plot (rendered in parallel at the end of the build); returns its path."""
+        self._plots.append((render, data, self.out / "plots" / f"{name}.{suffix}"))
+        return f"plots/{name}.{suffix}"
 
     def render_plots(self) -> None:
         (self.out / "plots").mkdir(parents=True, exist_ok=True)
@@ -142,6 +154,11 @@ class SiteBuilder:
         )
         wide = metrics.pivot(index="run_id", columns="metric", values="value")
         wide.columns = [column_key(c) for c in wide.columns]
+        located = metrics[metrics["metric"].isin(LOCALIZATION_METRICS)]
+        for bound in ("ci_low", "ci_high") if not located.empty else ():
+            interval = located.pivot(index="run_id", columns="metric", values=bound)
+            interval.columns = [f"{column_key(c)}_{bound}" for c in interval.columns]
+            wide = wide.join(interval)
         robustness = self.store.query(
             "SELECT run_id, mean_corrupted_auroc, worst_auroc, worst_condition, worst_severity FROM robustness "
             "WHERE run_id IN (SELECT unnest(?))",
@@ -232,6 +249,8 @@ class SiteBuilder:
                 f"{name}-scatter",
             )
         slice_table, slice_grid = self.slice_grid(ids, name)
+        localization = self.localization_table(ids, name)
+        located = [c for c in LOCALIZATION_COLUMNS if c[0] in best.columns] if localization else []
         info = {
             "board": board,
             "slug": name,
@@ -256,7 +275,9 @@ class SiteBuilder:
             flagged=flagged,
             table=exported,
             columns=[(column_key(k), label, lower) for k, label, lower in get_task(task).leaderboard_columns]
+            + located
             + COMMON_COLUMNS,
+            localization=localization,
             heatmap=heatmap,
             scatter=scatter,
             slices=slice_table,
@@ -283,6 +304,16 @@ class SiteBuilder:
             grid.reset_index(), f"{name}-corruptions"
         )
 
+    def localization_table(self, ids: list[str], name: str) -> Table | None:
+        """Localization metrics of the best runs, overall and per finding, with intervals."""
+        frame = self.store.query(
+            "SELECT r.method, m.slice, m.metric, m.value, m.ci_low, m.ci_high, m.n, m.n_pos, m.flag FROM metrics m "
+            "JOIN runs r USING (run_id) WHERE m.condition = 'clean' AND m.metric IN (SELECT unnest(?)) "
+            "AND m.run_id IN (SELECT unnest(?)) ORDER BY m.slice, r.method, m.metric",
+            [list(LOCALIZATION_METRICS), ids],
+        )
+        return self.export(frame, f"{name}-localization") if not frame.empty else None
+
     def slice_grid(self, ids: list[str], name: str) -> tuple[Table, pd.DataFrame]:
         """Per-slice AUROC of the best runs: the exported rows, and the grid shown (slice x method)."""
         slices = self.store.query(
@@ -304,7 +335,7 @@ class SiteBuilder:
 
     def method_page(self, method: str) -> None:
         boards = self.store.query("SELECT DISTINCT board FROM runs WHERE method = ? AND status = 'ok'", [method])
-        results, curves, reliability, severity = [], {}, {}, {}
+        results, curves, reliability, severity, galleries = [], {}, {}, {}, {}
         for board in sorted(boards["board"]):
             current = self.board_table(board)
             current = current[(current["method"] == method) & current["best"].fillna(False).astype(bool)]
@@ -328,6 +359,7 @@ class SiteBuilder:
             )
             if not sev.empty:
                 severity[board] = (sev, best["auroc"])
+            galleries[board] = self.gallery(best["run_id"], f"{slug(method)}-{slug(board)}")
         name = slug(method)
         reliability_plot = (
             self.plot(plots.reliability_diagrams, reliability, f"{name}-reliability") if reliability else None
@@ -352,7 +384,34 @@ class SiteBuilder:
             severity=severity_plot,
             params=json.loads(params or "{}"),
             weights=frame.iloc[0]["weights_id"] if len(frame) else "n/a",
+            galleries={b: g for b, g in galleries.items() if g},
         )
+
+    def gallery(self, run_id: str, name: str) -> list[dict]:
+        """Thumbnails of a run's gallery: each image with its map and ground truth overlaid."""
+        rows = self.store.query("SELECT * FROM gallery WHERE run_id = ? ORDER BY kind, finding, rank", [run_id])
+        if rows.empty:
+            return []
+        run = self.store.run(run_id)
+        maps = self.store.maps(run_id) if isinstance(run.get("maps_sha256"), str) else pd.DataFrame()
+        stored = {(r.image_id, r.condition, int(r.severity)): r._asdict() for r in maps.itertuples()}
+        targets = json.loads(run["targets"]) if isinstance(run.get("targets"), str) else []
+        heats = []
+        for row in rows.itertuples():
+            heat = stored.get((row.image_id, row.condition, int(row.severity)))
+            heats.append(
+                None if heat is None else decode(heat)[targets.index(row.finding) if row.finding in targets else 0]
+            )
+        shown = [h for h in heats if h is not None]
+        scale = tuple(np.percentile(np.concatenate([h.ravel() for h in shown]), [1, 99])) if shown else (0.0, 1.0)
+        out = []
+        for k, (row, heat) in enumerate(zip(rows.itertuples(), heats, strict=True)):
+            condition = "clean" if row.condition == "clean" else f"{row.condition} s{row.severity}"
+            caption = f"{row.image_id} · {condition}" + (f" · score {row.score:.3g}" if row.score == row.score else "")
+            thumbnail = (_png_array(row.image), heat, _mask(row.mask), json.loads(row.boxes), scale)
+            path = self.plot(plots.overlay_job, thumbnail, f"{name}-g{k}", "png")
+            out.append({"kind": row.kind, "finding": row.finding, "path": path, "caption": caption})
+        return out
 
     def run_page(self, run_id: str) -> None:
         run = self.store.run(run_id)
@@ -364,9 +423,21 @@ class SiteBuilder:
         self.write_page(f"runs/{slug(run_id)}.html", "run.html", run=run, latency=latency)
 
 
-def _render(job: tuple[Callable[..., str], object, Path]) -> None:
+def _png_array(data: object) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(bytes(data))))
+
+
+def _mask(data: object) -> np.ndarray | None:
+    return _png_array(data) > 0 if isinstance(data, (bytes, bytearray)) else None
+
+
+def _render(job: tuple[Callable[..., str | bytes], object, Path]) -> None:
     render, data, path = job
-    path.write_text(render(data))
+    out = render(data)
+    if isinstance(out, bytes):
+        path.write_bytes(out)
+    else:
+        path.write_text(out)
 
 
 def _num(value: object, digits: int = 3) -> str:

@@ -172,6 +172,44 @@ def official_test_split(entries: pd.DataFrame, val_fraction: float, seed: int) -
     return in_manifest_order(frame)
 
 
+def boxed_test_split(
+    entries: pd.DataFrame, boxed: set[str], n_train: int, n_val: tuple[int, int], seed: int
+) -> pd.DataFrame:
+    """A localization board's manifest: every image with ground-truth boxes is a test image,
+    with as many normal test images of each view from other patients (so that a method cannot
+    tell the boxed images by their view); the boxed patients' other images are left out, and
+    val and train come from the remaining patients as in `anomaly_split`."""
+    missing = sorted(boxed - set(entries["image_id"]))
+    if missing:
+        raise XRBenchError(f"{len(missing)} boxed images are not among the usable images (first: {missing[0]})")
+    is_boxed = entries["image_id"].isin(boxed)
+    test_patients = set(entries.loc[is_boxed, "patient_id"])
+    rest = entries[~entries["patient_id"].isin(test_patients)]
+    wanted = entries.loc[is_boxed, "view"].value_counts().to_dict()
+    patients = sorted(rest["patient_id"].unique())
+    np.random.default_rng(seed).shuffle(patients)
+    normal = rest[rest["label"] == 0].groupby("patient_id", sort=False)
+    chosen, used = [], set()
+    for patient in patients:
+        if patient not in normal.groups:
+            continue
+        for _, row in normal.get_group(patient).iterrows():
+            if wanted.get(row["view"], 0) > 0:
+                wanted[row["view"]] -= 1
+                chosen.append(row)
+                used.add(patient)
+                break
+        if not any(wanted.values()):
+            break
+    if any(wanted.values()):
+        raise XRBenchError(f"not enough normal images of other patients to match the boxed views: short by {wanted}")
+    test = pd.concat([entries[is_boxed], pd.DataFrame(chosen)], ignore_index=True).assign(split="test")
+    others = anomaly_split(rest[~rest["patient_id"].isin(used)], n_train, n_val, (0, 0), seed)
+    frame = pd.concat([test, others], ignore_index=True)
+    check_patient_disjoint(frame, "boxed test split")
+    return in_manifest_order(frame)
+
+
 def target_matrix(findings: pd.Series, targets: tuple[str, ...]) -> np.ndarray:
     """(N, K) int64: 1 where an image's `|`-separated findings include target k."""
     sets = findings.fillna("").str.split("|").map(set)

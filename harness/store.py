@@ -23,6 +23,7 @@ import pandas as pd
 
 from harness.errors import DatabaseLocked, DataIntegrityError, UnknownRunError, XRBenchError
 from harness.fingerprints import PREDICTION_KEY, PREDICTION_SCHEMA, PREDICTIONS_HASH_SCHEME, predictions_sha256
+from harness.maps import maps_sha256
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -55,12 +56,14 @@ CREATE TABLE IF NOT EXISTS runs (
     fit_seconds DOUBLE,
     predict_seconds DOUBLE,
     threshold DOUBLE,           -- decision threshold chosen on the validation split
+    map_level DOUBLE,           -- map value exceeded by 5% of normal validation pixels (box metrics)
     temperature DOUBLE,         -- multi-label boards: logit temperature fitted on validation
     predictions_sha256 VARCHAR, -- over every stored prediction, to spot silent changes
     fit_peak_memory_bytes BIGINT,
     decode_ips DOUBLE,          -- data pipeline: PNG decode + resize, images per second
     cache_read_ips DOUBLE,      -- data pipeline: reading the preprocessed cache
     precision VARCHAR,          -- autocast dtype of predict: fp32 | bf16 | fp16
+    explain VARCHAR,            -- gradcam | gradcam++ when the maps are saliency maps of the score
     method_card VARCHAR,        -- JSON: the method's card as the site shows it
     method_code VARCHAR,        -- JSON: source files and their SHA-256, or a plugin's distribution and version
     predictions_hash_scheme INTEGER, -- how predictions_sha256 was computed (NULL: scheme 1)
@@ -93,6 +96,20 @@ CREATE TABLE IF NOT EXISTS maps (
     width INTEGER,
     scale DOUBLE,               -- value = float16 value * scale
     data BLOB                   -- float16, little-endian, (channels, height, width)
+);
+CREATE TABLE IF NOT EXISTS gallery (
+    run_id VARCHAR NOT NULL,
+    kind VARCHAR,               -- false positive | false negative | case study
+    finding VARCHAR,            -- multi-label boards: the finding the error is about
+    rank INTEGER,
+    image_id VARCHAR,
+    condition VARCHAR,
+    severity INTEGER,
+    score DOUBLE,
+    margin DOUBLE,              -- distance to the threshold
+    image BLOB,                 -- PNG of the input at the board's resolution
+    mask BLOB,                  -- PNG of the ground-truth mask, when the board has masks
+    boxes VARCHAR               -- JSON [[x, y, w, h], ...] in board pixels
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR NOT NULL,
@@ -222,6 +239,8 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS scoring_version INTEGER;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS host VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid INTEGER;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS process_started BIGINT;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS map_level DOUBLE;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS explain VARCHAR;
 UPDATE runs SET task = CASE WHEN targets IS NOT NULL THEN 'multilabel' ELSE 'anomaly' END WHERE task IS NULL;
 """
 
@@ -423,13 +442,18 @@ class ResultStore:
                 "them can be trusted"
             )
 
-    def maps(self, run_id: str, split: str | None = None) -> pd.DataFrame:
-        """A run's stored maps (see `harness.maps.decode`), in canonical order."""
+    def maps(self, run_id: str, split: str | None = None, verify: bool = True) -> pd.DataFrame:
+        """A run's stored maps (see `harness.maps.decode`), in canonical order; all of them are
+        checked against the hash the run recorded."""
         where = "run_id = ?" + (" AND split = ?" if split else "")
-        return self.query(
+        frame = self.query(
             f"SELECT * EXCLUDE (run_id) FROM maps WHERE {where} ORDER BY {', '.join(PREDICTION_KEY)}",
             [run_id, split] if split else [run_id],
         )
+        expected = self.run(run_id).get("maps_sha256")
+        if verify and split is None and isinstance(expected, str) and maps_sha256(frame) != expected:
+            raise DataIntegrityError(f"run {run_id}: its stored maps no longer hash to {expected}; they were altered")
+        return frame
 
     def record_board(self, row: dict[str, Any]) -> None:
         """Remember a board edition (from its board file) so that the site never reads board files."""

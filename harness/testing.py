@@ -10,6 +10,7 @@ on the CPU. It raises `MethodCheckError` naming what is wrong.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from dataclasses import dataclass
@@ -70,6 +71,9 @@ def write_tiny_board(folder: Path, task: str = "anomaly", name: str | None = Non
     lines = [f"{k} = {_toml(v)}" for k, v in board.items()]
     lines += ["", "[dataset]", 'name = "synth-cxr"', *(f"{k} = {v}" for k, v in TINY_DATASET.items())]
     lines.append(f'content_sha256 = "{source.content_sha256}"')
+    truth = json.loads((source.root / "ground_truth.json").read_text())
+    size = TINY_DATASET["image_size"]
+    lines += ["", "[ground_truth]", *(f"{k} = {_toml(v)}" for k, v in truth.items()), f"box_space = [{size}, {size}]"]
     if settings.get("corruptions"):
         lines += ["", "[corruptions]", *(f"{k} = {_toml(v)}" for k, v in settings["corruptions"].items())]
     path = folder / f"{name}.toml"
@@ -115,7 +119,9 @@ def _fit_and_predict(
         part = data.splits[split]
         ids = part.meta["image_id"].tolist()
         batches = split_batches(part.images, part, board, device)
-        out = predict_split(method, task_for(board), board, batches, ids, split, device, "fp32", True, lambda i, _: i)
+        out = predict_split(
+            method, task_for(board), board, batches, ids, split, device, "fp32", set(ids), lambda i, _: i
+        )
         scores.append(out.scores)
         maps.append(out.maps)
     kept = None if maps[0] is None else np.concatenate(maps)

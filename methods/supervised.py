@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from harness.augment import random_view
 from harness.backbones import create_timm_model, to_backbone_input
 from harness.fingerprints import state_sha256
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
 from harness.registry import register, variant
+from harness.saliency import SaliencyTarget, last_stage
 from harness.tasks.multilabel import macro_auroc
 
 
@@ -88,6 +90,21 @@ class Supervised(Method):
 
     def torch_modules(self) -> list[torch.nn.Module]:
         return [self.model]
+
+    def saliency_target(self) -> SaliencyTarget:
+        """Each finding's logit (the maps of a multi-label run: one channel per finding)."""
+        return SaliencyTarget(_Logits(self.model), last_stage(self.model), self.model.num_classes)
+
+
+class _Logits(nn.Module):
+    """The classifier on the harness's images: (B, 1, H, W) in [0, 1] -> (B, K) logits."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(to_backbone_input(images))
 
 
 variant(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -83,6 +84,10 @@ slices = ["sex"]
 min_slice_class = 3
 reference_method = "intensity"
 """
+    truth = json.loads((source.root / "ground_truth.json").read_text())
+    height = TINY_DENTAL["image_height"]
+    settings += "\n[ground_truth]\n" + "".join(f'{k} = "{v}"\n' for k, v in truth.items())
+    settings += f"box_space = [{2 * height}, {height}]\n"
     folder = tmp_path_factory.mktemp("tiny-dental")
     return frozen_board(folder, "tiny-dental", frame, spec, source.content_sha256, settings)
 

@@ -73,3 +73,28 @@ def aurc(labels: np.ndarray, probs: np.ndarray) -> float:
         errors += int(wrong[i])
         risks.append(errors / k)
     return float(np.mean(risks))
+
+
+def region_aupro(scores: list[np.ndarray], truth: list[np.ndarray], limit: float = 0.3) -> float:
+    """Area under the per-region-overlap curve up to FPR `limit`, divided by `limit`.
+
+    At every distinct score t (highest first): FPR = negative pixels >= t over all negative
+    pixels; PRO = the mean over connected ground-truth regions (8-connected, scipy) of the
+    fraction of the region's pixels >= t. Trapezoids from (0, 0), interpolated at the limit."""
+    from scipy import ndimage
+
+    regions = []
+    for s, t in zip(scores, truth, strict=True):
+        labels, n = ndimage.label(t, structure=np.ones((3, 3)))
+        regions += [np.sort(s[labels == k]) for k in range(1, n + 1)]
+    negatives = np.sort(np.concatenate([s[~t] for s, t in zip(scores, truth, strict=True)]))
+    thresholds = np.unique(np.concatenate([s.ravel() for s in scores]))[::-1]
+    fpr = (len(negatives) - np.searchsorted(negatives, thresholds, side="left")) / len(negatives)
+    pro = np.mean([(len(r) - np.searchsorted(r, thresholds, side="left")) / len(r) for r in regions], axis=0)
+    area, x0, y0 = 0.0, 0.0, 0.0
+    for x1, y1 in zip(fpr, pro, strict=True):
+        if x1 > limit:
+            return float((area + (limit - x0) * (y0 + y0 + (limit - x0) / (x1 - x0) * (y1 - y0)) / 2) / limit)
+        area += (x1 - x0) * (y0 + y1) / 2
+        x0, y0 = x1, y1
+    return float(area / limit)

@@ -1,6 +1,7 @@
 """Metadata readers on small fake trees in each dataset's published layout."""
 
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from harness.adapters.mimic import image_path, read_mimic
 from harness.adapters.nih import read_bbox_list, read_nih
 from harness.cli import main
 from harness.errors import XRBenchError
+from harness.paths import REPO_ROOT
 
 
 def _png(path, value=128):
@@ -195,6 +197,35 @@ def test_nih_boxes(tmp_path):
         "w": 86.79,
         "h": 79.18,
     }
+
+
+def test_the_real_nih_box_list_is_read_in_1024_pixel_space_with_data_entry_names(tmp_path):
+    """NIH's own BBox_List_2017.csv (shipped in torchxrayvision's wheel): 984 boxes on 880
+    images, 'Infiltrate' read as Data_Entry's 'Infiltration', every box inside the 1024 x 1024
+    PNGs, and the file the nih boards were frozen with."""
+    import tomllib
+
+    import torchxrayvision
+
+    from harness.fingerprints import file_sha256
+    from harness.groundtruth import check_inside, scale_boxes
+
+    packed = Path(torchxrayvision.__file__).parent / "data" / "BBox_List_2017.csv.gz"
+    path = tmp_path / "BBox_List_2017.csv"
+    path.write_bytes(gzip.decompress(packed.read_bytes()))
+    boxes = read_bbox_list(path)
+    assert len(boxes) == 984 and boxes["image_id"].nunique() == 880
+    boards = {b: tomllib.loads((REPO_ROOT / "leaderboards" / f"{b}.toml").read_text()) for b in ("nih-ad", "nih-cls")}
+    assert set(boxes["finding"]) <= set(boards["nih-cls"]["targets"]) and "Infiltration" in set(boxes["finding"])
+    assert (pd.read_csv(path)["Finding Label"] == "Infiltrate").sum() == (boxes["finding"] == "Infiltration").sum()
+    check_inside(boxes, (1024, 1024), path)
+    assert boxes[["x", "y"]].to_numpy().max() > 512  # not in a smaller space
+    for board in boards.values():
+        frozen = board["ground_truth"]
+        assert frozen["boxes_sha256"] == file_sha256(path) and frozen["box_space"] == [1024, 1024]
+    xywh = ["x", "y", "w", "h"]
+    at_224 = scale_boxes(boxes, (1024, 1024), (224, 224))
+    np.testing.assert_allclose(at_224[xywh].to_numpy(), boxes[xywh].to_numpy() * 224 / 1024)
 
 
 def test_data_check_command_reports_and_fails_on_unusable_images(tmp_path, capsys):

@@ -28,6 +28,8 @@ damaged cache is detected and rebuilt with a notice; no partial result is ever s
 | results database path under a file | one line naming the path | here |
 | database locked past the wait at the end of a run | kept beside it; `runs --load-pending` | here |
 | mCE reference run lacking conditions | the newest reference run that has them | test_leaderboard |
+| ground-truth boxes or masks differ from the board's hash | refused while loading, naming the file | here |
+| a box of an unknown image or finding, outside the image, or empty | file and line named, nothing stored | here |
 """
 
 import os
@@ -224,6 +226,69 @@ def test_an_unknown_corruption_is_refused_before_the_run(tiny_board, tmp_path):
     board = _edited_board(tiny_board, tmp_path, "jpeg = ", "fog = ")
     with pytest.raises(XRBenchError, match="board tiny-ad: unknown corruption 'fog' in \\[corruptions\\]; known: "):
         run_bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu")
+
+
+# --- ground truth ------------------------------------------------------------------------------
+
+
+def _box_file(own_copy: Path) -> Path:
+    return own_copy.parent / "BBox_List_2017.csv"
+
+
+def _refrozen(tiny_board, tmp_path, boxes: Path) -> Path:
+    """The tiny board with its boxes hash set to the edited file's (as a contributor re-freezing would)."""
+    import re
+
+    from harness.fingerprints import file_sha256
+
+    text = re.sub(r'boxes_sha256 = "\w+"', f'boxes_sha256 = "{file_sha256(boxes)}"', tiny_board.read_text())
+    return _edited_board_text(tiny_board, tmp_path, text)
+
+
+def _edited_board_text(tiny_board, tmp_path, text: str) -> Path:
+    path = tmp_path / "tiny-ad.toml"
+    path.write_text(text.replace('split_manifest = "', f'split_manifest = "{tiny_board.parent}/'))
+    return path
+
+
+def _run_refused(board: Path, tmp_path, message: str) -> None:
+    with pytest.raises(DataIntegrityError, match=message):
+        run_bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+    assert not (tmp_path / "r.duckdb").exists()  # refused while loading: nothing stored
+
+
+def test_a_boxes_file_that_differs_from_the_frozen_hash_is_refused(tiny_board, own_copy, tmp_path):
+    boxes = _box_file(own_copy)
+    boxes.write_text(boxes.read_text().replace(",", ", ", 1))
+    _run_refused(tiny_board, tmp_path, rf"board tiny-ad: boxes file {boxes} has SHA-256 \w+, but the board was frozen")
+
+
+def test_masks_that_differ_from_the_frozen_hash_are_refused(tiny_board, own_copy, tmp_path):
+    path = own_copy.parent / "masks.npz"
+    with np.load(path) as archive:
+        masks = {key: archive[key] for key in archive.files}
+    first = sorted(masks)[0]
+    masks[first] = ~masks[first]
+    np.savez_compressed(path, **masks)
+    _run_refused(tiny_board, tmp_path, rf"masks file {path} has content SHA-256 \w+, not the board's")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda line: line.replace(line.split(",")[0], "00099999_000.png", 1), "which the dataset does not have"),
+        (lambda line: line.replace(line.split(",")[1], "Fracture", 1), "finding 'Fracture' is not one of the"),
+        (lambda line: ",".join([*line.split(",")[:2], "60", "60", "20", "20"]), r"is outside the 64 x 64 image"),
+        (lambda line: ",".join([*line.split(",")[:4], "0", "5"]), "a box needs a positive width and height"),
+    ],
+    ids=["unknown image", "unknown finding", "outside the image", "no area"],
+)
+def test_a_bad_box_is_refused_naming_file_and_line(tiny_board, own_copy, tmp_path, edit, message):
+    boxes = _box_file(own_copy)
+    lines = boxes.read_text().splitlines()
+    lines[3] = edit(lines[3])
+    boxes.write_text("\n".join(lines) + "\n")
+    _run_refused(_refrozen(tiny_board, tmp_path, boxes), tmp_path, rf"{boxes}, line 4: .*{message}")
 
 
 # --- metadata and files -------------------------------------------------------------------------

@@ -167,14 +167,23 @@ def test_multilabel_runs_rescore_identically(tiny_multilabel_board, tmp_path):
     assert report.identical and report.compared["runs"] == 1 and temperature > 0
 
 
-def test_maps_are_kept_for_clean_images_downsampled_as_float16(tiny_board, tmp_path):
+def test_maps_are_kept_for_clean_images_and_the_case_study_downsampled_as_float16(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
     result = run_bench("test-square-maps", tiny_board, db=db, device="cpu")
     tables = _tables(db, result.run_id)
-    maps = tables["maps"]
-    assert len(maps) == 20 + 32 and set(maps["condition"]) == {"clean"}
-    assert (maps[["channels", "height", "width"]].to_numpy() == [1, 64, 64]).all()  # 64 px board: kept as is
-    assert result.maps_bytes == 52 * 64 * 64 * 2
+    all_maps = tables["maps"]
+    maps = all_maps[all_maps["condition"] == "clean"]
+    assert len(maps) == 20 + 32
+    corrupted = all_maps[all_maps["condition"] != "clean"]
+    # the case study: the first abnormal test image, once under every stress condition
+    case = tables["predictions"].query("split == 'test' and condition == 'clean' and label == 1")["image_id"].iloc[0]
+    assert set(corrupted["image_id"]) == {case} and set(corrupted["split"]) == {"test"}
+    stressed = tables["predictions"].query("condition != 'clean'")[["condition", "severity"]].drop_duplicates()
+    assert len(corrupted) == len(stressed) and set(map(tuple, corrupted[["condition", "severity"]].to_numpy())) == set(
+        map(tuple, stressed.to_numpy())
+    )
+    assert (all_maps[["channels", "height", "width"]].to_numpy() == [1, 64, 64]).all()  # 64 px board: kept as is
+    assert result.maps_bytes == len(all_maps) * 64 * 64 * 2
     from harness.boards import load_board
     from harness.loading import load_board_data
 

@@ -6,6 +6,7 @@ scikit-learn or the direct computations of `reference.py`, never with the harnes
 functions. Exact computations must agree to 1e-12.
 """
 
+import io
 import json
 
 import duckdb
@@ -13,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from reference import aurc, calibration_errors, pairwise_auroc, patient_loop_resamples, step_auprc
+from reference import aurc, calibration_errors, pairwise_auroc, patient_loop_resamples, region_aupro, step_auprc
+from scipy import ndimage
 from scipy.optimize import minimize_scalar
 from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
@@ -209,6 +211,129 @@ def test_robustness_and_mce(anomaly_runs, tiny_board):
         assert entry["relative_mce"] == pytest.approx(np.mean(rel), abs=EXACT)
     else:
         assert pd.isna(entry["relative_mce"])  # undefined when the reference does not degrade
+
+
+def _stored_maps(db, run_id, split):
+    rows = _read(db, "SELECT * FROM maps WHERE run_id = ? AND split = ? AND condition = 'clean'", [run_id, split])
+    return {
+        r.image_id: np.frombuffer(bytes(r.data), "<f2").astype(np.float32).reshape(r.channels, r.height, r.width)[0]
+        * r.scale
+        for r in rows.itertuples()
+    }
+
+
+def test_localization_metrics_equal_independent_computations(anomaly_runs, tiny_board):
+    """Pixel AUROC (scikit-learn, and its interval from the patient loop), AUPRO (region by
+    region), best Dice, the pointing game and IoBB hits from the stored maps and the dataset's
+    own mask and box files (64 px masks, 64 px maps: no resizing)."""
+    from harness.adapters.synthetic import dataset_folder
+    from harness.testing import TINY_DATASET
+
+    db, run_id, _ = anomaly_runs
+    manifest, stored = _manifest(tiny_board), _stored(db, run_id)
+    folder = dataset_folder(TINY_DATASET)
+    with np.load(folder / "masks.npz") as archive:
+        masks = {tuple(key.rsplit("|", 1)): archive[key] for key in archive.files}
+    boxes = pd.read_csv(folder / "BBox_List_2017.csv").iloc[:, :6]
+    boxes.columns = ["image_id", "finding", "x", "y", "w", "h"]
+
+    test = manifest[manifest["split"] == "test"]
+    maps = _stored_maps(db, run_id, "test")
+    scores = [maps[i].astype(np.float64) for i in test["image_id"]]
+    truth = [
+        np.any([m for (image, _), m in masks.items() if image == i] or [np.zeros((64, 64), bool)], axis=0)
+        for i in test["image_id"]
+    ]
+    s, t = np.concatenate([x.ravel() for x in scores]), np.concatenate([x.ravel() for x in truth])
+    dice = max(2 * ((s >= th) & t).sum() / ((s >= th).sum() + t.sum()) for th in np.unique(s))
+    expected = {"pixel_auroc": roc_auc_score(t, s), "aupro": region_aupro(scores, truth), "dice": dice}
+    for metric, value in expected.items():
+        row = stored[("clean", 0, "all", metric)]
+        assert row.value == pytest.approx(value, abs=EXACT), metric
+        assert (row.n, row.n_pos) == (len(test), sum(x.any() for x in truth))
+    groups = test["patient_id"].to_numpy()
+    draws = []
+    for i in patient_loop_resamples(groups, 50, 0):
+        ts = np.concatenate([truth[k].ravel() for k in i])
+        draws.append(roc_auc_score(ts, np.concatenate([scores[k].ravel() for k in i])))
+    row = stored[("clean", 0, "all", "pixel_auroc")]
+    assert (row.ci_low, row.ci_high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])), abs=EXACT)
+
+    # Boxes: the level is the 95th percentile of the normal validation images' pixels.
+    val = manifest[(manifest["split"] == "val") & (manifest["label"] == 0)]
+    val_maps = _stored_maps(db, run_id, "val")
+    level = np.quantile(np.stack([val_maps[i] for i in val["image_id"]]).astype(np.float64), 0.95)
+    run = _read(db, "SELECT map_level FROM runs WHERE run_id = ?", [run_id]).iloc[0]
+    assert run["map_level"] == pytest.approx(level, abs=EXACT)
+    hits = {"pointing_game": [], "iobb@0.1": [], "iobb@0.25": [], "iobb@0.5": []}
+    for image_id, score in zip(test["image_id"], scores, strict=True):
+        mine = boxes[boxes["image_id"] == image_id]
+        if mine.empty:
+            continue
+        r, c = divmod(int(np.argmax(score)), score.shape[1])
+        hits["pointing_game"].append(
+            any(b.x <= c + 0.5 <= b.x + b.w and b.y <= r + 0.5 <= b.y + b.h for b in mine.itertuples())
+        )
+        labels, n = ndimage.label(score >= level, structure=np.ones((3, 3)))
+        best = 0.0
+        for k in range(1, n + 1):
+            rows, cols = np.nonzero(labels == k)
+            x1, y1, x2, y2 = cols.min(), rows.min(), cols.max() + 1, rows.max() + 1
+            for b in mine.itertuples():
+                inter = max(0, min(x2, b.x + b.w) - max(x1, b.x)) * max(0, min(y2, b.y + b.h) - max(y1, b.y))
+                best = max(best, inter / ((x2 - x1) * (y2 - y1)))
+        for threshold in (0.1, 0.25, 0.5):
+            hits[f"iobb@{threshold}"].append(best >= threshold)
+    assert len(hits["pointing_game"]) > 5
+    for metric, values in hits.items():
+        row = stored[("clean", 0, "all", metric)]
+        assert row.value == pytest.approx(np.mean(values), abs=EXACT), metric
+        assert row.n == len(values)
+
+
+def test_gallery_holds_the_largest_errors_at_the_threshold_and_the_case_study(anomaly_runs, tiny_board):
+    from PIL import Image
+
+    from harness.adapters.synthetic import dataset_folder
+    from harness.boards import load_board
+    from harness.loading import load_board_data
+    from harness.testing import TINY_DATASET
+
+    db, run_id, _ = anomaly_runs
+    manifest = _manifest(tiny_board)
+    predictions = _read(db, "SELECT * FROM predictions WHERE run_id = ?", [run_id])
+    gallery = _read(db, "SELECT * FROM gallery WHERE run_id = ?", [run_id])
+    run = _read(db, "SELECT * FROM runs WHERE run_id = ?", [run_id]).iloc[0]
+    test, meta = _condition(predictions, manifest, "test")
+    margin = test["score"] - run["threshold"]
+    fp = margin[(test["label"] == 0) & (margin >= 0)].sort_values(ascending=False, kind="stable")
+    fn = (-margin)[(test["label"] == 1) & (margin < 0)].sort_values(ascending=False, kind="stable")
+    for kind, expected in (("false positive", fp), ("false negative", fn)):
+        shown = gallery[gallery["kind"] == kind].sort_values("rank")
+        assert shown["image_id"].tolist() == expected.index[:4].tolist(), kind
+        assert shown["margin"].to_numpy() == pytest.approx(expected.to_numpy()[:4], abs=EXACT)
+
+    case = gallery[gallery["kind"] == "case study"].sort_values("rank")
+    first_abnormal = meta.index[meta["label"] == 1][0]
+    robustness = _read(db, "SELECT * FROM robustness WHERE run_id = ?", [run_id]).iloc[0]
+    worst = robustness["worst_condition"]
+    highest = predictions.query("condition == @worst")["severity"].max()
+    assert case["image_id"].tolist() == [first_abnormal] * 2
+    assert list(zip(case["condition"], case["severity"], strict=True)) == [("clean", 0), (worst, highest)]
+
+    # What the site draws: the input at the board's resolution and the image's masks.
+    images = load_board_data(load_board(tiny_board)).splits["test"]
+    ids = images.meta["image_id"].tolist()
+    with np.load(dataset_folder(TINY_DATASET) / "masks.npz") as archive:
+        masks = {key: archive[key] for key in archive.files}
+    for row in gallery[gallery["condition"] == "clean"].itertuples():
+        shown = np.asarray(Image.open(io.BytesIO(row.image)))
+        assert (shown == images.images[ids.index(row.image_id), 0].numpy()).all()
+        own = [m for key, m in masks.items() if key.startswith(f"{row.image_id}|")]
+        if own:
+            assert (np.asarray(Image.open(io.BytesIO(row.mask))) > 0).tolist() == np.any(own, axis=0).tolist()
+        else:
+            assert pd.isna(row.mask)
 
 
 @register

@@ -5,6 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import publish
@@ -157,3 +158,49 @@ def test_runs_on_another_dataset_version_are_not_ranked(site, tmp_path):
     board = pd.read_csv(next((out / "data").glob("tiny-ad-*-leaderboard.csv")))
     assert "random" not in set(board["method"]) and len(board) == 2
     assert "1 older runs" in _board_page(out).read_text()
+
+
+def test_localization_columns_show_map_methods_and_n_a_for_the_others(site):
+    db, out = site
+    board = pd.read_csv(next((out / "data").glob("tiny-ad-*-leaderboard.csv"))).set_index("method")
+    with ResultStore(db) as store:
+        stored = store.query(
+            "SELECT r.method, m.metric, m.value, m.ci_low, m.ci_high FROM metrics m JOIN runs r USING (run_id) "
+            "WHERE m.condition = 'clean' AND m.slice = 'all' AND m.metric IN ('pixel_auroc', 'pointing_game')"
+        )
+    assert set(stored["method"]) == {"patchcore"}
+    for row in stored.itertuples():
+        assert board.loc["patchcore", row.metric] == pytest.approx(row.value)
+    assert board.loc[["intensity", "random"], ["pixel_auroc", "pointing_game"]].isna().all().all()
+    html = _board_page(out).read_text()
+    assert "Pixel AUROC" in html and "Pointing game" in html and "n/a" in html
+    for row in stored.itertuples():  # each with its interval in the leaderboard
+        assert f'<span class="ci">[{row.ci_low:.3f}, {row.ci_high:.3f}]</span>' in html
+    located = pd.read_csv(next((out / "data").glob("tiny-ad-*-localization.csv")))
+    assert set(located["method"]) == {"patchcore"} and {"all", "finding=Nodule"} <= set(located["slice"])
+
+
+def test_galleries_are_small_pngs_of_each_runs_errors_with_its_map(site):
+    import re
+
+    from PIL import Image
+
+    db, out = site
+    shown = {}
+    for method in ("patchcore", "intensity"):
+        page = (out / "methods" / f"{slug(method)}.html").read_text()
+        assert "Errors on tiny-ad" in page and "Case study" in page
+        shown[method] = re.findall(r'<img src="\.\./(plots/[^"]+-g\d+\.png)" alt="([^"]+)"', page)
+        with ResultStore(db) as store:
+            rows = store.query("SELECT count(*) FROM gallery g JOIN runs r USING (run_id) WHERE r.method = ?", [method])
+        assert len(shown[method]) == rows.iloc[0, 0] > 4
+        sizes = [(out / path).stat().st_size for path, _ in shown[method]]
+        assert sum(sizes) < 250_000  # the README's budget per method and board
+        assert all(max(Image.open(out / path).size) <= 256 for path, _ in shown[method])
+    # The same case study, clean (the first gallery row): patchcore's thumbnail carries its map,
+    # intensity's only the image and the ground truth.
+    case = {m: next(p for p, alt in shown[m] if p.endswith("-g0.png")) for m in shown}
+    assert shown["patchcore"][-1][1].split(" · ")[0] == shown["intensity"][-1][1].split(" · ")[0]
+    pixels = {m: np.asarray(Image.open(out / p).convert("RGB")).astype(int) for m, p in case.items()}
+    spread = {m: np.abs(a - a.mean(axis=2, keepdims=True)).mean() for m, a in pixels.items()}
+    assert spread["patchcore"] > 3 * spread["intensity"]  # colour (the heat map) against grey

@@ -75,3 +75,60 @@ def test_malformed_manifest_names_the_problem(tmp_path):
     )
     with pytest.raises(XRBenchError, match="unknown split"):
         read_manifest(bad)
+
+
+def _entries(n_patients: int, seed: int = 0) -> pd.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        for k in range(int(rng.integers(1, 4))):
+            label = int(rng.random() < 0.4)
+            rows.append((f"{p:05d}_{k:03d}.png", str(p), label, "Mass" if label else "No Finding",
+                         "PA" if rng.random() < 0.6 else "AP"))  # fmt: skip
+    return pd.DataFrame(rows, columns=["image_id", "patient_id", "label", "findings", "view"])
+
+
+def test_a_boxed_test_split_holds_every_boxed_image_and_view_matched_normals():
+    from harness.splits import boxed_test_split
+
+    entries = _entries(400)
+    abnormal = entries[entries["label"] == 1]
+    boxed = set(abnormal["image_id"].iloc[::7])
+    frame = boxed_test_split(entries, boxed, n_train=100, n_val=(20, 20), seed=0)
+    test = frame[frame["split"] == "test"]
+    assert boxed <= set(test["image_id"]) and set(test.loc[test["label"] == 1, "image_id"]) == boxed
+    views = entries[entries["image_id"].isin(boxed)]["view"].value_counts()
+    assert test[test["label"] == 0]["view"].value_counts().to_dict() == views.to_dict()
+    check_patient_disjoint(frame)
+    boxed_patients = set(entries.loc[entries["image_id"].isin(boxed), "patient_id"])
+    assert not set(frame.loc[frame["split"] != "test", "patient_id"]) & boxed_patients
+    left_out = entries[entries["patient_id"].isin(boxed_patients) & ~entries["image_id"].isin(boxed)]
+    assert not set(left_out["image_id"]) & set(frame["image_id"])
+    counts = frame[frame["split"] != "test"].groupby(["split", "label"]).size().to_dict()
+    assert counts == {("train", 0): 100, ("val", 0): 20, ("val", 1): 20}
+    with pytest.raises(XRBenchError, match="1 boxed images are not among the usable images"):
+        boxed_test_split(entries, {"nosuch.png"}, 10, (1, 1), 0)
+
+
+def test_the_shipped_nih_localization_board_tests_every_boxed_image(tmp_path):
+    """nih-loc's frozen manifest against NIH's box list (torchxrayvision's copy)."""
+    import gzip
+    from pathlib import Path
+
+    import torchxrayvision
+
+    from harness.adapters.nih import read_bbox_list
+
+    board = load_board("nih-loc")
+    verify_manifest(board.split_manifest, board.split_sha256)
+    frame = read_manifest(board.split_manifest)
+    packed = Path(torchxrayvision.__file__).parent / "data" / "BBox_List_2017.csv.gz"
+    (tmp_path / "boxes.csv").write_bytes(gzip.decompress(packed.read_bytes()))
+    boxed = set(read_bbox_list(tmp_path / "boxes.csv")["image_id"])
+    test = frame[frame["split"] == "test"]
+    assert set(test.loc[test["label"] == 1, "image_id"]) == boxed and len(boxed) == 880
+    abnormal_views = test[test["label"] == 1]["view"].value_counts().to_dict()
+    assert test[test["label"] == 0]["view"].value_counts().to_dict() == abnormal_views == {"PA": 478, "AP": 402}
+    check_patient_disjoint(frame)

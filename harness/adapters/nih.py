@@ -79,8 +79,13 @@ def locate_images(root: Path) -> dict[str, str]:
     return found
 
 
+BOX_FINDINGS = {"Infiltrate": "Infiltration"}
+"""BBox_List_2017.csv names one finding otherwise than Data_Entry_2017.csv does."""
+
+
 def read_bbox_list(path: Path) -> pd.DataFrame:
-    """`BBox_List_2017.csv`: image_id, finding, x, y, w, h in original pixel coordinates."""
+    """`BBox_List_2017.csv`: image_id, finding (named as in Data_Entry_2017.csv), x, y, w, h in
+    the pixels of the released PNGs (1024 x 1024 for NIH), not of the original acquisitions."""
     raw = pd.read_csv(path)
     box = [c for c in raw.columns if c.startswith("Bbox")]
     if "Image Index" not in raw.columns or "Finding Label" not in raw.columns or not box:
@@ -90,7 +95,7 @@ def read_bbox_list(path: Path) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "image_id": raw["Image Index"],
-            "finding": raw["Finding Label"],
+            "finding": raw["Finding Label"].map(lambda f: BOX_FINDINGS.get(f, f)),
             "x": values[:, 0],
             "y": values[:, 1],
             "w": values[:, 2],

@@ -14,8 +14,9 @@ from harness.adapters.nih import read_data_entry
 from harness.boards import DatasetSpec
 from harness.errors import DataIntegrityError
 from harness.fingerprints import combine_digests
+from harness.groundtruth import ensure_ground_truth
 from harness.paths import data_root
-from harness.synth.cohort import GENERATOR_VERSION, draw_cohort, write_dataset
+from harness.synth.cohort import GENERATOR_VERSION, draw_cohort, ground_truth_masks, write_dataset
 
 DEFAULTS = {"seed": 0, "n_patients": 950, "image_size": 256}
 
@@ -72,6 +73,9 @@ def prepare(spec: DatasetSpec, workers: int = 0) -> DatasetSource:
         ),
     )
     content_sha256, digests = verified_digests(folder, spec.content_sha256)
+    ensure_ground_truth(
+        folder, lambda: ground_truth_masks(params["seed"], params["n_patients"], params["image_size"], workers)
+    )
     return DatasetSource(
         name="synth-cxr",
         root=folder,

@@ -9,8 +9,9 @@ from harness.adapters.base import DatasetSource
 from harness.adapters.dental import read_dental
 from harness.adapters.synthetic import checked_params, ensure_generated, verified_digests
 from harness.boards import DatasetSpec
+from harness.groundtruth import ensure_ground_truth
 from harness.paths import data_root
-from harness.synth.dental_cohort import DENTAL_GENERATOR_VERSION, draw_cohort, write_dataset
+from harness.synth.dental_cohort import DENTAL_GENERATOR_VERSION, draw_cohort, ground_truth_masks, write_dataset
 
 DEFAULTS = {"seed": 0, "n_patients": 800, "image_height": 192}
 
@@ -34,6 +35,9 @@ def prepare(spec: DatasetSpec, workers: int = 0) -> DatasetSource:
         ),
     )
     content_sha256, digests = verified_digests(folder, spec.content_sha256)
+    ensure_ground_truth(
+        folder, lambda: ground_truth_masks(params["seed"], params["n_patients"], params["image_height"], workers)
+    )
     return DatasetSource(
         name="synth-dental",
         root=folder,

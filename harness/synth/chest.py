@@ -156,6 +156,20 @@ def _band_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray
 
 def render_chest(anatomy: Anatomy, acq: Acquisition, findings: list[Finding], size: int = 256) -> np.ndarray:
     """Render one phantom as a (size, size) uint8 image."""
+    img = acquire(attenuation(anatomy, acq, findings, size), acq, size)
+    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def finding_masks(anatomy: Anatomy, acq: Acquisition, findings: list[Finding], size: int = 256) -> list[np.ndarray]:
+    """Where each finding is, from the shape it is rendered with: one (size, size) bool mask
+    per finding, in order (see `attenuation`)."""
+    supports: dict[int, np.ndarray] = {}
+    attenuation(anatomy, acq, findings, size, supports)
+    return [supports[i] for i in range(len(findings))]
+
+
+def _coordinates(acq: Acquisition, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x0, y0): pixel centres in [0, 1]; (x, y): patient coordinates after positioning."""
     coords = (np.arange(size, dtype=np.float64) + 0.5) / size
     y0, x0 = np.meshgrid(coords, coords, indexing="ij")
     # Patient positioning: small rotation and shift about the image centre.
@@ -163,7 +177,22 @@ def render_chest(anatomy: Anatomy, acq: Acquisition, findings: list[Finding], si
     xc, yc = x0 - 0.5 - acq.shift_x, y0 - 0.5 - acq.shift_y
     x = np.cos(theta) * xc - np.sin(theta) * yc
     y = np.sin(theta) * xc + np.cos(theta) * yc + 0.5  # y from the top, x from the centre
+    return x0, y0, x, y
 
+
+def attenuation(
+    anatomy: Anatomy,
+    acq: Acquisition,
+    findings: list[Finding],
+    size: int = 256,
+    supports: dict[int, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The phantom's attenuation map in float64 (anatomy, findings and positioning). With
+    `supports`, each finding's own shape is recorded there by its index (where its rendered
+    profile is past half: the collapsed lung, the enlarged heart, the spots, the mass, the
+    consolidated lung, the fluid), without changing the map."""
+    supports = {} if supports is None else supports
+    _, _, x, y = _coordinates(acq, size)
     ap = acq.view == "AP"
     magnify = 1.12 if ap else 1.0
     top = 0.5 - anatomy.thorax_height / 2
@@ -206,12 +235,13 @@ def render_chest(anatomy: Anatomy, acq: Acquisition, findings: list[Finding], si
     lung_att = lungs * (-0.26 + 0.05 * vessels)
 
     # Findings that change the lung fields themselves.
-    for f in findings:
+    for i, f in enumerate(findings):
         if f.name == "Pneumothorax":
             mask, cx, rx, cy, ry = lung_masks[f.params["side"]]
             # Distance inwards from the lung's lateral and apical edge, in lung-relative units.
             rel = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 * 0.7)
             collapsed = _smooth_step(rel - (1.0 - f.params["depth"]), 0.01) * mask * (y < cy + 0.6 * ry)
+            supports[i] = collapsed > 0.5
             pleural_line = np.exp(-(((rel - (1.0 - f.params["depth"])) / 0.012) ** 2)) * mask * (y < cy + 0.6 * ry)
             lung_att = lung_att - collapsed * (0.07 * vessels * lungs + 0.05) + 0.12 * pleural_line
     att = att + lung_att
@@ -223,6 +253,7 @@ def render_chest(anatomy: Anatomy, acq: Acquisition, findings: list[Finding], si
     hy_centre = dome_y.min() - heart_half * 0.55
     heart = _smooth_step(1.0 - (hx / heart_half) ** 2 - ((y - hy_centre) / (heart_half * 0.8)) ** 2, 0.08)
     heart = heart * (1 - below * 0.5)
+    supports |= {i: heart > 0.5 for i, f in enumerate(findings) if f.name == "Cardiomegaly"}
     mediastinum = _smooth_step(1.0 - (x / (0.055 * magnify)) ** 2, 0.2) * _smooth_step(y - top, 0.02) * (y < hy_centre)
     att = att + 0.22 * np.maximum(heart, mediastinum * 0.9) + 0.20 * below * body
 
@@ -257,14 +288,16 @@ def render_chest(anatomy: Anatomy, acq: Acquisition, findings: list[Finding], si
             att = att + anatomy.breast * _smooth_step(1 - ((x - bx) / 0.2) ** 2 - ((y - by) / 0.12) ** 2, 0.3)
 
     # Findings that add opacity.
-    for f in findings:
+    for i, f in enumerate(findings):
         p = f.params
         if f.name == "Nodule":
+            supports[i] = np.zeros_like(x, dtype=bool)
             for side, u, v, radius, contrast in p["spots"]:
                 _, cx, rx, cy, ry = lung_masks[side]
                 nx, ny = cx + side * (u - 0.5) * rx * 1.6, cy + (v - 0.5) * ry * 1.6
                 r2 = ((x - nx) ** 2 + (y - ny) ** 2) / radius**2
                 att = att + contrast * np.exp(-(r2**1.5))
+                supports[i] |= r2 <= 1
         elif f.name in ("Mass", "Consolidation"):
             side = p["side"]
             _, cx, rx, cy, ry = lung_masks[side]
@@ -274,11 +307,14 @@ def render_chest(anatomy: Anatomy, acq: Acquisition, findings: list[Finding], si
             if f.name == "Mass":
                 lobes = 1 + 0.15 * _band_noise(lrng, size, 6 * size / 256)
                 att = att + p["contrast"] * _smooth_step(lobes - r, 0.12)
+                supports[i] = lobes > r
             else:
                 patches = _smooth_step(_band_noise(lrng, size, 3 * size / 256) + 0.3, 0.5)
                 region = np.exp(-(r**2))
                 att = att + p["contrast"] * region * patches * lungs
+                supports[i] = (region > 0.5) & (patches > 0.5) & (lungs > 0.5)
         elif f.name == "Effusion":
+            supports[i] = np.zeros_like(x, dtype=bool)
             for side in p["sides"]:
                 mask, cx, rx, cy, ry = lung_masks[side]
                 dome = anatomy.dome_right if side < 0 else anatomy.dome_left
@@ -287,8 +323,16 @@ def render_chest(anatomy: Anatomy, acq: Acquisition, findings: list[Finding], si
                 level = dome - p["level"] * (1.0 + 0.8 * np.clip(lateral, 0, 1) ** 2)
                 fluid = _smooth_step(y - level, 0.008) * _smooth_step(mask - 0.02, 0.05)
                 att = att + p["contrast"] * fluid
+                supports[i] |= fluid > 0.5
 
-    # Acquisition: exposure, AP contrast loss, site gamma, detector blur and noise, collimation.
+    return att
+
+
+def acquire(att: np.ndarray, acq: Acquisition, size: int = 256) -> np.ndarray:
+    """Display intensity in float64 from an attenuation map: exposure, AP contrast loss, site
+    gamma, detector blur and noise, collimation."""
+    x0, y0, _, _ = _coordinates(acq, size)
+    ap = acq.view == "AP"
     site = SITES[acq.site]
     img = 0.12 + att * acq.exposure
     if ap:
@@ -302,4 +346,4 @@ def render_chest(anatomy: Anatomy, acq: Acquisition, findings: list[Finding], si
         border = nrng.uniform(lo, hi, size=3)
         collimated = (x0 < border[0]) | (x0 > 1 - border[1]) | (y0 < border[2])
         img = np.where(collimated, 0.92 + 0.02 * nrng.standard_normal(img.shape), img)
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return img

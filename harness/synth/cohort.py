@@ -23,7 +23,17 @@ from PIL import Image
 
 from harness.adapters.base import NIH_COLUMNS, NO_FINDING
 from harness.fingerprints import combine_digests, image_digest
-from harness.synth.chest import FINDINGS, draw_acquisition, draw_anatomy, draw_finding, render_chest
+from harness.synth.chest import (
+    FINDINGS,
+    Acquisition,
+    Anatomy,
+    Finding,
+    draw_acquisition,
+    draw_anatomy,
+    draw_finding,
+    finding_masks,
+    render_chest,
+)
 
 T = TypeVar("T")
 GENERATOR_VERSION = 2
@@ -79,13 +89,16 @@ def draw_cohort(seed: int, n_patients: int, abnormal_rate: float = 0.3) -> list[
     return records
 
 
-def render_record(record: ImageRecord, seed: int, size: int) -> np.ndarray:
-    """Render one image. The patient's anatomy is shared by all of their follow-ups."""
+def scene(record: ImageRecord, seed: int) -> tuple[Anatomy, Acquisition, list[Finding]]:
+    """What one image shows. The patient's anatomy is shared by all of their follow-ups."""
     anatomy = draw_anatomy(np.random.default_rng([seed, record.patient_id]), record.sex, record.age)
     rng = np.random.default_rng([seed, record.patient_id, record.follow_up + 1])
     acquisition = draw_acquisition(rng, record.view, record.site)
-    findings = [draw_finding(rng, name) for name in record.findings]
-    return render_chest(anatomy, acquisition, findings, size)
+    return anatomy, acquisition, [draw_finding(rng, name) for name in record.findings]
+
+
+def render_record(record: ImageRecord, seed: int, size: int) -> np.ndarray:
+    return render_chest(*scene(record, seed), size)
 
 
 def _keep_freed_memory() -> None:
@@ -151,6 +164,19 @@ def finish_dataset(tmp: Path, folder: Path, image_ids: list[str], digests: list[
         shutil.rmtree(folder)
     tmp.rename(folder)
     return content_sha256
+
+
+def _finding_masks(args: tuple[ImageRecord, int, int]) -> list[tuple[str, str, np.ndarray]]:
+    record, seed, size = args
+    anatomy, acquisition, findings = scene(record, seed)
+    masks = finding_masks(anatomy, acquisition, findings, size)
+    return [(record.image_id, f.name, m) for f, m in zip(findings, masks, strict=True)]
+
+
+def ground_truth_masks(seed: int, n_patients: int, size: int, workers: int = 0) -> list[tuple[str, str, np.ndarray]]:
+    """Every abnormal image's finding masks (see `harness.synth.chest.finding_masks`)."""
+    jobs = [(r, seed, size) for r in draw_cohort(seed, n_patients) if r.findings]
+    return [item for items in render_all(_finding_masks, jobs, workers) for item in items]
 
 
 def metadata_frame(records: list[ImageRecord], size: int) -> pd.DataFrame:

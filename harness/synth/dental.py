@@ -155,6 +155,24 @@ def _tooth(density: np.ndarray, xs: np.ndarray, ys: np.ndarray, t: Tooth, patien
 
 def render_panoramic(patient: dict, acq: dict, findings: list[dict], height: int = 192) -> np.ndarray:
     """12-bit detector values (uint16, H x 2H): larger = more attenuation."""
+    return np.clip(np.round(panoramic_signal(patient, acq, findings, height) * 4095), 0, 4095).astype(np.uint16)
+
+
+def finding_masks(patient: dict, acq: dict, findings: list[dict], height: int = 192) -> list[np.ndarray]:
+    """Where each finding is, from the shape it is rendered with: one (H, 2H) bool mask per
+    finding, in order (see `panoramic_signal`)."""
+    supports: dict[int, np.ndarray] = {}
+    panoramic_signal(patient, acq, findings, height, supports)
+    return [supports[i] for i in range(len(findings))]
+
+
+def panoramic_signal(
+    patient: dict, acq: dict, findings: list[dict], height: int = 192, supports: dict[int, np.ndarray] | None = None
+) -> np.ndarray:
+    """Detector signal in float64 (1 = full attenuation), before 12-bit rounding. With
+    `supports`, each finding's own shape (its lucency or cavity past half) is recorded there by
+    its index, without changing the signal."""
+    supports = {} if supports is None else supports
     h, w = height, 2 * height
     xs, ys = _grid(h, w)
     sx, sy = acq["shift"]
@@ -175,26 +193,30 @@ def render_panoramic(patient: dict, acq: dict, findings: list[dict], height: int
     density -= 0.15 * canal * _soft(np.abs(xs) - 0.8, 0.04) * (np.abs(xs) > 0.15)
     density += 0.3 * np.exp(-(((xs - sx) / 0.09) ** 2)) * _soft(0.55 - ys, 0.1)  # spine ghost
     sites = [_tooth(density, xs, ys, t, patient, acq, w) for t in patient["teeth"]]
-    for f in findings:
+    for i, f in enumerate(findings):
         site = sites[f["tooth"] % len(sites)]
         if f["name"] == "Periapical lesion":
             ax, ay = site["apex"]
             r = 0.028 * f["size"]
             lucency = _soft(np.hypot((xs - ax) / r, (ys - ay) / (r * 2)) - 1, 0.25)
             density -= 0.55 * lucency
+            supports[i] = lucency > 0.5
         elif f["name"] == "Caries":
             cx, cy = site["crown"]
             cx += f["offset"] * site["half"]
             r = 0.012 * f["size"] + 0.006
-            density -= 1.0 * _soft(np.hypot((xs - cx) / r, (ys - cy) / (r * 2)) - 1, 0.3)
+            cavity = _soft(np.hypot((xs - cx) / r, (ys - cy) / (r * 2)) - 1, 0.3)
+            density -= 1.0 * cavity
+            supports[i] = cavity > 0.5
         elif f["name"] == "Cyst":
             cx = f["cyst_x"] + sx
             cy = float(np.mean([_occlusal_y(cx, patient, acq) + patient["jaw_depth"] * 0.55]))
             rx, ry = 0.09 * f["size"], 0.06 * f["size"]
             d = np.hypot((xs - cx) / rx, (ys - cy) / ry) - 1
             density += -0.45 * _soft(d, 0.05) + 0.2 * np.exp(-((d / 0.08) ** 2))
+            supports[i] = d < 0
     density = ndimage.gaussian_filter(density, 0.8)
     signal = 1 - np.exp(-acq["exposure"] * np.clip(density, 0, None) * 1.1)
     noise_rng = np.random.default_rng(acq["seed"])
     signal += noise_rng.normal(0, acq["noise"], size=signal.shape)
-    return np.clip(np.round(signal * 4095), 0, 4095).astype(np.uint16)
+    return signal

@@ -17,7 +17,14 @@ import pandas as pd
 from harness.dicom import read_dicom, to_uint8
 from harness.fingerprints import image_digest
 from harness.synth.cohort import finish_dataset, partial_folder, render_all
-from harness.synth.dental import FINDINGS, draw_acquisition, draw_finding, draw_patient, render_panoramic
+from harness.synth.dental import (
+    FINDINGS,
+    draw_acquisition,
+    draw_finding,
+    draw_patient,
+    finding_masks,
+    render_panoramic,
+)
 
 DENTAL_GENERATOR_VERSION = 1
 FINDING_WEIGHTS = {"Periapical lesion": 0.45, "Caries": 0.35, "Cyst": 0.2}
@@ -68,12 +75,29 @@ def draw_cohort(seed: int, n_patients: int, abnormal_rate: float = 0.3) -> list[
     return records
 
 
-def render_record(record: DentalRecord, seed: int, height: int) -> np.ndarray:
+def scene(record: DentalRecord, seed: int) -> tuple[dict, dict, list[dict]]:
+    """What one panoramic shows: the patient, the acquisition, the findings."""
     patient = draw_patient(np.random.default_rng([seed, record.patient_id]))
     rng = np.random.default_rng([seed, record.patient_id, record.visit + 1])
     acquisition = draw_acquisition(rng)
-    findings = [draw_finding(rng, name, len(patient["teeth"])) for name in record.findings]
-    return render_panoramic(patient, acquisition, findings, height)
+    return patient, acquisition, [draw_finding(rng, name, len(patient["teeth"])) for name in record.findings]
+
+
+def render_record(record: DentalRecord, seed: int, height: int) -> np.ndarray:
+    return render_panoramic(*scene(record, seed), height)
+
+
+def _finding_masks(args: tuple[DentalRecord, int, int]) -> list[tuple[str, str, np.ndarray]]:
+    record, seed, height = args
+    patient, acquisition, findings = scene(record, seed)
+    masks = finding_masks(patient, acquisition, findings, height)
+    return [(record.path, f["name"], m) for f, m in zip(findings, masks, strict=True)]
+
+
+def ground_truth_masks(seed: int, n_patients: int, height: int, workers: int = 0) -> list[tuple[str, str, np.ndarray]]:
+    """Every abnormal panoramic's finding masks (see `harness.synth.dental.finding_masks`)."""
+    jobs = [(r, seed, height) for r in draw_cohort(seed, n_patients) if r.findings]
+    return [item for items in render_all(_finding_masks, jobs, workers) for item in items]
 
 
 def write_dicom(path: Path, values: np.ndarray, record: DentalRecord, seed: int) -> None:

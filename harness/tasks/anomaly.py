@@ -54,6 +54,9 @@ class AnomalyTask(Task):
     def map_shape(self, n: int, board: Board) -> tuple[int | None, ...]:
         return (n, None, None)
 
+    def map_channels(self, board: Board) -> tuple[str, ...] | None:
+        return None
+
     def prediction_columns(self, truth: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         return {"score": scores}
 

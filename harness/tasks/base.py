@@ -120,6 +120,10 @@ class Task(ABC):
         """The shape of a batch's maps; None for a free (but consistent) size."""
 
     @abstractmethod
+    def map_channels(self, board: Board) -> tuple[str, ...] | None:
+        """The finding each map channel is for; None for one map for every finding."""
+
+    @abstractmethod
     def prediction_columns(self, truth: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         """The task's columns of the predictions table (besides ids, split, condition and the
         manifest's `label`: 1 for an image with any finding)."""

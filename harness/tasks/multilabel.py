@@ -129,6 +129,9 @@ class MultilabelTask(Task):
     def map_shape(self, n: int, board: Board) -> tuple[int | None, ...]:
         return (n, len(board.targets), None, None)
 
+    def map_channels(self, board: Board) -> tuple[str, ...] | None:
+        return board.targets
+
     def prediction_columns(self, truth: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         return {"scores": scores.tolist(), "target_labels": truth.tolist()}
 

@@ -1,0 +1,152 @@
+"""Localization metrics against independent computations: scikit-learn on flattened pixels,
+per-region overlaps recomputed threshold by threshold on scipy.ndimage.label regions, hand-built
+boxes."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from reference import region_aupro
+from sklearn.metrics import roc_auc_score
+
+from harness.groundtruth import mask_boxes, masks_sha256, resize_mask
+from harness.localization import (
+    Pixels,
+    Pooled,
+    Resampled,
+    aupro,
+    best_dice,
+    box_metrics,
+    iobb_hits,
+    pixel_auroc,
+    pixel_metrics,
+    pointing_hit,
+)
+
+
+def _pixels(seed=0, n=12, size=16):
+    """Maps with blobs where the masks are, tied values, and some normal images."""
+    rng = np.random.default_rng(seed)
+    scores, truth = [], []
+    for i in range(n):
+        mask = np.zeros((size, size), bool)
+        if i % 3:
+            for _ in range(1 + i % 2):  # one or two regions
+                r, c = rng.integers(2, size - 5, 2)
+                mask[r : r + rng.integers(2, 5), c : c + rng.integers(2, 5)] = True
+        score = np.round(rng.normal(size=(size, size)) + 1.5 * mask, 1)  # rounded: ties
+        scores.append(score)
+        truth.append(mask)
+    return Pixels(scores, truth)
+
+
+def test_pixel_auroc_is_scikit_learns_on_every_pixel():
+    p = _pixels()
+    flat_s = np.concatenate([s.ravel() for s in p.scores])
+    flat_t = np.concatenate([t.ravel() for t in p.truth])
+    assert pixel_auroc(p) == pytest.approx(roc_auc_score(flat_t, flat_s), abs=1e-12)
+
+
+def _materialised(p: Pixels, weights: np.ndarray) -> Pixels:
+    copies = [i for i, k in enumerate(weights) for _ in range(int(k))]
+    return Pixels([p.scores[i] for i in copies], [p.truth[i] for i in copies])
+
+
+def _flat(p: Pixels) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([x.ravel() for x in p.truth]), np.concatenate([x.ravel() for x in p.scores])
+
+
+def test_resampled_pixel_metrics_equal_the_materialised_copies():
+    """With fewer distinct scores than histogram bins, every resample value is exact."""
+    p = _pixels()  # scores rounded to 0.1: about 60 distinct values
+    weights = np.array([[2, 0, 1, 3, 1, 0, 1, 1, 2, 0, 1, 1], [1, 1, 0, 0, 2, 2, 1, 0, 1, 3, 0, 1]], dtype=float)
+    values = Resampled(Pooled(p), p).values(weights)
+    for r, w in enumerate(weights):
+        copy = _materialised(p, w)
+        assert values["pixel_auroc"][r] == pytest.approx(roc_auc_score(*_flat(copy)), abs=1e-12)
+        assert values["dice"][r] == pytest.approx(best_dice(copy), abs=1e-12)
+        assert values["aupro"][r] == pytest.approx(region_aupro(copy.scores, copy.truth), abs=1e-12)
+
+
+def test_resampled_pixel_auroc_stays_exact_with_more_distinct_scores_than_bins():
+    rng = np.random.default_rng(5)
+    truth = _pixels(4).truth
+    p = Pixels([rng.normal(size=t.shape) + t for t in truth], truth)  # every score distinct
+    weights = rng.integers(0, 3, size=(3, len(p.scores))).astype(float)
+    values = Resampled(Pooled(p), p, n_bins=4).values(weights)
+    for r, w in enumerate(weights):
+        assert values["pixel_auroc"][r] == pytest.approx(roc_auc_score(*_flat(_materialised(p, w))), abs=1e-12)
+
+
+def test_aupro_equals_a_threshold_by_threshold_computation_on_connected_regions():
+    p = _pixels(1)
+    assert aupro(p) == pytest.approx(region_aupro(p.scores, p.truth), abs=1e-12)
+    assert np.isnan(aupro(Pixels([np.ones((4, 4))], [np.zeros((4, 4), bool)])))  # no region
+
+
+def test_aupro_of_a_perfect_and_a_reversed_map():
+    truth = [np.zeros((8, 8), bool) for _ in range(3)]
+    truth[1][2:4, 2:5] = True
+    truth[2][5:7, 1:3] = True
+    perfect = Pixels([t.astype(float) for t in truth], truth)
+    assert aupro(perfect) == pytest.approx(1.0)
+    reversed_ = Pixels([1.0 - t for t in truth], truth)
+    assert aupro(reversed_) == pytest.approx(0.0)
+
+
+def test_best_dice_equals_the_best_over_every_threshold():
+    p = _pixels(2)
+    s = np.concatenate([x.ravel() for x in p.scores])
+    t = np.concatenate([x.ravel() for x in p.truth])
+    best = max(2 * ((s >= th) & t).sum() / ((s >= th).sum() + t.sum()) for th in np.unique(s))
+    assert best_dice(p) == pytest.approx(best, abs=1e-12)
+
+
+def test_pixel_metric_intervals_come_from_patient_resamples():
+    p = _pixels(3, n=30)
+    groups = np.arange(30) // 2
+    rows = {m.metric: m for m in pixel_metrics(p, groups, 200, 0)}
+    assert rows["pixel_auroc"].value == pytest.approx(pixel_auroc(p), abs=1e-12)
+    for m in rows.values():
+        assert m.ci_low < m.ci_high and m.n == 30 and m.n_pos == sum(t.any() for t in p.truth)
+    narrow = {m.metric: m for m in pixel_metrics(p, groups, 200, 1)}
+    assert narrow["pixel_auroc"].ci_low != rows["pixel_auroc"].ci_low  # the seed changes the draws
+
+
+def test_pointing_game_and_iobb_on_hand_built_maps():
+    scores = np.zeros((10, 10))
+    scores[6, 2] = 5.0  # the maximum, at pixel centre (2.5, 6.5)
+    scores[1:3, 6:9] = 2.0  # a second region above the level
+    boxes = pd.DataFrame({"x": [1.0], "y": [5.0], "w": [3.0], "h": [3.0]})
+    assert pointing_hit(scores, boxes)
+    assert not pointing_hit(scores, pd.DataFrame({"x": [6.0], "y": [1.0], "w": [3.0], "h": [2.0]}))
+    # the region {(6, 2)} is a 1 x 1 box fully inside: IoBB 1. A box half covering the 3 x 2 region: 0.5
+    assert iobb_hits(scores, boxes, level=1.0) == {0.1: True, 0.25: True, 0.5: True}
+    half = pd.DataFrame({"x": [7.5], "y": [1.0], "w": [5.0], "h": [2.0]})
+    assert iobb_hits(scores, half, level=1.0) == {0.1: True, 0.25: True, 0.5: True}
+    quarter = pd.DataFrame({"x": [8.25], "y": [1.0], "w": [5.0], "h": [2.0]})
+    assert iobb_hits(scores, quarter, level=1.0) == {0.1: True, 0.25: True, 0.5: False}
+
+
+def test_box_metric_rates_and_intervals():
+    hits = pd.DataFrame(
+        {
+            "patient_id": list("aabbcdde"),
+            "pointing_game": [1, 0, 1, 1, 0, 1, 1, 0],
+            "iobb@0.1": [1, 1, 1, 1, 0, 1, 1, 1],
+            "iobb@0.25": [1, 0, 1, 0, 0, 1, 0, 0],
+            "iobb@0.5": [0, 0, 0, 0, 0, 1, 0, 0],
+        }
+    )
+    rows = {m.metric: m for m in box_metrics(hits, 100, 0)}
+    assert rows["pointing_game"].value == pytest.approx(5 / 8) and rows["iobb@0.5"].value == pytest.approx(1 / 8)
+    assert rows["pointing_game"].n == 8 and rows["pointing_game"].ci_low <= 5 / 8 <= rows["pointing_game"].ci_high
+
+
+def test_masks_give_one_box_per_connected_region_and_resize_by_area():
+    mask = np.zeros((8, 10), bool)
+    mask[1:3, 2:5] = True
+    mask[5:8, 7:9] = True
+    assert sorted(mask_boxes(mask)) == [(2, 1, 3, 2), (7, 5, 2, 3)]
+    small = resize_mask(np.kron(mask, np.ones((2, 2), bool)), (8, 10))
+    assert np.array_equal(small, mask)
+    assert masks_sha256({"a|Mass": mask}) != masks_sha256({"a|Mass": ~mask})
