@@ -402,7 +402,10 @@ class SiteBuilder:
             heats.append(
                 None if heat is None else decode(heat)[targets.index(row.finding) if row.finding in targets else 0]
             )
-        shown = [h for h in heats if h is not None]
+        # One scale for the run, from its clean images: a corrupted case study saturates it
+        # rather than washing out every other map.
+        clean = [h for h, c in zip(heats, rows["condition"], strict=True) if h is not None and c == "clean"]
+        shown = clean or [h for h in heats if h is not None]
         scale = tuple(np.percentile(np.concatenate([h.ravel() for h in shown]), [1, 99])) if shown else (0.0, 1.0)
         out = []
         for k, (row, heat) in enumerate(zip(rows.itertuples(), heats, strict=True)):
