@@ -17,7 +17,8 @@ Boxes (the ChestX-ray8 protocol), per (image, finding) pair with boxes:
 - `pointing_game`: the map's maximum lies inside a box of that finding;
 - `iobb@T`: a connected region of the map above the validation level (the value exceeded by 5%
   of the pixels of normal validation images) has an intersection over its own bounding box of
-  at least T with a box of that finding.
+  at least T with a box of that finding. Regions smaller than `MIN_REGION_SHARE` of the map
+  are speckle, not a localization: their tiny boxes would lie inside any finding's box.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ PIXEL_METRICS = ("pixel_auroc", "aupro", "dice")
 BOX_METRICS = ("pointing_game", *(f"iobb@{t}" for t in IOBB_LEVELS))
 METRICS = PIXEL_METRICS + BOX_METRICS
 NORMAL_PIXEL_QUANTILE = 0.95
+MIN_REGION_SHARE = 0.01
 NAN = float("nan")
 
 
@@ -241,9 +243,14 @@ def pointing_hit(scores: np.ndarray, boxes: pd.DataFrame) -> bool:
 
 def iobb_hits(scores: np.ndarray, boxes: pd.DataFrame, level: float) -> dict[float, bool]:
     """For each IoBB level: does a region of the map above `level` cover a box enough?
-    IoBB = the area of (region's bounding box and the box) over the region's bounding box."""
+    IoBB = the area of (region's bounding box and the box) over the region's bounding box;
+    regions of fewer than `MIN_REGION_SHARE` of the map's pixels are left out."""
     labels, _ = ndimage.label(scores >= level, structure=np.ones((3, 3)))
-    regions = np.array([(c.start, r.start, c.stop, r.stop) for r, c in ndimage.find_objects(labels)], dtype=float)
+    sizes = np.bincount(labels.ravel())[1:]
+    big = sizes >= max(1, round(MIN_REGION_SHARE * scores.size))
+    found = ndimage.find_objects(labels)
+    regions = np.array([(c.start, r.start, c.stop, r.stop) for (r, c), keep in zip(found, big, strict=True) if keep])
+    regions = regions.astype(float).reshape(-1, 4)
     if not len(regions) or boxes.empty:
         return {t: False for t in IOBB_LEVELS}
     bx, by = boxes["x"].to_numpy(), boxes["y"].to_numpy()

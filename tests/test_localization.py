@@ -125,6 +125,13 @@ def test_pointing_game_and_iobb_on_hand_built_maps():
     assert iobb_hits(scores, half, level=1.0) == {0.1: True, 0.25: True, 0.5: True}
     quarter = pd.DataFrame({"x": [8.25], "y": [1.0], "w": [5.0], "h": [2.0]})
     assert iobb_hits(scores, quarter, level=1.0) == {0.1: True, 0.25: True, 0.5: False}
+    # On a 30 x 30 map a region needs 9 pixels (1%): a one-pixel speckle inside the box is no hit.
+    big = np.zeros((30, 30))
+    big[6, 2] = 5.0
+    box = pd.DataFrame({"x": [0.0], "y": [4.0], "w": [6.0], "h": [6.0]})
+    assert iobb_hits(big, box, level=1.0) == {0.1: False, 0.25: False, 0.5: False}
+    big[5:8, 1:4] = 5.0
+    assert iobb_hits(big, box, level=1.0) == {0.1: True, 0.25: True, 0.5: True}
 
 
 def test_box_metric_rates_and_intervals():
