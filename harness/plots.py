@@ -127,5 +127,5 @@ def overlay(
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     plt.close(fig)
     buffer = io.BytesIO()  # a 64-colour palette: a third of the bytes of full colour, same look
-    Image.fromarray(rgb).quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+    Image.fromarray(rgb).quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
