@@ -115,6 +115,8 @@ class FitContext:
     every cache key of things a method learns from it."""
     targets: tuple[str, ...] = ()
     """Multi-label boards: the findings, in the order of the logit columns `predict` returns."""
+    precision: str = "fp32"
+    """The run's precision (fp32, bf16 or fp16): `harness.training` trains under it on a GPU."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,11 @@ class Method(ABC):
         """The fitted torch modules used by `predict`: put in eval mode before predicting, and
         used for parameter counts, FLOPs, channels_last and torch.compile in latency measurements."""
         return []
+
+    def diagnostics(self) -> dict[str, Any]:
+        """What the fitted method reports about itself (JSON-serialisable), stored with the run:
+        for example the loss per epoch, or how well a reconstruction model keeps normal images."""
+        return {}
 
     def memory_bank_bytes(self) -> int:
         """Bytes held by a fitted memory bank or index (0 if none)."""

@@ -112,10 +112,17 @@ def test_conditions(board: Board, data: BoardData, corruptions: bool) -> list[Co
 class FitResult:
     seconds: float
     peak_memory_bytes: int
+    diagnostics: str | None  # JSON of Method.diagnostics(), checked right after fitting
 
 
 def fit_stage(
-    method: Method, board: Board, data: BoardData, seed: int, device: torch.device, track: Track
+    method: Method,
+    board: Board,
+    data: BoardData,
+    seed: int,
+    device: torch.device,
+    track: Track,
+    precision: str = "fp32",
 ) -> FitResult:
     """Fit with the board's train and val splits, seeded, with time and peak memory measured."""
     torch.manual_seed(seed)
@@ -130,6 +137,7 @@ def fit_stage(
         task=board.task,
         data_fingerprint=data_fingerprint(board, data.dataset_sha256),
         targets=board.targets,
+        precision=precision,
     )
     train, val = data.splits["train"], data.splits["val"]
     with peak_memory(device) as memory:
@@ -143,7 +151,16 @@ def fit_stage(
         except Exception as exc:
             raise MethodFailure(f"method {name} failed while fitting: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - start
-    return FitResult(seconds, memory["bytes"])
+    return FitResult(seconds, memory["bytes"], diagnostics_json(method))
+
+
+def diagnostics_json(method: Method) -> str | None:
+    """The fitted method's diagnostics as JSON (None when it reports none)."""
+    try:
+        report = method.diagnostics()
+        return json.dumps(report, sort_keys=True) if report else None
+    except (TypeError, ValueError) as exc:
+        raise MethodFailure(f"method {method.card.name}: diagnostics() is not plain JSON: {exc}") from exc
 
 
 # --- stage 3: predict ---------------------------------------------------------------------
@@ -380,7 +397,7 @@ def run_bench(
     with _progress(console) as progress:
         track = _tracker(progress, method_name)
         try:
-            fit = fit_stage(method, board, data, seed, torch_device, track)
+            fit = fit_stage(method, board, data, seed, torch_device, track, precision)
             predicted = predict_stage(method, board, data, conditions, torch_device, precision, track, explain)
             scored = score_predictions(board, data.manifest, predicted.frame, track, predicted.maps, data.truth)
             gallery = gallery_stage(board, data, conditions, predicted, scored)
@@ -388,6 +405,7 @@ def run_bench(
             updates = {
                 "fit_seconds": fit.seconds,
                 "fit_peak_memory_bytes": fit.peak_memory_bytes,
+                "diagnostics": fit.diagnostics,
                 **pipeline_speed(data, board),
             }
             store_stage(db, run_id, board, method, predicted, scored, {"latency": latency, "gallery": gallery}, updates)

@@ -419,6 +419,8 @@ class SiteBuilder:
     def run_page(self, run_id: str) -> None:
         run = self.store.run(run_id)
         run["versions"] = json.loads(run["versions"] or "{}")
+        if isinstance(run.get("diagnostics"), str):
+            run["diagnostics"] = json.dumps(json.loads(run["diagnostics"]), indent=1)
         latency = self.export(
             self.store.query("SELECT * FROM latency WHERE run_id = ? ORDER BY batch_size", [run_id]),
             f"run-{slug(run_id)}-latency",

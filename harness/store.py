@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS runs (
     cache_read_ips DOUBLE,      -- data pipeline: reading the preprocessed cache
     precision VARCHAR,          -- autocast dtype of predict: fp32 | bf16 | fp16
     explain VARCHAR,            -- gradcam | gradcam++ when the maps are saliency maps of the score
+    diagnostics VARCHAR,        -- JSON: what the fitted method reports (Method.diagnostics)
     method_card VARCHAR,        -- JSON: the method's card as the site shows it
     method_code VARCHAR,        -- JSON: source files and their SHA-256, or a plugin's distribution and version
     predictions_hash_scheme INTEGER, -- how predictions_sha256 was computed (NULL: scheme 1)
@@ -241,6 +242,7 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid INTEGER;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS process_started BIGINT;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS map_level DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS explain VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS diagnostics VARCHAR;
 UPDATE runs SET task = CASE WHEN targets IS NOT NULL THEN 'multilabel' ELSE 'anomaly' END WHERE task IS NULL;
 """
 

@@ -4,17 +4,19 @@ validation macro AUROC (the CheXNet recipe with a choice of backbone)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harness.augment import random_view
 from harness.backbones import create_timm_model, to_backbone_input
-from harness.fingerprints import state_sha256
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
 from harness.registry import register, variant
 from harness.saliency import SaliencyTarget, last_stage
 from harness.tasks.multilabel import macro_auroc
+from harness.training import SingleLoss, TrainConfig, train_cached
 
 
 @register
@@ -46,37 +48,27 @@ class Supervised(Method):
         self.model, self.init_weights = create_timm_model(
             p["backbone"], p["weights"], ctx.seed, ctx.resolution, num_classes=len(ctx.targets)
         )
-        self.model.to(ctx.device)
-        optimiser = torch.optim.AdamW(self.model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, p["epochs"] * len(train)))
-        gen = torch.Generator().manual_seed(ctx.seed)
+        model = self.model
+
+        def loss(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, _progress: float) -> torch.Tensor:
+            if p["augment"] > 0:
+                images = random_view(images, gen, strength=p["augment"])
+            return F.binary_cross_entropy_with_logits(model(to_backbone_input(images)), labels)
+
         val_targets = torch.cat([labels for _, labels in val.with_labels()]).numpy()
-        best, self.history = (-1.0, None), []
-        for epoch in ctx.progress(range(p["epochs"]), f"training ({p['epochs']} epochs)"):
-            self.model.train()
-            total = 0.0
-            for images, labels in train.with_labels(torch.randperm(train.num_images, generator=gen)):
-                if len(images) < 2:
-                    continue  # a last batch of one image: batch normalisation cannot train on it
-                if p["augment"] > 0:
-                    images = random_view(images, gen, strength=p["augment"])
-                loss = F.binary_cross_entropy_with_logits(self.forward(images), labels.to(ctx.device))
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                scheduler.step()
-                total += loss.item() * len(images)
-            self.model.eval()
-            with torch.no_grad():
-                score = macro_auroc(val_targets, torch.cat([self.predict(x).scores for x in val]).numpy())
-            self.history.append({"epoch": epoch + 1, "loss": total / train.num_images, "val_macro_auroc": score})
-            ctx.log.info("epoch %d: loss %.4f, validation macro AUROC %.4f", epoch + 1, self.history[-1]["loss"], score)
-            if score > best[0]:
-                best = (score, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
-        if best[1] is not None:
-            self.model.load_state_dict(best[1])
-        self.model.eval()
-        self.trained_sha256 = state_sha256(self.model)
+
+        def validation_auroc(trained: nn.Module) -> float:
+            logits = torch.cat([trained(to_backbone_input(x)).float().cpu() for x in val])
+            return macro_auroc(val_targets, logits.numpy())
+
+        steps = max(1, p["epochs"] * len(train))
+        objective = SingleLoss(model, loss, p["lr"], p["weight_decay"], cosine_steps=steps)
+        key = {k: p[k] for k in ("backbone", "lr", "weight_decay", "augment")}
+        key |= {"initial_weights": self.init_weights.sha256 or self.init_weights.id, "targets": list(ctx.targets)}
+        self.trained = train_cached(
+            self.card.name, key, objective, train, TrainConfig(p["epochs"]), ctx, validation_auroc
+        )
+        self.model = self.trained.modules
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(to_backbone_input(images))
@@ -85,8 +77,12 @@ class Supervised(Method):
         return Prediction(scores=self.forward(batch).float().cpu())
 
     def weights(self) -> WeightsInfo:
-        """The trained weights, identified by the initial weights and the trained state's hash."""
-        return WeightsInfo(id=f"{self.init_weights.id}+trained", sha256=self.trained_sha256)
+        """The trained weights, identified by the initial weights and the checkpoint's hash."""
+        return WeightsInfo(id=f"{self.init_weights.id}+trained", sha256=self.trained.sha256)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The loss and validation macro AUROC per epoch (the best epoch's weights are kept)."""
+        return {"training": self.trained.record.get("history", [])}
 
     def torch_modules(self) -> list[torch.nn.Module]:
         return [self.model]

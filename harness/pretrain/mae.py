@@ -40,14 +40,37 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     return x.reshape(b, (h // patch) * (w // patch), patch * patch)
 
 
-def mae(model: nn.Module, config: PretrainConfig) -> Trainer:
+def check_mae_model(model: nn.Module) -> None:
     tokens = model.patch_embed.num_patches
-    patch = model.patch_embed.patch_size[0]
     if getattr(model, "cls_token", None) is None or model.pos_embed.shape[1] != tokens + 1:
         raise ValueError(
             "MAE pretraining needs a ViT with one class token and no register tokens, "
             "for example vit_tiny_patch16_224 or vit_small_patch16_224"
         )
+
+
+def normalised_patches(images: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each patch's pixels normalised by its own mean and spread (the MAE target), with them."""
+    target = patchify(images, patch)
+    mean, std = target.mean(-1, keepdim=True), (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    return (target - mean) / std, mean, std
+
+
+def masked_prediction(model: nn.Module, decoder: MAEDecoder, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The decoder's normalised pixels of every patch (B, N, patch*patch), the encoder seeing
+    only the patches `keep` (B, n_keep) of `images` (B, 1, H, W) at the model's input size."""
+    tokens = model.patch_embed.num_patches
+    x = model.patch_embed(to_backbone_input(images)) + model.pos_embed[:, 1:]
+    x = torch.gather(x, 1, keep[..., None].expand(-1, -1, x.shape[-1]))
+    cls = (model.cls_token + model.pos_embed[:, :1]).expand(len(x), -1, -1)
+    encoded = model.norm(model.blocks(torch.cat([cls, x], dim=1)))
+    return decoder(encoded, keep, tokens)
+
+
+def mae(model: nn.Module, config: PretrainConfig) -> Trainer:
+    check_mae_model(model)
+    tokens = model.patch_embed.num_patches
+    patch = model.patch_embed.patch_size[0]
     decoder = MAEDecoder(model.embed_dim, tokens, patch)
     mask_ratio = config.options.get("mask_ratio", 0.75)
     side = model.patch_embed.img_size[0]
@@ -59,13 +82,8 @@ def mae(model: nn.Module, config: PretrainConfig) -> Trainer:
         order = torch.rand(len(images), tokens, generator=gen).argsort(dim=1)
         keep, masked = order[:, :n_keep].to(device), order[:, n_keep:].to(device)
         images = images.to(device)
-        x = model.patch_embed(to_backbone_input(images)) + model.pos_embed[:, 1:]
-        x = torch.gather(x, 1, keep[..., None].expand(-1, -1, x.shape[-1]))
-        cls = (model.cls_token + model.pos_embed[:, :1]).expand(len(x), -1, -1)
-        encoded = model.norm(model.blocks(torch.cat([cls, x], dim=1)))
-        predicted = decoder(encoded, keep, tokens)
-        target = patchify(images, patch)
-        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        predicted = masked_prediction(model, decoder, images, keep)
+        target = normalised_patches(images, patch)[0]
         pick = masked[..., None].expand(-1, -1, target.shape[-1])
         return ((torch.gather(predicted, 1, pick) - torch.gather(target, 1, pick)) ** 2).mean()
 
