@@ -63,9 +63,16 @@ class ReconstructionMethod(Method):
 
     Subclass cards take at least the parameters of `DEFAULTS` (`ema`: decay of a moving average
     of the weights, kept instead of the last ones; 0 switches it off); list further parameters
-    that change training in `training_keys`."""
+    that change training in `training_keys`. A network that halves the internal size
+    `halvings` times (the conv autoencoders: `len(WIDTHS)`) gets `size` checked for it."""
 
     training_keys: tuple[str, ...] = ()
+    halvings: int = 0
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        if cls.halvings:
+            check_size(params["size"], cls.halvings)
 
     def network(self) -> nn.Module:
         """A fresh autoencoder (images in [0, 1] -> reconstructions), for the default `objective`."""
@@ -138,6 +145,15 @@ def down(c_in: int, c_out: int) -> nn.Module:
 def up(c_in: int, c_out: int) -> nn.Module:
     """Double the resolution: 4x4 stride-2 transposed convolution, batch norm, ReLU."""
     return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+WIDTHS = (32, 64, 128, 256)
+"""Channels of the conv autoencoders' stages (`ae`, `unet-ae`, `reversed-ae`), one per halving."""
+
+
+def bottleneck_side(size: int) -> int:
+    """The side of the deepest feature map of a `down_path(WIDTHS)` at internal size `size`."""
+    return size // 2 ** len(WIDTHS)
 
 
 def down_path(widths: tuple[int, ...]) -> list[nn.Module]:

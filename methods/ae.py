@@ -3,8 +3,6 @@ AE baseline of the MedIAnomaly benchmark, with its L2, L1 and SSIM variants)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -14,14 +12,13 @@ from harness.reconstruction import (
     DEFAULTS,
     RANGES,
     SMOKE,
+    WIDTHS,
     ReconstructionMethod,
-    check_size,
+    bottleneck_side,
     down_path,
     up_path,
 )
 from harness.registry import register, variant
-
-WIDTHS = (32, 64, 128, 256)
 
 
 class ConvAE(nn.Module):
@@ -30,7 +27,7 @@ class ConvAE(nn.Module):
 
     def __init__(self, size: int, latent: int):
         super().__init__()
-        self.side = size // 2 ** len(WIDTHS)
+        self.side = bottleneck_side(size)
         flat = WIDTHS[-1] * self.side**2
         self.encoder = nn.Sequential(*down_path(WIDTHS))
         self.bottleneck = nn.Sequential(nn.Flatten(), nn.Linear(flat, latent), nn.Linear(latent, flat))
@@ -58,10 +55,7 @@ class AE(ReconstructionMethod):
         defaults={**DEFAULTS, "latent": 128},
     )
     training_keys = ("latent",)
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        check_size(params["size"], len(WIDTHS))
+    halvings = len(WIDTHS)
 
     def network(self) -> nn.Module:
         return ConvAE(self.params["size"], self.params["latent"])

@@ -29,6 +29,7 @@ import kornia
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DModel
+from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
 from harness.errors import ParameterError, WeightsUnavailable
@@ -99,15 +100,19 @@ def small_vae() -> AutoencoderKL:
     )
 
 
+def sd_vae_missing(why: str) -> WeightsUnavailable:
+    return WeightsUnavailable(
+        f"vae=sd-vae-ft-mse needs {SD_VAE} in the local Hugging Face cache ({why}); download it on a "
+        f"connected machine with `huggingface-cli download {SD_VAE}` and copy ~/.cache/huggingface here "
+        "(or set HF_HOME), or use vae=in-harness"
+    )
+
+
 def sd_vae() -> AutoencoderKL:
     try:
         return AutoencoderKL.from_pretrained(SD_VAE, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise WeightsUnavailable(
-            f"vae=sd-vae-ft-mse needs {SD_VAE} in the local Hugging Face cache, which has no copy of it "
-            f"({type(exc).__name__}); download it on a connected machine with "
-            f"`huggingface-cli download {SD_VAE}` and copy ~/.cache/huggingface here, or use vae=in-harness"
-        ) from exc
+        raise sd_vae_missing(f"it could not be loaded: {type(exc).__name__}") from exc
 
 
 class GreyVAE(nn.Module):
@@ -264,6 +269,8 @@ class FlowDiffNormalizer(Method):
         factor = latent_factor(params)
         if params["size"] % (2 * factor):
             raise ParameterError(f"size must be a multiple of {2 * factor} with vae={params['vae']}")
+        if params["vae"] == "sd-vae-ft-mse" and not isinstance(try_to_load_from_cache(SD_VAE, "config.json"), str):
+            raise sd_vae_missing("it has no copy of it")  # before the run starts, not after a board is loaded
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
         p = self.params

@@ -29,22 +29,21 @@ from harness.reconstruction import (
     DEFAULTS,
     RANGES,
     SMOKE,
+    WIDTHS,
     ReconstructionMethod,
-    check_size,
+    bottleneck_side,
     down_path,
     up_path,
 )
 from harness.registry import register
 from harness.training import Objective
 
-WIDTHS = (32, 64, 128, 256)
-
 
 class Encoder(nn.Module):
     def __init__(self, size: int, latent: int):
         super().__init__()
         self.stages = nn.ModuleList(down_path(WIDTHS))
-        self.head = nn.Linear(WIDTHS[-1] * (size // 2 ** len(WIDTHS)) ** 2, 2 * latent)
+        self.head = nn.Linear(WIDTHS[-1] * bottleneck_side(size) ** 2, 2 * latent)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Posterior mean, log-variance and the features of every stage."""
@@ -59,7 +58,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, size: int, latent: int):
         super().__init__()
-        self.side = size // 2 ** len(WIDTHS)
+        self.side = bottleneck_side(size)
         self.head = nn.Linear(latent, WIDTHS[-1] * self.side**2)
         self.stages = up_path(WIDTHS)
 
@@ -203,10 +202,7 @@ class ReversedAutoencoder(ReconstructionMethod):
         },
     )
     training_keys = ("latent", "beta_rec", "beta_kl", "beta_neg", "gamma_r", "embedding_weight")
-
-    @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        check_size(params["size"], len(WIDTHS))
+    halvings = len(WIDTHS)
 
     def objective(self, ctx: FitContext) -> Objective:
         size = self.params["size"]

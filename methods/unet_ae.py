@@ -6,8 +6,6 @@ autoencoder's pseudo-healthy reconstruction gains."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -17,14 +15,12 @@ from harness.reconstruction import (
     DEFAULTS,
     RANGES,
     SMOKE,
+    WIDTHS,
     ReconstructionMethod,
-    check_size,
     down_path,
     up,
 )
 from harness.registry import register
-
-WIDTHS = (32, 64, 128, 256)
 
 
 class UNetAE(nn.Module):
@@ -67,9 +63,7 @@ class UNetAutoencoder(ReconstructionMethod):
         defaults=dict(DEFAULTS),
     )
 
-    @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        check_size(params["size"], len(WIDTHS))
+    halvings = len(WIDTHS)
 
     def network(self) -> nn.Module:
         return UNetAE()

@@ -184,6 +184,15 @@ def test_compare_refuses_a_run_whose_predictions_were_altered(tiny_board, tmp_pa
         ("ocsvm", {"gamma": "-1"}, r"gamma must be scale, auto or a positive number"),
         ("supervised", {"augment": "2"}, r"augment=2.0 is out of range"),
         ("knn", {"weights": "/no/such/file.pth"}, r"weights file /no/such/file.pth does not exist"),
+        ("ae", {"size": "40"}, r"size must be a multiple of 16 and at least 32, not 40"),
+        ("unet-ae", {"size": "24"}, r"size must be a multiple of 16 and at least 32, not 24"),
+        ("reversed-ae", {"beta_neg": "-1"}, r"beta_neg=-1.0 is out of range"),
+        ("ae", {"residual": "l3"}, r"residual='l3' is not allowed; choose one of l2, l1, ssim"),
+        ("ddpm-recon", {"widths": "16,x"}, r"widths must be comma-separated channel counts"),
+        ("ddpm-recon", {"steps": "300"}, r"steps must be at most t_star \(250\), not 300"),
+        ("mae-recon", {"size": "60"}, r"size \(60\) must be a multiple of patch \(8\)"),
+        ("flowdiff-normalizer", {"noise_level": "1.5"}, r"noise_level=1.5 is out of range"),
+        ("flowdiff-normalizer", {"vae": "sd-vae-ft-mse"}, r"needs stabilityai/sd-vae-ft-mse in the local Hugging Face"),
     ],
 )
 def test_parameters_are_refused_before_anything_runs(method, params, message):
