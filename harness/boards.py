@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.errors import UnknownBoardError, XRBenchError
 from harness.fingerprints import dataset_pair_sha256
@@ -182,3 +184,18 @@ def load_board(name_or_path: str | Path) -> Board:
     board = dataclasses.replace(board, slices=tuple(board.slices), targets=tuple(board.targets))
     task_for(board)
     return board
+
+
+def board_edition(board: Board) -> dict[str, Any]:
+    """What the results database remembers of a board file, for the leaderboard and the site."""
+    return {
+        "board": board.name,
+        "version": board.version,
+        "task": board.task,
+        "primary_metric": board.primary_metric,
+        "description": board.description,
+        "split_sha256": board.split_sha256,
+        "dataset_sha256": board.dataset_sha256,
+        "targets": json.dumps(list(board.targets)) if board.targets else None,
+        "reference_method": board.reference_method,
+    }

@@ -336,6 +336,87 @@ def cmd_score(args: argparse.Namespace) -> None:
     raise XRBenchError(f"run {args.run_id}: {len(report.differences)} stored values differ from a fresh scoring")
 
 
+def cmd_submit(args: argparse.Namespace) -> None:
+    from harness.bundles import write_bundle
+    from harness.paths import default_db
+    from harness.store import ResultStore
+
+    with ResultStore(args.db or default_db()) as store:
+        out = write_bundle(store, args.run_id, Path(args.out) if args.out else None, maps=args.maps)
+    size = sum(p.stat().st_size for p in out.iterdir())
+    console.print(escape(f"bundle written to {out} ({size / 1024:.0f} KiB); check it with: xrbench verify {out}"))
+
+
+def _board_files(paths: list[str]) -> dict[str, Path]:
+    """--board FILE options: board name -> file, for boards that are not in leaderboards/."""
+    from harness.boards import load_board
+
+    return {load_board(p).name: Path(p) for p in paths}
+
+
+def verification_table(v: object) -> Table:
+    """The clean test metrics of a bundle: reported beside verified."""
+    frame = v.comparison  # type: ignore[attr-defined]
+    shown = frame[frame["key"].str.startswith("clean s0 all ") & (frame["column"] == "value")]
+    shown = shown[~shown["key"].str.endswith(("_platt", "_isotonic"))]  # calibrated variants: in the CSVs
+    b = v.bundle  # type: ignore[attr-defined]
+    table = Table(title=escape(f"{b.board} · {b.method} · run {b.run_id}: reported vs verified, clean test"))
+    for col in ("metric", "reported", "verified", "difference"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for r in shown.itertuples():
+        a, b = r.reported, r.verified
+        numbers = all(isinstance(x, (int, float)) and x == x for x in (a, b))
+        diff = f"{b - a:+.2e}" if numbers else ""
+        style = "bold red" if r.differs else None
+        table.add_row(escape(r.key.removeprefix("clean s0 all ")), _fmt(a), _fmt(b), diff, style=style)
+    return table
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from harness.verify import bundle_folders, verify_bundle
+
+    bundles = bundle_folders([Path(p) for p in args.paths])
+    if not bundles:
+        console.print(escape(f"no bundles under {', '.join(args.paths)}"))
+        return
+    boards = _board_files(args.board)
+    failed = []
+    for path in bundles:
+        with err_console.status(escape(f"verifying {path}")):
+            v = verify_bundle(path, rerun=args.rerun, boards=boards)
+        if v.comparison is not None and not args.quiet:
+            console.print(verification_table(v))
+        for note in v.notes:
+            console.print(escape(f"  note: {note}"), style="dim")
+        console.print(("[green]ok[/] " if v.ok else "[bold red]FAILED[/] ") + escape(v.summary()))
+        if not v.ok:
+            failed.append(v)
+    if failed:
+        raise XRBenchError(f"{len(failed)} of {len(bundles)} bundles failed verification")
+    console.print(f"all {len(bundles)} bundles verified")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from harness.paths import default_db
+    from harness.store import ResultStore
+    from harness.submissions import import_bundle
+    from harness.verify import bundle_folders
+
+    bundles = bundle_folders([Path(p) for p in args.paths])
+    boards = _board_files(args.board)
+    counts: dict[str, int] = {}
+    with ResultStore(args.db or default_db()) as store:
+        for path in bundles:
+            with err_console.status(escape(f"verifying {path}")):
+                outcome, v = import_bundle(store, path, boards, unverified=args.unverified)
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            shown = "imported" if outcome.status != "unchanged" else "already imported"
+            flag = "" if v.ok else f" (flagged: check '{v.failed}' failed: {v.message})"
+            console.print(escape(f"{shown}: {path} as run {outcome.run_id}{flag}"))
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing"
+    console.print(escape(f"{len(bundles)} bundles: {summary}"))
+
+
 def cmd_explain(args: argparse.Namespace) -> None:
     from harness.explain import explain_image
     from harness.paths import default_db
@@ -526,6 +607,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=30, help="differences shown (default: 30)")
     p.add_argument("--board", default=None, help="the board file, when it is not leaderboards/<run's board>.toml")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("submit", help="write a run's submission bundle (predictions, metrics, provenance)")
+    p.add_argument("run_id")
+    p.add_argument(
+        "--out", default=None, help="folder (default: leaderboards/submissions/<board>/<method>/<date>-<id>)"
+    )
+    p.add_argument("--maps", action="store_true", help="include the run's maps (to verify its localization metrics)")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("verify", help="verify submission bundles: checksums, ids, re-scoring, reported vs verified")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="bundle folders, or folders holding bundles")
+    p.add_argument("--rerun", action="store_true", help="also run the method again on CPU and compare predictions")
+    p.add_argument("--board", action="append", default=[], metavar="FILE", help="a board file not in leaderboards/")
+    p.add_argument("--quiet", action="store_true", help="no reported-vs-verified tables, one line per bundle")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("import", help="load verified bundles into the results database (for the site)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="bundle folders, or folders holding bundles")
+    p.add_argument("--unverified", action="store_true", help="import failing bundles too, flagged and never ranked")
+    p.add_argument("--board", action="append", default=[], metavar="FILE", help="a board file not in leaderboards/")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("latency", help="fit a method, then measure latency, throughput, memory and FLOPs")
     p.add_argument("--method", required=True)

@@ -130,9 +130,17 @@ def _corruption_errors(runs: pd.DataFrame, aurocs: dict, reference_method: str |
 
 
 def _verified(store: ResultStore, run_ids: list[str]) -> dict[str, str | None]:
-    """run id -> None, or why its predictions cannot be trusted."""
-    flags: dict[str, str | None] = {}
-    for run_id in run_ids:
+    """run id -> None, or why it cannot be ranked: its predictions no longer match their hash,
+    or it is a submission that failed verification (imported with --unverified)."""
+    failed = store.query(
+        "SELECT run_id, failed_check, message FROM submissions WHERE status <> 'verified' "
+        "AND run_id IN (SELECT unnest(?))",
+        [run_ids],
+    )
+    flags: dict[str, str | None] = {
+        r.run_id: f"submission failed verification (check '{r.failed_check}'): {r.message}" for r in failed.itertuples()
+    }
+    for run_id in set(run_ids) - set(flags):
         try:
             store.predictions(run_id)
             flags[run_id] = None

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.boards import Board, load_board
+from harness.boards import Board, board_edition, load_board
 from harness.corruptions import CORRUPTIONS
 from harness.data import cached_images, decode_images
 from harness.errors import DatabaseLocked, DataIntegrityError, MethodFailure, XRBenchError
@@ -254,21 +254,6 @@ def pipeline_speed(data: BoardData, board: Board, sample: int = 64) -> dict[str,
 
 
 # --- stage 6: store -----------------------------------------------------------------------
-
-
-def board_edition(board: Board) -> dict[str, Any]:
-    """What the results database remembers of a board file, for the leaderboard and the site."""
-    return {
-        "board": board.name,
-        "version": board.version,
-        "task": board.task,
-        "primary_metric": board.primary_metric,
-        "description": board.description,
-        "split_sha256": board.split_sha256,
-        "dataset_sha256": board.dataset_sha256,
-        "targets": json.dumps(list(board.targets)) if board.targets else None,
-        "reference_method": board.reference_method,
-    }
 
 
 def run_record(

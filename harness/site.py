@@ -172,7 +172,20 @@ class SiteBuilder:
         one = latency[latency["batch_size"] == 1].set_index("run_id")[["p50_ms", "param_count", "latency_device"]]
         many = latency[latency["batch_size"] == 32].set_index("run_id")[["throughput_ips"]]
         table = entries.set_index("run_id").join(wide).join(robustness).join(one).join(many)
-        return table.reset_index()
+        return table.join(self.submissions(ids, board)).reset_index()
+
+    def submissions(self, ids: list[str], board: str) -> pd.DataFrame:
+        """Per submitted run: verification status and date, the reported primary metric and a
+        short code reference (runs of this database have none)."""
+        ed = edition(self.store, board)
+        frame = self.store.query(
+            "SELECT s.run_id, s.status AS verification, s.verified_at, s.code, s.bundle, r.value AS reported_value "
+            "FROM submissions s LEFT JOIN reported_metrics r ON r.run_id = s.run_id AND r.condition = 'clean' "
+            "AND r.slice = 'all' AND r.metric = ? WHERE s.run_id IN (SELECT unnest(?))",
+            [ed.primary_metric if ed else "auroc", ids],
+        )
+        frame["code_ref"] = [code_reference(json.loads(c)) for c in frame["code"]]
+        return frame.drop(columns="code").set_index("run_id")
 
     def superseded(self, board: str) -> int:
         """ok runs of the board not on its current edition (not in its leaderboard)."""
@@ -418,6 +431,7 @@ class SiteBuilder:
 
     def run_page(self, run_id: str) -> None:
         run = self.store.run(run_id)
+        submission = self.submission(run_id)
         run["versions"] = json.loads(run["versions"] or "{}")
         if isinstance(run.get("diagnostics"), str):
             run["diagnostics"] = json.dumps(json.loads(run["diagnostics"]), indent=1)
@@ -425,7 +439,33 @@ class SiteBuilder:
             self.store.query("SELECT * FROM latency WHERE run_id = ? ORDER BY batch_size", [run_id]),
             f"run-{slug(run_id)}-latency",
         )
-        self.write_page(f"runs/{slug(run_id)}.html", "run.html", run=run, latency=latency)
+        self.write_page(f"runs/{slug(run_id)}.html", "run.html", run=run, latency=latency, submission=submission)
+
+    def submission(self, run_id: str) -> dict | None:
+        """A submitted run's verification, and its clean test metrics reported beside verified."""
+        rows = self.store.query("SELECT * FROM submissions WHERE run_id = ?", [run_id])
+        if rows.empty:
+            return None
+        info = rows.iloc[0].to_dict()
+        info["notes"] = json.loads(info["notes"] or "[]")
+        info["code_ref"] = code_reference(json.loads(info["code"]))
+        both = self.store.query(
+            "SELECT metric, r.value AS reported, m.value AS verified "
+            "FROM (SELECT metric, value FROM reported_metrics WHERE run_id = ? AND condition = 'clean' "
+            "AND slice = 'all') r FULL JOIN (SELECT metric, value FROM metrics WHERE run_id = ? "
+            "AND condition = 'clean' AND slice = 'all') m USING (metric) ORDER BY metric",
+            [run_id, run_id],
+        )
+        info["metrics"] = self.export(both, f"run-{slug(run_id)}-reported-vs-verified")
+        return info
+
+
+def code_reference(code: dict) -> str:
+    """A submission's code in a few words: its files' names and hashes at a commit, or a plugin."""
+    if "plugin" in code:
+        return f"plugin {code['plugin'].get('distribution', '?')} {code['plugin'].get('version', '?')}"
+    files = ", ".join(f"{path} ({digest[:8]})" for path, digest in code.get("files", {}).items())
+    return f"{files} at {code.get('commit', '?')[:10]}"
 
 
 def _png_array(data: object) -> np.ndarray:

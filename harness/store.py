@@ -199,6 +199,22 @@ CREATE TABLE IF NOT EXISTS boards (
     reference_method VARCHAR,
     recorded_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS submissions (
+    run_id VARCHAR NOT NULL,     -- the submitted run (its rows are in runs, predictions, metrics...)
+    bundle VARCHAR,              -- the bundle's folder, relative to the checkout when inside it
+    bundle_sha256 VARCHAR,       -- SHA-256 of its SHA256SUMS: identifies the bundle's content
+    status VARCHAR,              -- verified | failed (imported with --unverified: never ranked)
+    failed_check VARCHAR,
+    message VARCHAR,
+    notes VARCHAR,               -- JSON list: what verification noticed without failing
+    verified_at TIMESTAMP,
+    verify_seconds DOUBLE,
+    reported_scoring_version INTEGER,
+    code VARCHAR,                -- JSON: the bundle's code reference (commit, files or plugin)
+    imported_rows BOOLEAN        -- the run's rows came from the bundle (false: a run of this database)
+);
+-- A submission's metrics as its submitter's run computed them: the columns of `metrics`.
+CREATE TABLE IF NOT EXISTS reported_metrics AS SELECT * EXCLUDE (board, method) FROM metrics LIMIT 0;
 CREATE TABLE IF NOT EXISTS leaderboard (
     board VARCHAR NOT NULL,
     run_id VARCHAR NOT NULL,

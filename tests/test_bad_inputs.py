@@ -30,6 +30,13 @@ damaged cache is detected and rebuilt with a notice; no partial result is ever s
 | mCE reference run lacking conditions | the newest reference run that has them | test_leaderboard |
 | ground-truth boxes or masks differ from the board's hash | refused while loading, naming the file | here |
 | a box of an unknown image or finding, outside the image, or empty | file and line named, nothing stored | here |
+| bundle: missing or stray file, unknown key, wrong type, too large | fails at layout, naming it | test_submissions |
+| bundle: checksums wrong; board unknown or of another version | `verify` fails at that check | test_submissions |
+| bundle: missing, extra or duplicated image id; NaN score | split, condition, first id named | test_submissions |
+| bundle: one score altered, every hash redone | reported differs from verified; flagged | test_submissions |
+| bundle: code reference hash differs, or a file outside the repository | `verify` fails at code | test_submissions |
+| bundle: HTML in a card, a name outside [a-z0-9-] | escaped on the site; the name refused | test_submissions |
+| bundle import failing halfway | nothing of the bundle is written | test_submissions |
 """
 
 import os

@@ -1,0 +1,329 @@
+"""Submission bundles: written from a run, verified from their predictions against the frozen
+labels, imported into a database the site is built from; and every way a bundle can be wrong."""
+
+import json
+import shutil
+import tomllib
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import bundles as bundle_format
+from harness.bundles import PREDICTIONS, REPORTED, SUBMISSION, toml_text, write_bundle, write_parquet, write_sums
+from harness.cli import main
+from harness.errors import XRBenchError
+from harness.leaderboard import assemble
+from harness.rescore import rescore_run
+from harness.runner import run_bench
+from harness.site import build_site
+from harness.store import ResultStore
+from harness.submissions import import_verified
+from harness.verify import verify_bundle
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_board, tiny_multilabel_board, tmp_path_factory):
+    db = tmp_path_factory.mktemp("submit") / "runs.duckdb"
+    anomaly = run_bench("intensity", tiny_board, db=db, device="cpu").run_id
+    multilabel = run_bench("random", tiny_multilabel_board, db=db, device="cpu").run_id
+    return db, anomaly, multilabel
+
+
+@pytest.fixture(scope="module")
+def boards(tiny_board, tiny_multilabel_board):
+    return {"tiny-ad": tiny_board, "tiny-cls": tiny_multilabel_board}
+
+
+@pytest.fixture(scope="module")
+def bundle(runs, tmp_path_factory):
+    db, anomaly, _ = runs
+    with ResultStore(db) as store:
+        return write_bundle(store, anomaly, tmp_path_factory.mktemp("bundles") / "intensity")
+
+
+def copy_of(bundle, tmp_path):
+    return shutil.copytree(bundle, tmp_path / "copy")
+
+
+def edit_toml(path, change):
+    data = tomllib.loads((path / SUBMISSION).read_text())
+    change(data)
+    (path / SUBMISSION).write_text(toml_text(data))
+    write_sums(path)
+
+
+def edit_predictions(path, change, rehash=True):
+    """Change the bundle's predictions; the checksums are redone, as a tamperer would."""
+    with duckdb.connect() as con:
+        frame = con.execute(f"SELECT * FROM read_parquet('{path / PREDICTIONS}')").df()
+        frame = change(frame)
+        write_parquet(con, frame, path / PREDICTIONS)
+    write_sums(path)
+
+
+def test_a_bundle_verifies_and_its_reported_metrics_equal_the_verified_ones(bundle, boards, runs):
+    v = verify_bundle(bundle, boards=boards)
+    assert v.ok, v.summary()
+    assert v.checks == ["layout", "checksums", "board", "image ids", "scores", "re-score", "reported", "code"]
+    assert not v.comparison["differs"].any()
+    assert len(v.comparison) > 500  # every metric, condition and slice, not only the headline
+    with ResultStore(runs[0]) as store:
+        stored = store.query("SELECT value FROM metrics WHERE run_id = ? AND condition = 'clean' AND slice = 'all' "
+                             "AND metric = 'auroc'", [runs[1]])["value"].iloc[0]  # fmt: skip
+    verified = v.scored.metrics.query("condition == 'clean' and slice == 'all' and metric == 'auroc'")["value"]
+    assert verified.iloc[0] == stored
+
+
+def test_bundle_files_hold_no_labels_and_every_condition(bundle, runs):
+    with duckdb.connect() as con:
+        frame = con.execute(f"SELECT * FROM read_parquet('{bundle / PREDICTIONS}')").df()
+    assert list(frame.columns) == ["image_id", "split", "condition", "severity", "score"]
+    with ResultStore(runs[0]) as store:
+        stored = store.predictions(runs[1])
+    assert len(frame) == len(stored) and frame["condition"].nunique() > 1
+    submission = tomllib.loads((bundle / SUBMISSION).read_text())
+    assert list(submission["code"]["files"]) == ["methods/intensity.py"]
+    assert submission["corruptions"] is True and submission["run_id"] == runs[1]
+
+
+def test_a_multilabel_bundle_verifies(runs, boards, tmp_path):
+    db, _, multilabel = runs
+    with ResultStore(db) as store:
+        path = write_bundle(store, multilabel, tmp_path / "random")
+    v = verify_bundle(path, boards=boards)
+    assert v.ok, v.summary()
+
+
+def test_imported_bundle_rescores_identically_and_is_ranked(bundle, boards, tmp_path):
+    db = tmp_path / "imported.duckdb"
+    with ResultStore(db) as store:
+        outcome = import_verified(store, verify_bundle(bundle, boards=boards))
+        assert outcome.status == "verified"
+        assert import_verified(store, verify_bundle(bundle, boards=boards)).status == "unchanged"
+        assert rescore_run(store, outcome.run_id, boards["tiny-ad"]).identical
+        board = assemble(store, "tiny-ad")
+        assert board["rank"].tolist() == [1] and board["flag"].isna().all()
+        reported = store.query("SELECT count(*) AS n FROM reported_metrics WHERE run_id = ?", [outcome.run_id])
+        assert reported["n"].iloc[0] == store.query("SELECT count(*) AS n FROM metrics")["n"].iloc[0]
+    index = build_site(db, tmp_path / "site")
+    board_page = (index.parent / "boards").glob("tiny-ad*.html").__next__().read_text()
+    assert "verified" in board_page and "methods/intensity.py" in board_page
+    run_page = next((index.parent / "runs").glob("*.html")).read_text()
+    assert "reported-vs-verified" in run_page and "failed verification" not in run_page
+
+
+def _set(frame, column, row, value):
+    frame = frame.copy()
+    frame.loc[row, column] = value
+    return frame
+
+
+def _first_test_row(frame):
+    return frame.index[(frame["split"] == "test") & (frame["condition"] == "clean")][0]
+
+
+BAD = {
+    # name: (change the bundle, the check that must fail, words of the message)
+    "missing image": (
+        lambda p: edit_predictions(p, lambda f: f.drop(index=_first_test_row(f))),
+        "image ids",
+        "1 missing (first:",
+    ),
+    "duplicated image": (
+        lambda p: edit_predictions(p, lambda f: pd.concat([f, f.loc[[_first_test_row(f)]]])),
+        "image ids",
+        "1 duplicated",
+    ),
+    "extra image": (
+        lambda p: edit_predictions(
+            p, lambda f: pd.concat([f, _set(f.loc[[_first_test_row(f)]], "image_id", _first_test_row(f), "ghost")])
+        ),
+        "image ids",
+        "1 not in the manifest (first: ghost)",
+    ),
+    "NaN score": (
+        lambda p: edit_predictions(p, lambda f: _set(f, "score", _first_test_row(f), np.nan)),
+        "scores",
+        "not finite",
+    ),
+    "altered score, hash not redone": (
+        lambda p: edit_predictions(p, lambda f: _set(f, "score", _first_test_row(f), 1e6)),
+        "re-score",
+        "not to the",
+    ),
+    "other board version": (lambda p: edit_toml(p, lambda d: d["board"].update(version=2)), "board", "version 2"),
+    "unknown board": (
+        lambda p: edit_toml(p, lambda d: d["board"].update(name="no-such-board")),
+        "board",
+        "no-such-board",
+    ),
+    "other code": (
+        lambda p: edit_toml(p, lambda d: d["code"]["files"].update({"methods/intensity.py": "0" * 64})),
+        "code",
+        "methods/intensity.py",
+    ),
+    "code outside the repository": (
+        lambda p: edit_toml(p, lambda d: d["code"].update(files={"/tmp/mine.py": "0" * 64})),
+        "code",
+        "not a file of this repository",
+    ),
+    "HTML in the method name": (
+        lambda p: edit_toml(p, lambda d: d["method"].update(name="<b>x</b>")),
+        "layout",
+        "lower-case letters",
+    ),
+    "unknown key": (lambda p: edit_toml(p, lambda d: d.update(surprise=1)), "layout", "unknown key surprise"),
+    "wrong type": (lambda p: edit_toml(p, lambda d: d.update(seed="zero")), "layout", "seed must be int"),
+    "missing key": (lambda p: edit_toml(p, lambda d: d["weights"].pop("id")), "layout", "missing key weights.id"),
+    "missing file": (lambda p: (p / REPORTED).unlink(), "layout", "missing file reported.json"),
+    "stray file": (lambda p: (p / "notes.txt").write_text("hi"), "layout", "unexpected file notes.txt"),
+    "file changed after checksums": (
+        lambda p: (p / REPORTED).write_text('{"metrics": []}'),
+        "checksums",
+        "reported.json",
+    ),
+    "malformed checksums": (lambda p: (p / "SHA256SUMS").write_text("nonsense\n"), "checksums", "line 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_bundle_fails_at_its_check_with_a_message_naming_it(case, bundle, boards, tmp_path):
+    change, check, words = BAD[case]
+    path = copy_of(bundle, tmp_path)
+    change(path)
+    v = verify_bundle(path, boards=boards)
+    assert (v.failed, v.ok) == (check, False), v.summary()
+    assert words in v.message
+    assert str(path) in v.summary() and check in v.summary()
+
+
+def test_a_bundle_over_the_size_limit_is_refused(bundle, boards, tmp_path, monkeypatch):
+    monkeypatch.setattr(bundle_format, "MAX_BUNDLE_BYTES", 10_000)
+    v = verify_bundle(copy_of(bundle, tmp_path), boards=boards)
+    assert v.failed == "layout" and "MiB limit" in v.message
+
+
+def tampered(bundle, boards, tmp_path):
+    """One score changed and everything that hashes it redone: only re-scoring can tell."""
+    path = copy_of(bundle, tmp_path)
+    edit_predictions(path, lambda f: _set(f, "score", _first_test_row(f), -1e6))
+    v = verify_bundle(path, boards=boards)
+    edit_toml(path, lambda d: d.update(predictions_sha256=v.predictions.pipe(_hash)))
+    return path
+
+
+def _hash(frame):
+    from harness.fingerprints import predictions_sha256
+
+    return predictions_sha256(frame)
+
+
+def test_altered_predictions_are_caught_by_rescoring_even_with_every_hash_redone(bundle, boards, tmp_path):
+    v = verify_bundle(tampered(bundle, boards, tmp_path), boards=boards)
+    assert v.failed == "reported" and "reported values differ from the verified ones" in v.message
+    assert v.comparison["differs"].sum() > 0
+
+
+def test_import_refuses_a_failed_bundle_and_flags_it_when_asked(bundle, boards, tmp_path):
+    path = tampered(bundle, boards, tmp_path)
+    db = tmp_path / "flagged.duckdb"
+    with ResultStore(db) as store:
+        v = verify_bundle(path, boards=boards)
+        with pytest.raises(XRBenchError, match="not imported"):
+            import_verified(store, v)
+        assert store.query("SELECT count(*) AS n FROM runs")["n"].iloc[0] == 0
+        import_verified(store, v, unverified=True)
+        board = assemble(store, "tiny-ad")
+        assert board["rank"].isna().all() and "failed verification (check 'reported')" in board["flag"].iloc[0]
+    page = next((build_site(db, tmp_path / "site").parent / "boards").glob("tiny-ad*.html")).read_text()
+    assert "Not ranked" in page and "reported" in page and "verified" in page
+
+
+def test_an_import_that_fails_halfway_writes_nothing(bundle, boards, tmp_path, monkeypatch):
+    import harness.submissions as submissions
+
+    real = submissions._insert
+
+    def broken(con, table, frame):
+        if table == "metrics":
+            raise RuntimeError("disk full")
+        real(con, table, frame)
+
+    monkeypatch.setattr(submissions, "_insert", broken)
+    with ResultStore(tmp_path / "half.duckdb") as store:
+        with pytest.raises(RuntimeError):
+            import_verified(store, verify_bundle(bundle, boards=boards))
+        for table in ("runs", "predictions", "metrics", "submissions", "reported_metrics"):
+            assert store.query(f"SELECT count(*) AS n FROM {table}")["n"].iloc[0] == 0, table
+
+
+def test_html_in_a_card_is_escaped_on_the_site(bundle, boards, tmp_path):
+    path = copy_of(bundle, tmp_path)
+    edit_toml(path, lambda d: d["method"]["card"].update(description="<script>alert(1)</script>"))
+    db = tmp_path / "escaped.duckdb"
+    with ResultStore(db) as store:
+        import_verified(store, verify_bundle(path, boards=boards))
+    out = build_site(db, tmp_path / "site").parent
+    pages = "".join(p.read_text() for p in out.rglob("*.html"))
+    assert "&lt;script&gt;alert(1)" in pages and "<script>alert(1)" not in pages
+
+
+def test_rerun_reproduces_a_cpu_bundle_byte_for_byte_and_catches_one_its_code_did_not_make(bundle, boards, tmp_path):
+    v = verify_bundle(bundle, rerun=True, boards=boards)
+    assert v.ok and v.checks[-1] == "rerun" and "byte-identical" in " ".join(v.notes), v.summary()
+    # A bundle whose predictions and reported metrics agree, but that the code does not produce.
+    path = tampered(bundle, boards, tmp_path)
+    scored = verify_bundle(path, boards=boards).scored
+    reported = json.loads((path / REPORTED).read_text())
+    reported["metrics"] = bundle_format._records(scored.metrics[list(bundle_format.METRIC_KEYS)])
+    reported["run_values"].update(scored.run_values)
+    reported["robustness"] = {k: scored.robustness[k] for k in bundle_format.ROBUSTNESS_KEYS}
+    (path / REPORTED).write_text(json.dumps(reported))
+    write_sums(path)
+    assert verify_bundle(path, boards=boards).ok
+    v = verify_bundle(path, rerun=True, boards=boards)
+    assert v.failed == "rerun" and "other predictions" in v.message
+
+
+def test_submit_refuses_an_existing_folder_and_leaves_no_half_bundle(runs, tmp_path, monkeypatch):
+    db, anomaly, _ = runs
+    with ResultStore(db) as store:
+        out = write_bundle(store, anomaly, tmp_path / "b")
+        with pytest.raises(XRBenchError, match="already exists"):
+            write_bundle(store, anomaly, out)
+        monkeypatch.setattr(bundle_format, "reported_record", lambda *a: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            write_bundle(store, anomaly, tmp_path / "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_cli_verify_exit_codes(bundle, boards, tmp_path, capsys):
+    board = ["--board", str(boards["tiny-ad"])]
+    assert main(["verify", str(bundle), *board]) == 0
+    assert "reported vs verified" in capsys.readouterr().out
+    bad = copy_of(bundle, tmp_path)
+    (bad / REPORTED).unlink()
+    assert main(["verify", str(bundle), str(bad), *board, "--quiet"]) == 2
+    out = capsys.readouterr()
+    assert "FAILED" in out.out and "1 of 2 bundles failed verification" in out.err
+
+
+def test_cli_import_finds_bundles_under_a_folder_and_skips_unchanged_ones(bundle, boards, tmp_path, capsys):
+    folder = tmp_path / "submissions" / "tiny-ad" / "intensity"
+    shutil.copytree(bundle, folder / "b1")
+    args = [
+        "import",
+        str(tmp_path / "submissions"),
+        "--db",
+        str(tmp_path / "i.duckdb"),
+        "--board",
+        str(boards["tiny-ad"]),
+    ]
+    assert main(args) == 0
+    assert "1 bundles: 1 verified" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "1 bundles: 1 unchanged" in capsys.readouterr().out
+    (folder / "b1" / REPORTED).write_text("{}")  # damaged after import: verified again, and refused
+    assert main(args) == 2
