@@ -6,7 +6,7 @@ METHOD ?= patchcore
 BOARD ?= synth-cxr-ad
 ARGS ?=
 
-.PHONY: setup browser test bench site lint benchmark mutants clean
+.PHONY: setup browser test bench site verify lint benchmark mutants clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,15 @@ test:
 bench:
 	$(BIN)/xrbench bench --method $(METHOD) --board $(BOARD) $(ARGS)
 
+# The leaderboard from the committed submission bundles (verified; a failing one is shown
+# flagged, never ranked) and from the runs in the results database.
 site:
+	$(BIN)/xrbench import --unverified leaderboards/submissions
 	$(BIN)/xrbench site
+
+# Every committed submission bundle, re-scored from its predictions; fails on any failure.
+verify:
+	$(BIN)/xrbench verify leaderboards/submissions
 
 lint:
 	$(BIN)/ruff check .
