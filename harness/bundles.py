@@ -28,7 +28,7 @@ import duckdb
 import pandas as pd
 
 from harness.errors import XRBenchError
-from harness.fingerprints import PREDICTION_KEY, file_sha256
+from harness.fingerprints import PREDICTION_KEY, file_sha256, predictions_sha256
 from harness.paths import project_root
 from harness.store import ResultStore
 
@@ -178,8 +178,10 @@ def _toml_value(value: object) -> str:
 
 def submission_record(run: dict) -> dict:
     """submission.toml's content from a stored run."""
-    code = json.loads(run["method_code"] or "{}")
-    if None in code.get("files", {}).values() or not code:
+    code = json.loads(run["method_code"]) if isinstance(run.get("method_code"), str) else {}
+    if not code:
+        raise BundleError(f"run {run['run_id']} was stored before runs recorded their method's code; run it again")
+    if None in code.get("files", {}).values():
         raise BundleError(
             f"run {run['run_id']}: its method was not defined in a file; only file or plugin methods can be submitted"
         )
@@ -194,7 +196,7 @@ def submission_record(run: dict) -> dict:
         "corruptions": False,  # set by write_bundle from the predictions
         "finished_at": str(run["finished_at"]),
         "scoring_version": int(run.get("scoring_version") or 1),
-        "predictions_sha256": run["predictions_sha256"],
+        "predictions_sha256": "",  # set by write_bundle from the predictions
         "maps_sha256": None,
         "explain": run.get("explain") if isinstance(run.get("explain"), str) else None,
         "board": {
@@ -202,12 +204,12 @@ def submission_record(run: dict) -> dict:
             "version": int(run["board_version"]),
             "task": run["task"],
             "split_sha256": run["split_sha256"],
-            "dataset_sha256": run["dataset_sha256"] or None,
+            "dataset_sha256": _json_value(run["dataset_sha256"]) or None,
             "targets": json.loads(run["targets"]) if isinstance(run.get("targets"), str) else None,
         },
         "method": {"name": run["method"], "params": run["params"], "card": card},
-        "code": {"commit": run["git_commit"], "dirty": run.get("git_dirty"), **code},
-        "weights": {"id": run["weights_id"], "sha256": run.get("weights_sha256") or None},
+        "code": {"commit": run["git_commit"], "dirty": _json_value(run.get("git_dirty")), **code},
+        "weights": {"id": run["weights_id"], "sha256": _json_value(run.get("weights_sha256")) or None},
         "environment": {**env, "versions": json.loads(run.get("versions") or "{}")},
     }
 
@@ -283,6 +285,7 @@ def write_bundle(store: ResultStore, run_id: str, out: Path | None = None, maps:
     predictions = store.predictions(run_id)  # verified against the run's hash
     record = submission_record(run)
     record["corruptions"] = bool((predictions["condition"] != "clean").any())
+    record["predictions_sha256"] = predictions_sha256(predictions)  # the current scheme, whatever the run's
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     try:

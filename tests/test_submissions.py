@@ -327,3 +327,13 @@ def test_cli_import_finds_bundles_under_a_folder_and_skips_unchanged_ones(bundle
     assert "1 bundles: 1 unchanged" in capsys.readouterr().out
     (folder / "b1" / REPORTED).write_text("{}")  # damaged after import: verified again, and refused
     assert main(args) == 2
+
+
+def test_submit_refuses_a_run_without_a_code_reference(runs, tmp_path):
+    db = tmp_path / "old.duckdb"
+    shutil.copy(runs[0], db)
+    with ResultStore(db) as store:
+        store.con.execute("UPDATE runs SET method_code = NULL WHERE run_id = ?", [runs[1]])
+        with pytest.raises(XRBenchError, match="before runs recorded their method's code"):
+            write_bundle(store, runs[1], tmp_path / "b")
+    assert not (tmp_path / "b").exists()
