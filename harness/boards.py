@@ -82,9 +82,11 @@ def board_path(name_or_path: str | Path) -> Path:
         return candidate
     path = boards_dir() / f"{name_or_path}.toml"
     if not path.exists():
+        close = difflib.get_close_matches(str(name_or_path), available_boards(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownBoardError(
-            f"unknown board {str(name_or_path)!r}; available: {', '.join(available_boards()) or 'none'}"
-            f" (or pass the path of a board .toml file)"
+            f"unknown board {str(name_or_path)!r}{hint} (available: {', '.join(available_boards()) or 'none'};"
+            f" or pass the path of a board .toml file)"
         )
     return path
 

@@ -417,6 +417,57 @@ def cmd_import(args: argparse.Namespace) -> None:
     console.print(escape(f"{len(bundles)} bundles: {summary}"))
 
 
+def grid_table(plan: object, started: float) -> Table:
+    import time
+
+    table = Table(title=f"grid: {len(plan.cells)} cells ({time.perf_counter() - started:.0f} s)")  # type: ignore[attr-defined]
+    for col in ("cell", "state", "seconds", "primary metric", "run or error"):
+        table.add_column(col, justify="right" if col in ("seconds", "primary metric") else "left")
+    styles = {"ok": "green", "failed": "bold red", "running": "yellow", "interrupted": "bold red", "done": "dim"}
+    for c in plan.cells:  # type: ignore[attr-defined]
+        value = "" if c.value is None else f"{c.value:.3f}"
+        seconds = f"{c.seconds:.0f}" if c.seconds else ""
+        detail = c.error or c.run_id or ""
+        state = "done before" if c.state == "done" else c.state
+        table.add_row(*(escape(x) for x in (c.name, state, seconds, value, detail)), style=styles.get(c.state))
+    return table
+
+
+def cmd_grid(args: argparse.Namespace) -> None:
+    import time
+
+    from rich.live import Live
+
+    from harness.boards import available_boards
+    from harness.grid import RunOptions, counts, mark_done, parse_overrides, plan_grid, run_grid, split_list
+    from harness.paths import default_db
+    from harness.registry import discover
+
+    methods = split_list(args.methods, "methods")
+    boards = split_list(args.boards, "boards") or available_boards()
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    overrides = parse_overrides(args.param, methods or sorted(discover()))
+    options = RunOptions(
+        Path(args.db) if args.db else default_db(), args.device, not args.no_corruptions, args.precision
+    )
+    plan = plan_grid(methods, boards, seeds, overrides, options)
+    mark_done(plan, options.db, args.force)
+    for method, board, why in plan.skipped:
+        console.print(escape(f"skipped {method} on {board}: {why}"), style="dim")
+    started = time.perf_counter()
+    if args.dry_run:
+        console.print(grid_table(plan, started))
+        return
+    try:
+        with Live(grid_table(plan, started), console=console, refresh_per_second=1) as live:
+            run_grid(plan, options, on_change=lambda: live.update(grid_table(plan, started)))
+    finally:
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts(plan).items()))
+        console.print(escape(f"grid of {len(plan.cells)} cells: {summary}"))
+    if any(c.state == "failed" for c in plan.cells):
+        raise XRBenchError("some cells failed; their errors are in the table and in `xrbench runs`")
+
+
 def cmd_explain(args: argparse.Namespace) -> None:
     from harness.explain import explain_image
     from harness.paths import default_db
@@ -607,6 +658,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=30, help="differences shown (default: 30)")
     p.add_argument("--board", default=None, help="the board file, when it is not leaderboards/<run's board>.toml")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("grid", help="run methods x boards x seeds; cells already done are skipped")
+    p.add_argument("--methods", default="all", help="all (every method supporting the board's task) or m1,m2")
+    p.add_argument("--boards", default="synth-cxr-ad", help="all or b1,b2 (default: synth-cxr-ad)")
+    p.add_argument("--seeds", default=None, help="comma-separated (default: each board's seed)")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE", help="a method's parameter")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-corruptions", action="store_true", help="clean test sets only")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32")
+    p.add_argument("--force", action="store_true", help="run cells again even when done")
+    p.add_argument("--dry-run", action="store_true", help="print the cells and which are done; run nothing")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("submit", help="write a run's submission bundle (predictions, metrics, provenance)")
     p.add_argument("run_id")

@@ -10,6 +10,7 @@ reference method) is computed where the leaderboard is assembled (`harness.leade
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -256,6 +257,26 @@ def pipeline_speed(data: BoardData, board: Board, sample: int = 64) -> dict[str,
 # --- stage 6: store -----------------------------------------------------------------------
 
 
+def cell_key(
+    board: Board, method: Method, seed: int, device: str, corruptions: bool, precision: str, explain: str | None
+) -> str:
+    """What identifies a run's result, for `xrbench grid` to tell a cell already done: the
+    method, its parameters (defaults merged) and code, the board edition (version, split and
+    dataset hashes), the seed, the device type and the run options."""
+    parts = {
+        "method": method.card.name,
+        "params": method.params,
+        "code": method_origin(type(method)),
+        "board": [board.name, board.version, board.split_sha256, board.dataset_sha256],
+        "seed": seed,
+        "device": device.split(":")[0],
+        "corruptions": corruptions,
+        "precision": precision,
+        "explain": explain,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def run_record(
     run_id: str, board: Board, method: Method, seed: int, data: BoardData, device: torch.device, precision: str
 ) -> dict[str, Any]:
@@ -376,9 +397,12 @@ def run_bench(
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{method_name}-{uuid.uuid4().hex[:6]}"
     # The database is opened only to record the start and the outcome, so that other
     # processes (another bench, `xrbench runs`, the site) can use it while this one computes.
+    edition = load_board(board_name)  # the board file's hashes, not those of the run's (reduced) manifest
+    key = cell_key(edition, method, seed, torch_device.type, corruptions, precision, explain)
     with ResultStore(db) as store:
-        store.record_board(board_edition(load_board(board_name)))  # the board file's, not the run's hashes
-        store.start_run({**run_record(run_id, board, method, seed, data, torch_device, precision), "explain": explain})
+        store.record_board(board_edition(edition))
+        record = run_record(run_id, board, method, seed, data, torch_device, precision)
+        store.start_run({**record, "explain": explain, "cell_key": key})
     with _progress(console) as progress:
         track = _tracker(progress, method_name)
         try:

@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS runs (
     scoring_version INTEGER,    -- harness.scoring.SCORING_VERSION of the code that scored the run
     host VARCHAR,               -- the machine and process that ran it: a 'running' run whose
     pid INTEGER,                -- process is gone is stale (see ResultStore.stale_runs)
-    process_started BIGINT      -- the process's start time (clock ticks since boot), against pid reuse
+    process_started BIGINT,     -- the process's start time (clock ticks since boot), against pid reuse
+    cell_key VARCHAR            -- what identifies the result (harness.runner.cell_key): grids skip done cells
 );
 CREATE TABLE IF NOT EXISTS predictions (
     run_id VARCHAR NOT NULL,
@@ -259,6 +260,7 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS process_started BIGINT;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS map_level DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS explain VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS diagnostics VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS cell_key VARCHAR;
 UPDATE runs SET task = CASE WHEN targets IS NOT NULL THEN 'multilabel' ELSE 'anomaly' END WHERE task IS NULL;
 """
 

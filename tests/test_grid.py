@@ -1,0 +1,88 @@
+"""`xrbench grid`: cells keyed by what identifies their result, resumable, failures recorded."""
+
+import pytest
+
+from harness.cli import main
+from harness.errors import ParameterError, UnknownMethodError
+from harness.grid import RunOptions, counts, mark_done, parse_overrides, plan_grid, run_grid
+from harness.protocol import Method, MethodCard
+from harness.registry import register
+from harness.store import ResultStore
+
+
+@register
+class Broken(Method):
+    card = MethodCard(
+        name="broken-for-grid",
+        family="test",
+        description="fails while fitting",
+        reference="",
+        license="MIT",
+        tasks=("anomaly",),
+        learning="one-class",
+    )
+
+    def fit(self, train, val, ctx):
+        raise RuntimeError("out of luck")
+
+    def predict(self, batch):
+        raise AssertionError("never called")
+
+
+def grid(board, db, methods, seeds, force=False, overrides=None):
+    options = RunOptions(db, device="cpu", corruptions=False)
+    plan = plan_grid(methods, [str(board)], seeds, overrides or {}, options)
+    mark_done(plan, db, force)
+    run_grid(plan, options)
+    return plan
+
+
+def test_a_grid_runs_its_cells_skips_done_ones_and_goes_on_after_a_failure(tiny_board, tmp_path):
+    db = tmp_path / "g.duckdb"
+    plan = grid(tiny_board, db, ["intensity", "broken-for-grid", "random"], [0, 1])
+    assert [c.state for c in plan.cells] == ["ok", "ok", "failed", "failed", "ok", "ok"]
+    assert "out of luck" in plan.cells[2].error
+    assert all(0 <= c.value <= 1 for c in plan.cells if c.state == "ok")
+    with ResultStore(db) as store:
+        runs = store.query("SELECT status, cell_key FROM runs")
+    assert sorted(runs["status"]) == ["failed"] * 2 + ["ok"] * 4
+    assert runs["cell_key"].nunique() == 6  # seeds and methods give different keys
+
+    again = grid(tiny_board, db, ["intensity", "broken-for-grid", "random"], [0, 1])
+    assert counts(again) == {"skipped (done before)": 4, "failed": 2}  # failed cells run again
+    forced = grid(tiny_board, db, ["intensity"], [0], force=True)
+    assert counts(forced) == {"ok": 1}
+    with ResultStore(db) as store:
+        assert store.query("SELECT count(*) AS n FROM runs WHERE status = 'ok'")["n"].iloc[0] == 5
+
+
+def test_cell_keys_change_with_what_changes_the_result(tiny_board, tmp_path):
+    def key(seeds=(0,), overrides=None, corruptions=False):
+        options = RunOptions(tmp_path / "k.duckdb", device="cpu", corruptions=corruptions)
+        return plan_grid(["knn"], [str(tiny_board)], list(seeds), overrides or {}, options).cells[0].key
+
+    assert key() == key()
+    assert key() != key(seeds=(1,))
+    assert key() != key(overrides={"knn": {"k": "3"}})
+    assert key() != key(corruptions=True)
+    assert key(overrides={"knn": {"k": "5"}}) == key()  # the default value, written out
+
+
+def test_bad_grid_arguments_are_refused_with_the_reason(tiny_board, tiny_multilabel_board, tmp_path):
+    with pytest.raises(ParameterError, match="not in the grid"):
+        parse_overrides(["patchcore:k=3"], ["knn"])
+    with pytest.raises(ParameterError, match="METHOD:KEY=VALUE"):
+        parse_overrides(["k=3"], ["knn"])
+    with pytest.raises(UnknownMethodError, match="did you mean 'knn'"):
+        plan_grid(["knnn"], [str(tiny_board)], [0], {}, RunOptions(tmp_path / "x.duckdb", device="cpu"))
+    plan = plan_grid(["knn"], [str(tiny_multilabel_board)], [0], {}, RunOptions(tmp_path / "x.duckdb", device="cpu"))
+    assert plan.cells == [] and "not multilabel" in plan.skipped[0][2]
+
+
+def test_cli_dry_run_lists_cells_and_runs_nothing(tiny_board, tmp_path, capsys):
+    db = tmp_path / "d.duckdb"
+    args = ["grid", "--methods", "intensity,random", "--boards", str(tiny_board), "--seeds", "0,1", "--db", str(db)]
+    assert main([*args, "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("pending") == 4
+    assert not db.exists()
+    assert main(["grid", "--boards", "no-such-board", "--dry-run"]) == 2
