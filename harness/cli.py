@@ -460,7 +460,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
         return
     try:
         with Live(grid_table(plan, started), console=console, refresh_per_second=1) as live:
-            run_grid(plan, options, on_change=lambda: live.update(grid_table(plan, started)))
+            run_grid(plan, options, lambda: live.update(grid_table(plan, started)), workers=args.workers)
     finally:
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts(plan).items()))
         console.print(escape(f"grid of {len(plan.cells)} cells: {summary}"))
@@ -668,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-corruptions", action="store_true", help="clean test sets only")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32")
     p.add_argument("--force", action="store_true", help="run cells again even when done")
+    p.add_argument("--workers", type=int, default=1, help="cells at once, each in its own process (default: 1)")
     p.add_argument("--dry-run", action="store_true", help="print the cells and which are done; run nothing")
     p.add_argument("--db", default=None)
     p.set_defaults(func=cmd_grid)

@@ -10,8 +10,12 @@ finished run.
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from rich.console import Console
 
 from harness.boards import Board, load_board
 from harness.errors import ParameterError, XRBenchError
-from harness.registry import create_method, discover
+from harness.registry import create_method, discover, get_method
 from harness.runner import cell_key, resolve_device, run_bench
 from harness.store import ResultStore
 
@@ -42,6 +46,7 @@ class Cell:
     seed: int
     params: dict[str, Any]
     key: str = ""
+    attempts: int = 0  # runs started in a worker process that died
     state: str = "pending"  # pending | done (before the grid) | running | ok | failed | interrupted
     run_id: str | None = None
     seconds: float = 0.0
@@ -139,8 +144,12 @@ def run_cell(cell: Cell, options: RunOptions) -> None:
         cell.seconds = time.perf_counter() - start
 
 
-def run_grid(plan: Plan, options: RunOptions, on_change: Callable[[], None] = lambda: None) -> None:
-    """Run the pending cells in order (Ctrl-C propagates after the running cell is marked)."""
+def run_grid(plan: Plan, options: RunOptions, on_change: Callable[[], None] = lambda: None, workers: int = 1) -> None:
+    """Run the pending cells, in order in this process or on `workers` processes (Ctrl-C
+    propagates after the running cells are marked failed)."""
+    if workers > 1:
+        run_parallel(plan, options, workers, on_change)
+        return
     for cell in plan.cells:
         if cell.state != "pending":
             continue
@@ -148,6 +157,93 @@ def run_grid(plan: Plan, options: RunOptions, on_change: Callable[[], None] = la
         on_change()
         run_cell(cell, options)
         on_change()
+
+
+def _start_worker(threads: int, gpus: Any, modules: list[str]) -> None:
+    """Each worker gets its share of the CPU threads, its own GPU when there are several, and
+    the methods registered outside `methods/` and plugins (by importing their modules)."""
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
+    import importlib
+
+    import torch
+
+    torch.set_num_threads(threads)
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _registering_modules(cells: list[Cell]) -> list[str]:
+    """Modules a fresh process must import to know the cells' methods."""
+    modules = {get_method(c.method).__module__ for c in cells}
+    return sorted(m for m in modules if not m.startswith("methods.") and m != "__main__")
+
+
+def _cell_in_worker(cell: Cell, options: RunOptions) -> Cell:
+    run_cell(cell, options)
+    return cell
+
+
+def run_parallel(plan: Plan, options: RunOptions, workers: int, on_change: Callable[[], None]) -> None:
+    """Cells on `workers` fresh processes. A cell whose worker dies (killed, out of memory) is
+    run once more, then recorded failed; the other cells of a broken pool are simply resubmitted."""
+    context = multiprocessing.get_context("spawn")
+    gpus = _gpu_queue(context, options, workers)
+    workers = min(workers, gpus.qsize()) if gpus is not None else workers
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pending = [c for c in plan.cells if c.state == "pending"]
+    while pending:
+        broken = False
+        setup = (threads, gpus, _registering_modules(pending))
+        with ProcessPoolExecutor(workers, context, _start_worker, setup) as pool:
+            futures = {pool.submit(_cell_in_worker, cell, options): cell for cell in pending}
+            for cell in pending:
+                cell.state = "queued"
+            on_change()
+            for future in as_completed(futures):
+                cell = futures[future]
+                try:
+                    finished = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                for name in ("state", "run_id", "seconds", "value", "error"):
+                    setattr(cell, name, getattr(finished, name))
+                on_change()
+        pending = _after_broken_pool(plan, options.db) if broken else []
+        on_change()
+
+
+def _after_broken_pool(plan: Plan, db: Path) -> list[Cell]:
+    """Mark the runs the dead workers left `running` failed; their cells count an attempt (a
+    second one fails the cell), every other unfinished cell is resubmitted."""
+    with ResultStore(db) as store:
+        stale = store.stale_runs()
+        for run_id in stale:
+            store.fail_run(run_id, "its worker process died (killed, or out of memory)")
+        keys = set(store.query("SELECT cell_key FROM runs WHERE run_id IN (SELECT unnest(?))", [stale])["cell_key"])
+    again = []
+    for cell in (c for c in plan.cells if c.state in ("queued", "running")):
+        if cell.key in keys:
+            cell.attempts += 1
+            if cell.attempts >= 2:
+                cell.state, cell.error = "failed", "its worker process died twice (killed, or out of memory)"
+                continue
+        cell.state = "pending"
+        again.append(cell)
+    return again
+
+
+def _gpu_queue(context: Any, options: RunOptions, workers: int) -> Any:
+    """With several visible GPUs and a CUDA device, a queue of GPU indices: one worker per GPU."""
+    import torch
+
+    if not options.device.startswith(("cuda", "auto")) or torch.cuda.device_count() < 2:
+        return None
+    queue = context.Queue()
+    for index in range(min(workers, torch.cuda.device_count())):
+        queue.put(index)
+    return queue
 
 
 def counts(plan: Plan) -> dict[str, int]:

@@ -1,11 +1,15 @@
 """`xrbench grid`: cells keyed by what identifies their result, resumable, failures recorded."""
 
+import os
+import signal
+from pathlib import Path
+
 import pytest
 
 from harness.cli import main
 from harness.errors import ParameterError, UnknownMethodError
 from harness.grid import RunOptions, counts, mark_done, parse_overrides, plan_grid, run_grid
-from harness.protocol import Method, MethodCard
+from harness.protocol import Method, MethodCard, Prediction
 from harness.registry import register
 from harness.store import ResultStore
 
@@ -86,3 +90,58 @@ def test_cli_dry_run_lists_cells_and_runs_nothing(tiny_board, tmp_path, capsys):
     assert capsys.readouterr().out.count("pending") == 4
     assert not db.exists()
     assert main(["grid", "--boards", "no-such-board", "--dry-run"]) == 2
+
+
+@register
+class DiesOnce(Method):
+    """Kills its own process the first time it fits (as the kernel's out-of-memory killer would)."""
+
+    card = MethodCard(
+        name="dies-once-for-grid",
+        family="test",
+        description="killed while fitting, once",
+        reference="",
+        license="MIT",
+        tasks=("anomaly",),
+        learning="one-class",
+    )
+
+    def fit(self, train, val, ctx):
+        marker = Path(os.environ["XRBENCH_TEST_MARKER"])
+        if not marker.exists():
+            marker.write_text("died")
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.level = 0.0
+
+    def predict(self, batch):
+        return Prediction(scores=batch.mean(dim=(1, 2, 3)))
+
+
+def _hashes(db):
+    with ResultStore(db) as store:
+        rows = store.query("SELECT method, seed, predictions_sha256 FROM runs WHERE status = 'ok'")
+    return {(r.method, r.seed): r.predictions_sha256 for r in rows.itertuples()}
+
+
+def test_workers_give_the_predictions_of_a_sequential_grid_and_survive_a_killed_worker(
+    tiny_board, tmp_path, monkeypatch
+):
+    methods = ["intensity", "random"]
+    sequential, parallel = tmp_path / "s.duckdb", tmp_path / "p.duckdb"
+    grid(tiny_board, sequential, methods, [0, 1])
+    options = RunOptions(parallel, device="cpu", corruptions=False)
+    plan = plan_grid(methods, [str(tiny_board)], [0, 1], {}, options)
+    run_grid(plan, options, workers=2)
+    assert [c.state for c in plan.cells] == ["ok"] * 4
+    assert _hashes(parallel) == _hashes(sequential) and len(_hashes(parallel)) == 4
+
+    monkeypatch.setenv("XRBENCH_TEST_MARKER", str(tmp_path / "marker"))
+    killed = tmp_path / "k.duckdb"
+    options = RunOptions(killed, device="cpu", corruptions=False)
+    plan = plan_grid(["dies-once-for-grid", "intensity"], [str(tiny_board)], [0], {}, options)
+    run_grid(plan, options, workers=2)
+    assert [c.state for c in plan.cells] == ["ok", "ok"] and plan.cells[0].attempts == 1
+    with ResultStore(killed) as store:
+        statuses = store.query("SELECT method, status, error FROM runs ORDER BY started_at")
+    dead = statuses[statuses["status"] == "failed"]
+    assert dead["method"].tolist() == ["dies-once-for-grid"] and "worker process died" in dead["error"].iloc[0]

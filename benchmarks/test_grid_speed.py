@@ -1,0 +1,54 @@
+"""The grid's own cost: one cell through `xrbench grid` against the same run by `run_bench`
+(the difference is planning, keys, the done check and storing), and a grid of 3 methods x 2
+boards x 2 seeds on the tiny boards, one cell at a time and on two worker processes."""
+
+import io
+
+import pytest
+from rich.console import Console
+
+from harness.grid import RunOptions, mark_done, plan_grid, run_grid
+from harness.runner import run_bench
+from harness.testing import write_tiny_board
+
+METHODS = ["intensity", "random", "knn"]
+
+
+@pytest.fixture(scope="module")
+def boards(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grid-speed")
+    return [
+        str(write_tiny_board(folder / "a", "anomaly", name="tiny-a")),
+        str(write_tiny_board(folder / "b", "anomaly", name="tiny-b")),
+    ]
+
+
+def _grid(db, methods, boards, seeds, workers=1):
+    options = RunOptions(db, device="cpu", corruptions=False)
+    plan = plan_grid(methods, boards, seeds, {}, options)
+    mark_done(plan, db, force=False)
+    run_grid(plan, options, workers=workers)
+    assert all(c.state in ("ok", "done") for c in plan.cells)
+
+
+def test_one_run_without_the_grid(benchmark, boards, tmp_path):
+    seeds = iter(range(1000))
+    quiet = Console(file=io.StringIO())
+    benchmark.pedantic(
+        lambda: run_bench("intensity", boards[0], seed=next(seeds), db=tmp_path / "r.duckdb", device="cpu",
+                          corruptions=False, console=quiet), rounds=5, warmup_rounds=1)  # fmt: skip
+
+
+def test_one_cell_through_the_grid(benchmark, boards, tmp_path):
+    seeds = iter(range(1000))
+    benchmark.pedantic(
+        lambda: _grid(tmp_path / "g.duckdb", ["intensity"], boards[:1], [next(seeds)]), rounds=5, warmup_rounds=1
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_grid_of_12_cells(benchmark, boards, tmp_path, workers):
+    runs = iter(range(1000))
+    benchmark.pedantic(
+        lambda: _grid(tmp_path / f"{next(runs)}.duckdb", METHODS, boards, [0, 1], workers), rounds=1, iterations=1
+    )
