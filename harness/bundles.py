@@ -282,6 +282,8 @@ def write_bundle(store: ResultStore, run_id: str, out: Path | None = None, maps:
     out = Path(out) if out else default_bundle_dir(run)
     if out.exists():
         raise BundleError(f"{out} already exists; remove it or choose another --out")
+    if maps and not isinstance(run.get("maps_sha256"), str):
+        raise BundleError(f"run {run_id} kept no maps; submit it without --maps")
     predictions = store.predictions(run_id)  # verified against the run's hash
     record = submission_record(run)
     record["corruptions"] = bool((predictions["condition"] != "clean").any())
@@ -291,7 +293,7 @@ def write_bundle(store: ResultStore, run_id: str, out: Path | None = None, maps:
     try:
         score = SCORE_COLUMNS[record["board"]["task"]][0]
         write_parquet(store.con, predictions[[*PREDICTION_COLUMNS, score]], tmp / PREDICTIONS)
-        if maps and isinstance(run.get("maps_sha256"), str):
+        if maps:
             write_parquet(store.con, store.maps(run_id), tmp / MAPS)
             record["maps_sha256"] = run["maps_sha256"]
         (tmp / SUBMISSION).write_text(toml_text(record))

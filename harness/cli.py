@@ -433,6 +433,13 @@ def grid_table(plan: object, started: float) -> Table:
     return table
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise XRBenchError(f"--seeds {text!r}: expected integers separated by commas, such as 0,1,2") from None
+
+
 def cmd_grid(args: argparse.Namespace) -> None:
     import time
 
@@ -445,7 +452,9 @@ def cmd_grid(args: argparse.Namespace) -> None:
 
     methods = split_list(args.methods, "methods")
     boards = split_list(args.boards, "boards") or available_boards()
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    seeds = _seed_list(args.seeds) if args.seeds else None
+    if args.workers < 1:
+        raise XRBenchError(f"--workers must be at least 1, not {args.workers}")
     overrides = parse_overrides(args.param, methods or sorted(discover()))
     options = RunOptions(
         Path(args.db) if args.db else default_db(), args.device, not args.no_corruptions, args.precision

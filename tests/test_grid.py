@@ -90,6 +90,10 @@ def test_cli_dry_run_lists_cells_and_runs_nothing(tiny_board, tmp_path, capsys):
     assert capsys.readouterr().out.count("pending") == 4
     assert not db.exists()
     assert main(["grid", "--boards", "no-such-board", "--dry-run"]) == 2
+    assert main([*args, "--seeds", "0,one", "--dry-run"]) == 2
+    assert "expected integers separated by commas" in capsys.readouterr().err
+    assert main([*args, "--workers", "0", "--dry-run"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
 
 
 @register

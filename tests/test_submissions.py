@@ -293,6 +293,8 @@ def test_submit_refuses_an_existing_folder_and_leaves_no_half_bundle(runs, tmp_p
         out = write_bundle(store, anomaly, tmp_path / "b")
         with pytest.raises(XRBenchError, match="already exists"):
             write_bundle(store, anomaly, out)
+        with pytest.raises(XRBenchError, match="kept no maps; submit it without --maps"):
+            write_bundle(store, anomaly, tmp_path / "m", maps=True)
         monkeypatch.setattr(bundle_format, "reported_record", lambda *a: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             write_bundle(store, anomaly, tmp_path / "c")
