@@ -52,3 +52,27 @@ def test_grid_of_12_cells(benchmark, boards, tmp_path, workers):
     benchmark.pedantic(
         lambda: _grid(tmp_path / f"{next(runs)}.duckdb", METHODS, boards, [0, 1], workers), rounds=1, iterations=1
     )
+
+
+def test_grid_of_12_cells_on_ray(benchmark, boards, tmp_path):
+    """The same grid as Ray tasks on a local 2-CPU cluster, Ray's start-up and shutdown included."""
+    from harness.grid_ray import connect, run_on_ray, shutdown
+
+    def on_ray(db):
+        ray = connect(None, cpus=2)
+        try:
+            options = RunOptions(db, device="cpu", corruptions=False)
+            plan = plan_grid(METHODS, boards, [0, 1], {}, options)
+            run_on_ray(ray, plan, options, lambda: None)
+        finally:
+            shutdown(ray)
+        assert all(c.state == "ok" for c in plan.cells)
+
+    runs = iter(range(1000))
+    benchmark.pedantic(lambda: on_ray(tmp_path / f"{next(runs)}.duckdb"), rounds=1, iterations=1)
+
+
+def test_ray_start_and_shutdown(benchmark):
+    from harness.grid_ray import connect, shutdown
+
+    benchmark.pedantic(lambda: shutdown(connect(None, cpus=2)), rounds=2, iterations=1)

@@ -10,7 +10,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -298,6 +298,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from harness.paths import default_db
     from harness.store import ResultStore
 
+    if args.seeds:
+        _compare_seeds(args)
+        return
+    if args.board:
+        raise XRBenchError("--board is for --seeds (two methods across seeds); two runs need no board")
     with ResultStore(args.db or default_db()) as store:
         c = compare_runs(store, args.run_a, args.run_b, args.condition, args.severity, metric=args.metric)
     title = f"{args.run_a} vs {args.run_b} ({args.condition}, severity {args.severity}, test split)"
@@ -314,6 +319,28 @@ def cmd_compare(args: argparse.Namespace) -> None:
     verdict = "different" if np.nanmax([c.delong_p, c.bootstrap_p]) < 0.05 else "not distinguishable"
     rule = "the bootstrap decides" if no_delong else "both tests must agree to call a difference"
     console.print(f"At the 5% level the two runs are [bold]{verdict}[/] ({rule}).")
+
+
+def _compare_seeds(args: argparse.Namespace) -> None:
+    from harness.paths import default_db
+    from harness.seeds import compare_seeds
+    from harness.store import ResultStore
+
+    if not args.board:
+        raise XRBenchError("--seeds compares two methods on a board: give --board NAME")
+    with ResultStore(args.db or default_db()) as store:
+        c = compare_seeds(store, args.board, args.run_a, args.run_b)
+    table = Table(title=escape(f"{args.run_a} vs {args.run_b} on {args.board}: clean test {c.metric}, by seed"))
+    for col in ("seed", args.run_a, args.run_b, "difference"):
+        table.add_column(escape(col), justify="right")
+    for r in c.pairs.itertuples():
+        table.add_row(str(r.seed), _fmt(r.value_a), _fmt(r.value_b), f"{r.difference:+.3f}")
+    console.print(table)
+    n = len(c.pairs)
+    spread = "" if n < 2 else f" ± {c.std_difference:.3f} (sd across seeds)"
+    test = "n/a (needs two seeds that differ)" if np.isnan(c.t_p) else f"{c.t_p:.4g}"
+    console.print(escape(f"mean difference {c.mean_difference:+.3f}{spread}; {args.run_a} higher on {c.wins_a} of "
+                         f"{n} seeds; paired t-test across seeds p = {test}"))  # fmt: skip
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -443,33 +470,64 @@ def _seed_list(text: str) -> list[int]:
 def cmd_grid(args: argparse.Namespace) -> None:
     import time
 
-    from rich.live import Live
-
     from harness.boards import available_boards
-    from harness.grid import RunOptions, counts, mark_done, parse_overrides, plan_grid, run_grid, split_list
+    from harness.grid import RunOptions, mark_done, parse_overrides, plan_grid, split_list
+    from harness.grid_ray import shutdown, worker_device
     from harness.paths import default_db
     from harness.registry import discover
+    from harness.runner import resolve_device
 
     methods = split_list(args.methods, "methods")
     boards = split_list(args.boards, "boards") or available_boards()
     seeds = _seed_list(args.seeds) if args.seeds else None
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise XRBenchError(f"--workers must be at least 1, not {args.workers}")
+    if args.address is not None and args.executor != "ray":
+        raise XRBenchError("--address is for --executor ray")
     overrides = parse_overrides(args.param, methods or sorted(discover()))
     options = RunOptions(
         Path(args.db) if args.db else default_db(), args.device, not args.no_corruptions, args.precision
     )
-    plan = plan_grid(methods, boards, seeds, overrides, options)
-    mark_done(plan, options.db, args.force)
-    for method, board, why in plan.skipped:
-        console.print(escape(f"skipped {method} on {board}: {why}"), style="dim")
-    started = time.perf_counter()
-    if args.dry_run:
-        console.print(grid_table(plan, started))
-        return
+    if args.executor == "local":
+        resolve_device(options.device)  # refuses cuda on a machine without it, before any cell
+    plan = plan_grid(methods, boards, seeds, overrides, options)  # bad names are refused before Ray starts
+    ray = _ray_for_grid(args) if args.executor == "ray" and not args.dry_run else None
+    try:
+        if ray is not None and (on_workers := worker_device(ray, options)) != options:
+            options, plan = on_workers, plan_grid(methods, boards, seeds, overrides, on_workers)
+        mark_done(plan, options.db, args.force)
+        for method, board, why in plan.skipped:
+            console.print(escape(f"skipped {method} on {board}: {why}"), style="dim")
+        started = time.perf_counter()
+        if args.dry_run:
+            console.print(grid_table(plan, started))
+            return
+        _run_grid_live(plan, options, started, ray, args.workers or 1)
+    finally:
+        if ray is not None:
+            shutdown(ray)
+
+
+def _ray_for_grid(args: argparse.Namespace) -> Any:
+    from harness.grid_ray import connect
+
+    with console.status("starting Ray" if args.address is None else f"connecting to Ray at {args.address}"):
+        return connect(args.address, args.workers)
+
+
+def _run_grid_live(plan: Any, options: Any, started: float, ray: Any, workers: int) -> None:
+    from rich.live import Live
+
+    from harness.grid import counts, run_grid
+    from harness.grid_ray import run_on_ray
+
     try:
         with Live(grid_table(plan, started), console=console, refresh_per_second=1) as live:
-            run_grid(plan, options, lambda: live.update(grid_table(plan, started)), workers=args.workers)
+            refresh = lambda: live.update(grid_table(plan, started))  # noqa: E731
+            if ray is not None:
+                run_on_ray(ray, plan, options, refresh)
+            else:
+                run_grid(plan, options, refresh, workers=workers)
     finally:
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts(plan).items()))
         console.print(escape(f"grid of {len(plan.cells)} cells: {summary}"))
@@ -677,7 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-corruptions", action="store_true", help="clean test sets only")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32")
     p.add_argument("--force", action="store_true", help="run cells again even when done")
-    p.add_argument("--workers", type=int, default=1, help="cells at once, each in its own process (default: 1)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes, or Ray tasks")
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="local: cells at once, each in its own process (default: 1); ray: the local cluster's CPUs (default: all)",
+    )  # fmt: skip
+    p.add_argument("--address", default=None, help="ray: an existing cluster, HOST:PORT or auto (default: a local one)")
     p.add_argument("--dry-run", action="store_true", help="print the cells and which are done; run nothing")
     p.add_argument("--db", default=None)
     p.set_defaults(func=cmd_grid)
@@ -732,9 +795,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load-pending", action="store_true", help="load runs kept aside while the database was locked")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("compare", help="paired significance test of two runs' AUROC on the same test images")
-    p.add_argument("run_a")
-    p.add_argument("run_b")
+    p = sub.add_parser(
+        "compare", help="paired test of two runs on the same test images, or of two methods across seeds (--seeds)"
+    )
+    p.add_argument("run_a", metavar="A", help="a run id (with --seeds: a method)")
+    p.add_argument("run_b", metavar="B", help="a run id (with --seeds: a method)")
+    p.add_argument("--seeds", action="store_true", help="compare methods A and B across their seeds, paired by seed")
+    p.add_argument("--board", default=None, help="with --seeds: the board")
     p.add_argument("--condition", default="clean", help="clean or a corruption name (default: clean)")
     p.add_argument("--severity", type=int, default=0)
     p.add_argument("--metric", default="auroc", help="auroc (default), auprc or sens@95spec")

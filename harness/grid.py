@@ -55,7 +55,8 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.method} · {self.board} · seed {self.seed}"
+        board = Path(self.board).stem if self.board.endswith(".toml") else self.board  # a board file's path
+        return f"{self.method} · {board} · seed {self.seed}"
 
 
 @dataclass
@@ -86,7 +87,7 @@ def plan_grid(
     board's task (the others are listed as skipped with the reason); `seeds=None` is each
     board's own seed."""
     plan = Plan()
-    device = resolve_device(options.device).type
+    device = resolve_device("auto").type if options.device == "auto" else options.device.split(":")[0]
     registered = discover()
     for board_name in boards:
         board = load_board(board_name)
@@ -146,7 +147,7 @@ def run_cell(cell: Cell, options: RunOptions) -> None:
 
 def run_grid(plan: Plan, options: RunOptions, on_change: Callable[[], None] = lambda: None, workers: int = 1) -> None:
     """Run the pending cells, in order in this process or on `workers` processes (Ctrl-C
-    propagates after the running cells are marked failed)."""
+    propagates after the running cells are marked failed). `harness.grid_ray` runs them on Ray."""
     if workers > 1:
         run_parallel(plan, options, workers, on_change)
         return
@@ -173,7 +174,7 @@ def _start_worker(threads: int, gpus: Any, modules: list[str]) -> None:
         importlib.import_module(module)
 
 
-def _registering_modules(cells: list[Cell]) -> list[str]:
+def registering_modules(cells: list[Cell]) -> list[str]:
     """Modules a fresh process must import to know the cells' methods."""
     modules = {get_method(c.method).__module__ for c in cells}
     return sorted(m for m in modules if not m.startswith("methods.") and m != "__main__")
@@ -194,7 +195,7 @@ def run_parallel(plan: Plan, options: RunOptions, workers: int, on_change: Calla
     pending = [c for c in plan.cells if c.state == "pending"]
     while pending:
         broken = False
-        setup = (threads, gpus, _registering_modules(pending))
+        setup = (threads, gpus, registering_modules(pending))
         with ProcessPoolExecutor(workers, context, _start_worker, setup) as pool:
             futures = {pool.submit(_cell_in_worker, cell, options): cell for cell in pending}
             for cell in pending:

@@ -2,7 +2,9 @@
 `leaderboard` table, which the site reads.
 
 Assembly is where results of several runs meet: which board edition (frozen split and dataset
-hashes) is current, each method's best run on it by the board's primary metric, ranks, tie
+hashes) is current, each method's best run on it by the board's primary metric (for a method
+run with several seeds: its best configuration by the mean across seeds, shown by the run of
+the median seed), mean and standard deviation across seeds, ranks, tie
 marks (the task's paired test of each method's best run against the leader's) and corruption
 errors relative to the board's reference method. A run whose predictions no longer match
 their recorded hash is never ranked: it is listed with a flag.
@@ -22,6 +24,11 @@ from harness.robustness import corruption_errors
 from harness.store import ResultStore, now
 
 TIE_ALPHA = 0.05
+# Runs that differ only in their seed: the same method, parameters, code, weights, precision
+# and device type. A method is ranked on the mean of its best such group across seeds.
+SEED_GROUP_COLUMNS = (
+    "method", "params", "method_code", "weights_id", "precision", "explain", "split_part(device, ':', 1)",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,9 @@ def edition_runs(store: ResultStore, ed: Edition) -> tuple[pd.DataFrame, int]:
     hash (real datasets) the runs on the board's split with the latest run's dataset hash; with
     none on the board's split, the latest run's split and dataset."""
     runs = store.query(
-        "SELECT run_id, method, seed, finished_at, split_sha256, dataset_sha256 FROM runs "
+        "SELECT run_id, method, seed, finished_at, split_sha256, dataset_sha256, "
+        f"md5(concat_ws('|', {', '.join(f'coalesce({c}, chr(0))' for c in SEED_GROUP_COLUMNS)})) AS seed_group "
+        "FROM runs "
         "WHERE board = ? AND status = 'ok' ORDER BY finished_at",
         [ed.board],
     )
@@ -149,6 +158,30 @@ def _verified(store: ResultStore, run_ids: list[str]) -> dict[str, str | None]:
     return flags
 
 
+def seed_statistics(rankable: pd.DataFrame) -> pd.DataFrame:
+    """Per rankable run: its seed group's number of seeds, mean and standard deviation (ddof 1)
+    of the primary metric across seeds, the newest run of each seed counting once."""
+    newest = rankable.sort_values("finished_at", ascending=False).drop_duplicates(["seed_group", "seed"])
+    stats = newest.groupby("seed_group")["value"].agg(seeds="count", seed_mean="mean", seed_std="std")
+    per_run = rankable[["run_id", "seed_group"]].join(stats, on="seed_group")
+    return per_run.drop(columns="seed_group").set_index("run_id")
+
+
+def ranked_runs(rankable: pd.DataFrame) -> pd.DataFrame:
+    """One run per method, best first: of the method's seed group with the highest mean (then
+    the newest), the run of the median seed (the lower of the two middle ones), so that a
+    method with several seeds is neither ranked nor shown on its luckiest one."""
+    newest = rankable.sort_values("finished_at", ascending=False).drop_duplicates(["seed_group", "seed"])
+    order = newest.assign(last=newest.groupby("seed_group")["finished_at"].transform("max"))
+    order = order.sort_values(["seed_mean", "last"], ascending=[False, False])
+    best_groups = order.drop_duplicates("method")["seed_group"]
+    picked = []
+    for group in best_groups:
+        members = newest[newest["seed_group"] == group].sort_values(["value", "seed"])
+        picked.append(members.iloc[(len(members) - 1) // 2])
+    return pd.DataFrame(picked, columns=rankable.columns)
+
+
 def assemble(store: ResultStore, board: str) -> pd.DataFrame:
     """Rank the board's current edition and store the result (replacing the board's rows)."""
     ed = edition(store, board)
@@ -162,7 +195,8 @@ def assemble(store: ResultStore, board: str) -> pd.DataFrame:
     table["flag"] = table["run_id"].map(flags)
     table["primary_metric"] = ed.primary_metric
     rankable = table[table["flag"].isna() & table["value"].notna()]
-    best = rankable.sort_values(["value", "finished_at"], ascending=[False, False]).drop_duplicates("method")
+    table = table.join(seed_statistics(rankable), on="run_id")
+    best = ranked_runs(table.loc[table["run_id"].isin(rankable["run_id"])])
     table["best"] = table["run_id"].isin(best["run_id"])
     ranks = {run_id: k + 1 for k, run_id in enumerate(best["run_id"])}
     table["rank"] = table["run_id"].map(ranks)
@@ -173,7 +207,8 @@ def assemble(store: ResultStore, board: str) -> pd.DataFrame:
     table["tied"] = (table["tie_p"] >= TIE_ALPHA) & (table["rank"] > 1)
     table["board"], table["assembled_at"] = board, now()
     columns = ["board", "run_id", "method", "primary_metric", "value", "ci_low", "ci_high", "best", "rank", "tie_p"]
-    columns += ["tied", "mce", "relative_mce", "reference_run_id", "flag", "assembled_at"]
+    columns += ["tied", "mce", "relative_mce", "reference_run_id", "flag", "seeds", "seed_mean", "seed_std"]
+    columns += ["seed_group", "assembled_at"]
     out = table[columns].sort_values(["rank", "value"], ascending=[True, False], na_position="last")
     with store.transaction() as con:
         con.execute("DELETE FROM leaderboard WHERE board = ?", [board])

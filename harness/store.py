@@ -232,6 +232,10 @@ CREATE TABLE IF NOT EXISTS leaderboard (
     relative_mce DOUBLE,
     reference_run_id VARCHAR,
     flag VARCHAR,                -- why a run is not ranked (its predictions were altered after the run)
+    seeds INTEGER,               -- seeds of the run's seed group (same method, parameters, code, weights, device type)
+    seed_mean DOUBLE,            -- the primary metric's mean across them (what ranks a method)
+    seed_std DOUBLE,             -- and its standard deviation (ddof 1; NULL for one seed)
+    seed_group VARCHAR,
     assembled_at TIMESTAMP
 );
 """
@@ -261,6 +265,10 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS map_level DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS explain VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS diagnostics VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS cell_key VARCHAR;
+ALTER TABLE leaderboard ADD COLUMN IF NOT EXISTS seeds INTEGER;
+ALTER TABLE leaderboard ADD COLUMN IF NOT EXISTS seed_mean DOUBLE;
+ALTER TABLE leaderboard ADD COLUMN IF NOT EXISTS seed_std DOUBLE;
+ALTER TABLE leaderboard ADD COLUMN IF NOT EXISTS seed_group VARCHAR;
 UPDATE runs SET task = CASE WHEN targets IS NOT NULL THEN 'multilabel' ELSE 'anomaly' END WHERE task IS NULL;
 """
 
@@ -286,6 +294,11 @@ def process_identity(pid: int) -> dict[str, Any]:
 def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
+
+# The tables holding a run's rows (each with a run_id column), the runs row first.
+RUN_TABLES = (
+    "runs", "predictions", "maps", "gallery", "metrics", "calibration_bins", "risk_coverage", "robustness", "latency",
+)  # fmt: skip
 
 LOCK_WAIT_SECONDS = 60.0
 
@@ -327,6 +340,20 @@ def keep_pending(db: Path, run_id: str, tables: dict[str, pd.DataFrame], updates
         con.execute("CREATE TABLE pending_run (run_id VARCHAR, updates VARCHAR)")
         updates = {**updates, "finished_at": now()}
         con.execute("INSERT INTO pending_run VALUES (?, ?)", [run_id, json.dumps(updates, default=_plain)])
+    os.replace(tmp, path)
+    return path
+
+
+def keep_exported(db: Path, tables: dict[str, pd.DataFrame]) -> Path:
+    """Write runs exported from another database (`ResultStore.export_runs`) beside `db`, to
+    be loaded by `load_pending` once it is free; returns the file."""
+    folder = pending_folder(db)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{tables['runs']['run_id'].iloc[0]}.duckdb"
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    with ResultStore(tmp) as store:
+        store.import_runs(tables)
     os.replace(tmp, path)
     return path
 
@@ -398,6 +425,13 @@ class ResultStore:
         loaded = []
         for path in sorted(pending_folder(self.path).glob("*.duckdb")):
             with duckdb.connect(str(path), read_only=True) as con:
+                exported = ("pending_run",) not in con.execute("SHOW TABLES").fetchall()
+            if exported:  # whole runs kept by a grid's driver (`keep_exported`)
+                with ResultStore(path) as kept:
+                    loaded += self.import_runs(kept.export_runs())
+                path.unlink()
+                continue
+            with duckdb.connect(str(path), read_only=True) as con:
                 run_id, updates = con.execute("SELECT run_id, updates FROM pending_run").fetchall()[0]
                 names = [t for (t,) in con.execute("SHOW TABLES").fetchall() if t != "pending_run"]
                 tables = {name: con.execute(f"SELECT * FROM {name}").df() for name in names}
@@ -406,6 +440,29 @@ class ResultStore:
             path.unlink()
             loaded.append(run_id)
         return loaded
+
+    def export_runs(self) -> dict[str, pd.DataFrame]:
+        """Every run of this database with all its rows, and the board editions it recorded:
+        what a grid worker with a private database hands to the driver (`import_runs`)."""
+        return {table: self.query(f"SELECT * FROM {table}") for table in (*RUN_TABLES, "boards")}
+
+    def import_runs(self, tables: dict[str, pd.DataFrame]) -> list[str]:
+        """Add the runs exported from another database, all in one transaction; a run id
+        already here is refused (nothing is added). Returns the run ids."""
+        run_ids = tables["runs"]["run_id"].tolist()
+        present = self.query("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?))", [run_ids])
+        if not present.empty:
+            raise XRBenchError(f"run {present['run_id'].iloc[0]} is already in {self.path}; nothing was imported")
+        with self.transaction() as con:
+            for table in RUN_TABLES:
+                frame = tables.get(table)
+                if frame is not None and not frame.empty:
+                    con.register("new_rows", frame)
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
+                    con.unregister("new_rows")
+            for row in tables.get("boards", pd.DataFrame()).to_dict("records"):
+                self.record_board({k: None if pd.isna(v) else v for k, v in row.items() if k != "recorded_at"})
+        return run_ids
 
     def stale_runs(self) -> list[str]:
         """Runs still `running` whose process, on this machine, is gone (killed, or its machine

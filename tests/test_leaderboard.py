@@ -1,6 +1,7 @@
 """Leaderboard assembly: best run per method, ranks, ties, the reference run behind mCE, and
 runs whose predictions were altered."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -49,12 +50,19 @@ def test_best_run_per_method_ranks_and_ties(board_runs):
         table = assemble(store, "tiny-ad").set_index("run_id")
         scores = {k: _scores(store, r) for k, r in runs.items()}
     values = {k: roc_auc_score(*scores[k]) for k in runs}
+    # random ran with two seeds: ranked on their mean, shown by the median seed (the lower one)
     better, worse = sorted(("random-0", "random-1"), key=lambda k: -values[k])
-    assert table.loc[runs[better], "best"] and not table.loc[runs[worse], "best"]
-    assert pd.isna(table.loc[runs[worse], "rank"])
+    assert table.loc[runs[worse], "best"] and not table.loc[runs[better], "best"]
+    assert pd.isna(table.loc[runs[better], "rank"])
+    for k in ("random-0", "random-1"):
+        row = table.loc[runs[k]]
+        assert row["seeds"] == 2 and row["seed_mean"] == pytest.approx(np.mean([values[better], values[worse]]))
+        assert row["seed_std"] == pytest.approx(np.std([values[better], values[worse]], ddof=1))
+    single = table.loc[runs["intensity"]]
+    assert single["seeds"] == 1 and single["seed_mean"] == single["value"] and pd.isna(single["seed_std"])
     best = table[table["best"]].sort_values("rank")
-    assert list(best["rank"]) == [1, 2, 3] and best["value"].is_monotonic_decreasing
-    assert sorted(best["value"]) == pytest.approx(sorted([values[better], values["intensity"], values["copy"]]))
+    assert list(best["rank"]) == [1, 2, 3] and best["seed_mean"].is_monotonic_decreasing
+    assert sorted(best["value"]) == pytest.approx(sorted([values[worse], values["intensity"], values["copy"]]))
     leader = best.index[0]
     leader_scores = next(scores[k] for k, r in runs.items() if r == leader)
     for run_id, row in best.iterrows():
@@ -89,3 +97,28 @@ def test_mce_uses_the_newest_reference_run_measured_on_the_same_conditions(tiny_
     with ResultStore(db) as store:
         table = assemble(store, "tiny-ad").set_index("run_id")
     assert table.loc[mine, "reference_run_id"] == full and table.loc[mine, "mce"] > 0
+
+
+def _runs(rows):
+    frame = pd.DataFrame(rows, columns=["run_id", "method", "seed_group", "seed", "value", "finished_at"])
+    return frame.assign(finished_at=pd.to_datetime(frame["finished_at"], unit="s"))
+
+
+def test_methods_with_several_seeds_rank_on_their_mean_not_their_luckiest_seed():
+    from harness.leaderboard import ranked_runs, seed_statistics
+
+    runs = _runs([
+        ("a0", "a", "a", 0, 0.90, 1), ("a1", "a", "a", 1, 0.50, 2), ("a2", "a", "a", 2, 0.60, 3),
+        ("a-k3", "a", "a-k3", 0, 0.65, 4),
+        ("b0", "b", "b-default", 0, 0.70, 5), ("b1", "b", "b-default", 1, 0.72, 6),
+    ])  # fmt: skip
+    table = runs.join(seed_statistics(runs), on="run_id")
+    assert table.set_index("run_id").loc["a1", "seed_mean"] == pytest.approx((0.9 + 0.5 + 0.6) / 3)
+    ranked = ranked_runs(table)
+    assert ranked["run_id"].tolist() == ["b0", "a2"]  # b's mean 0.71 beats a's 0.667; a shown by its median seed
+
+    rerun = _runs([*runs.itertuples(index=False), ("a0-again", "a", "a", 0, 0.50, 7)])
+    table = rerun.join(seed_statistics(rerun), on="run_id").set_index("run_id")
+    assert table.loc["a0-again", "seeds"] == 3  # the newest run of seed 0 replaces the older one
+    assert table.loc["a0-again", "seed_mean"] == pytest.approx((0.5 + 0.5 + 0.6) / 3)
+    assert ranked_runs(table.reset_index())["run_id"].tolist() == ["b0", "a-k3"]  # now a's best setting is k3
