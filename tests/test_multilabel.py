@@ -179,9 +179,12 @@ def test_compare_multilabel_separates_a_good_from_a_random_model():
     assert result.value_a == pytest.approx(roc_auc_score(targets, logits, average="macro"))
 
 
-def test_counted_bootstrap_aurocs_equal_ranking_the_resampled_copies():
+@pytest.mark.parametrize("exact_float32_below", [2**23, 0])  # the float32 path, and the float64 one
+def test_counted_bootstrap_aurocs_equal_ranking_the_resampled_copies(exact_float32_below, monkeypatch):
+    import harness.metrics
     from harness.metrics import auroc, bootstrap_aurocs, patient_resamples
 
+    monkeypatch.setattr(harness.metrics, "FLOAT32_EXACT_LIMIT", exact_float32_below)
     targets, logits, groups = _data(n=120)
     logits = np.round(logits, 1)  # ties within and across classes
     fast = bootstrap_aurocs(targets, logits, groups, 40, seed=7)
@@ -191,7 +194,7 @@ def test_counted_bootstrap_aurocs_equal_ranking_the_resampled_copies():
         if (targets[idx].min(axis=0) != targets[idx].max(axis=0)).all()
     ]
     assert fast.shape == (len(slow), 3) and len(slow) > 30
-    assert np.allclose(fast, slow, atol=1e-12)
+    np.testing.assert_array_equal(fast, slow)  # bit for bit: both count the same integers exactly
 
 
 def test_supervised_training_survives_a_last_batch_of_one_image(tiny_multilabel_board, tmp_path):

@@ -89,6 +89,29 @@ def test_bootstrap_interval_equals_a_hand_written_patient_loop_with_the_same_dra
     np.testing.assert_allclose(np.sort(counted), np.sort(values), atol=1e-12)
 
 
+def test_every_bootstrapped_metric_equals_the_copy_loop_bit_for_bit():
+    """AUROC and F1 count the resamples instead of copying them: each resample's value must be
+    exactly what scikit-learn (or the rank AUROC) gives on the copied images."""
+    from sklearn.metrics import average_precision_score, f1_score
+
+    y, scores, _ = correlated_tied_scores(2, 45, 70)
+    groups = np.array([f"p{i // 4:03d}" for i in range(len(y))])  # four images per patient
+    threshold = float(np.median(scores))
+    fns = binary_metric_fns(threshold)
+    loop: dict[str, list[float]] = {"auroc": [], "f1": [], "auprc": []}
+    for idx in patient_loop_resamples(groups, 200, seed=3):
+        if y[idx].min() != y[idx].max():
+            loop["auroc"].append(pairwise_auroc(y[idx], scores[idx]))
+            loop["f1"].append(f1_score(y[idx], scores[idx] >= threshold))
+            loop["auprc"].append(average_precision_score(y[idx], scores[idx]))
+    np.testing.assert_array_equal(fns["f1"].resampled(y, scores, groups, 200, 3), loop["f1"])
+    np.testing.assert_allclose(bootstrap_aurocs(y[:, None], scores[:, None], groups, 200, 3)[:, 0], loop["auroc"],
+                               rtol=0, atol=1e-15)  # fmt: skip
+    intervals = cluster_bootstrap({k: fns[k] for k in loop}, y, scores, groups, 200, 3)
+    for name, values in loop.items():
+        assert intervals[name] == pytest.approx(tuple(np.quantile(values, [0.025, 0.975])), abs=1e-15), name
+
+
 def test_bootstrap_p_value_and_interval_of_hand_made_differences():
     d = np.r_[np.ones(99), -1.0]
     p, lo, hi = bootstrap_difference(d)
