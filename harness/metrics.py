@@ -135,7 +135,7 @@ def bootstrap_aurocs(
     The resamples of `patient_resamples`, counted instead of copied: a patient drawn c times
     weighs c. Every resample's Mann-Whitney count is a sum of integers, computed exactly for
     all resamples at once (see `_auroc_numerators`), so the values are bit-identical to ranking
-    the copies one resample at a time (the tests check this), at nih-cls size 14 times faster."""
+    the copies one resample at a time (the tests check this), at nih-cls size 12 times faster."""
     inverse, counts = resample_counts(groups, n_resamples, seed)
     if not len(inverse):
         return np.empty((0, scores.shape[1]))
