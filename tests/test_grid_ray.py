@@ -97,13 +97,15 @@ def test_a_locked_database_keeps_the_finished_runs_beside_it(local_ray, tiny_boa
 
     db = tmp_path / "locked.duckdb"
     ResultStore(db).close()
-    code = f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('locked', flush=True); time.sleep(3)"
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    code = f"import duckdb, sys; c = duckdb.connect({str(db)!r}); print('locked', flush=True); sys.stdin.readline()"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     monkeypatch.setattr(harness.store, "LOCK_WAIT_SECONDS", 0.2)
-    plan = _ray_grid(local_ray, tiny_board, db, ["random"], [0])
+    try:
+        plan = _ray_grid(local_ray, tiny_board, db, ["random"], [0])
+    finally:
+        holder.communicate("let go\n")  # the other process closes the database and exits
     assert plan.cells[0].state == "failed" and "xrbench runs --load-pending" in plan.cells[0].error
-    holder.wait()
     monkeypatch.setattr(harness.store, "LOCK_WAIT_SECONDS", 60.0)
     with ResultStore(db) as store:
         assert store.load_pending() == [plan.cells[0].run_id]
