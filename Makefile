@@ -6,7 +6,7 @@ METHOD ?= patchcore
 BOARD ?= synth-cxr-ad
 ARGS ?=
 
-.PHONY: setup browser test bench leaderboard site verify lint benchmark mutants clean
+.PHONY: setup browser test bench leaderboard site verify lint benchmark benchmark-scale mutants clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ lint:
 
 benchmark:
 	$(BIN)/python -m pytest benchmarks -q --benchmark-enable --benchmark-columns=min,median,mean,ops,rounds
+
+# A synthetic board of IMAGES images through the whole protocol: images/s of every stage.
+IMAGES ?= 20000
+benchmark-scale:
+	$(BIN)/python benchmarks/scale.py --images $(IMAGES) $(ARGS)
 
 # Deliberate bugs in the statistics and metric code; every one must fail a test.
 mutants:

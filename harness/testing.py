@@ -54,25 +54,25 @@ def write_tiny_board(folder: Path, task: str = "anomaly", name: str | None = Non
         frame = patient_split(source.entries, {"train": 0.4, "val": 0.25, "test": 0.35}, seed=0)
         defaults = {"resolution": 32, "bootstrap": 30, "slices": ["sex"], "min_slice_class": 2}
         defaults |= {"reference_method": "random", "targets": list(TINY_TARGETS)}
+    board = {"description": f"reduced synthetic {task} board for tests", "batch_size": 16, **defaults, **settings}
+    return write_synthetic_board(folder, name, task, frame, source, TINY_DATASET, board)
+
+
+def write_synthetic_board(
+    folder: Path, name: str, task: str, frame: Any, source: Any, dataset: dict[str, Any], settings: dict[str, Any]
+) -> Path:
+    """Freeze `frame` (a split of the synthetic chest dataset `source`, generated with
+    `dataset`) as board `name` in `folder`: its manifest, then the board file with `settings`,
+    the dataset's parameters and content hash, and its ground truth; returns the board file."""
     manifest = folder / f"{name}.csv"
     sha = write_manifest(frame, manifest)
-    board = {
-        "name": name,
-        "version": 1,
-        "description": f"reduced synthetic {task} board for tests",
-        "task": task,
-        "split_manifest": manifest.name,
-        "split_sha256": sha,
-        "seed": 0,
-        "batch_size": 16,
-        **defaults,
-        **{k: v for k, v in settings.items() if k != "corruptions"},
-    }
+    board = {"name": name, "version": 1, "task": task, "split_manifest": manifest.name, "split_sha256": sha}
+    board |= {"seed": 0, **{k: v for k, v in settings.items() if k != "corruptions"}}
     lines = [f"{k} = {_toml(v)}" for k, v in board.items()]
-    lines += ["", "[dataset]", 'name = "synth-cxr"', *(f"{k} = {v}" for k, v in TINY_DATASET.items())]
+    lines += ["", "[dataset]", 'name = "synth-cxr"', *(f"{k} = {v}" for k, v in dataset.items())]
     lines.append(f'content_sha256 = "{source.content_sha256}"')
     truth = json.loads((source.root / "ground_truth.json").read_text())
-    size = TINY_DATASET["image_size"]
+    size = dataset["image_size"]
     lines += ["", "[ground_truth]", *(f"{k} = {_toml(v)}" for k, v in truth.items()), f"box_space = [{size}, {size}]"]
     if settings.get("corruptions"):
         lines += ["", "[corruptions]", *(f"{k} = {_toml(v)}" for k, v in settings["corruptions"].items())]
