@@ -53,6 +53,11 @@ class Cell:
     value: float | None = None  # the board's primary metric on the clean test split
     error: str | None = None
 
+    def take_outcome(self, finished: Cell) -> None:
+        """Copy what a run of this cell in another process ended with."""
+        for name in ("state", "run_id", "seconds", "value", "error"):
+            setattr(self, name, getattr(finished, name))
+
     @property
     def name(self) -> str:
         board = Path(self.board).stem if self.board.endswith(".toml") else self.board  # a board file's path
@@ -87,7 +92,7 @@ def plan_grid(
     board's task (the others are listed as skipped with the reason); `seeds=None` is each
     board's own seed."""
     plan = Plan()
-    device = resolve_device("auto").type if options.device == "auto" else options.device.split(":")[0]
+    device = resolve_device("auto").type if options.device == "auto" else options.device  # cell_key keeps the type
     registered = discover()
     for board_name in boards:
         board = load_board(board_name)
@@ -208,8 +213,7 @@ def run_parallel(plan: Plan, options: RunOptions, workers: int, on_change: Calla
                 except BrokenProcessPool:
                     broken = True
                     continue
-                for name in ("state", "run_id", "seconds", "value", "error"):
-                    setattr(cell, name, getattr(finished, name))
+                cell.take_outcome(finished)
                 on_change()
         pending = _after_broken_pool(plan, options.db) if broken else []
         on_change()

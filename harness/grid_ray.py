@@ -122,8 +122,7 @@ def _finish(ray: Any, ref: Any, cell: Cell, db: Path) -> None:
     except ray.exceptions.RayError as exc:
         cell.state, cell.error = "failed", _ray_failure(exc)
         return
-    for name in ("state", "run_id", "seconds", "value", "error"):
-        setattr(cell, name, getattr(finished, name))
+    cell.take_outcome(finished)
     try:
         with ResultStore(db) as store:
             store.import_runs(tables)

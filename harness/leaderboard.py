@@ -21,7 +21,7 @@ import pandas as pd
 from harness.compare import tie_p_values
 from harness.errors import DataIntegrityError
 from harness.robustness import corruption_errors
-from harness.store import ResultStore, now
+from harness.store import ResultStore, insert_rows, now
 
 TIE_ALPHA = 0.05
 # Runs that differ only in their seed: the same method, parameters, code, weights, precision
@@ -158,10 +158,15 @@ def _verified(store: ResultStore, run_ids: list[str]) -> dict[str, str | None]:
     return flags
 
 
+def newest_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The newest run of each seed of each seed group: a seed run again replaces its older run."""
+    return runs.sort_values("finished_at", ascending=False).drop_duplicates(["seed_group", "seed"])
+
+
 def seed_statistics(rankable: pd.DataFrame) -> pd.DataFrame:
     """Per rankable run: its seed group's number of seeds, mean and standard deviation (ddof 1)
     of the primary metric across seeds, the newest run of each seed counting once."""
-    newest = rankable.sort_values("finished_at", ascending=False).drop_duplicates(["seed_group", "seed"])
+    newest = newest_per_seed(rankable)
     stats = newest.groupby("seed_group")["value"].agg(seeds="count", seed_mean="mean", seed_std="std")
     per_run = rankable[["run_id", "seed_group"]].join(stats, on="seed_group")
     return per_run.drop(columns="seed_group").set_index("run_id")
@@ -171,7 +176,7 @@ def ranked_runs(rankable: pd.DataFrame) -> pd.DataFrame:
     """One run per method, best first: of the method's seed group with the highest mean (then
     the newest), the run of the median seed (the lower of the two middle ones), so that a
     method with several seeds is neither ranked nor shown on its luckiest one."""
-    newest = rankable.sort_values("finished_at", ascending=False).drop_duplicates(["seed_group", "seed"])
+    newest = newest_per_seed(rankable)
     order = newest.assign(last=newest.groupby("seed_group")["finished_at"].transform("max"))
     order = order.sort_values(["seed_mean", "last"], ascending=[False, False])
     best_groups = order.drop_duplicates("method")["seed_group"]
@@ -212,10 +217,7 @@ def assemble(store: ResultStore, board: str) -> pd.DataFrame:
     out = table[columns].sort_values(["rank", "value"], ascending=[True, False], na_position="last")
     with store.transaction() as con:
         con.execute("DELETE FROM leaderboard WHERE board = ?", [board])
-        if not out.empty:
-            con.register("new_rows", out)
-            con.execute("INSERT INTO leaderboard BY NAME SELECT * FROM new_rows")
-            con.unregister("new_rows")
+        insert_rows(con, "leaderboard", out)
     return out.reset_index(drop=True)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.stats import ttest_rel
 
 from harness.errors import XRBenchError
-from harness.leaderboard import assemble
+from harness.leaderboard import assemble, newest_per_seed
 from harness.store import ResultStore
 
 
@@ -37,7 +37,7 @@ def seed_runs(table: pd.DataFrame, method: str) -> pd.DataFrame:
         methods = ", ".join(sorted(table.loc[table["best"], "method"]))
         raise XRBenchError(f"method {method!r} has no ranked run on this board (ranked: {methods or 'none'})")
     group = table[(table["seed_group"] == ranked["seed_group"].iloc[0]) & table["seeds"].notna()]
-    return group.sort_values("finished_at", ascending=False).drop_duplicates("seed")
+    return newest_per_seed(group)
 
 
 def compare_seeds(store: ResultStore, board: str, method_a: str, method_b: str) -> SeedComparison:

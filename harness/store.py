@@ -323,15 +323,22 @@ def pending_folder(db: Path) -> Path:
     return db.with_name(db.name + ".pending")
 
 
-def keep_pending(db: Path, run_id: str, tables: dict[str, pd.DataFrame], updates: dict[str, Any]) -> Path:
-    """Write a finished run's tables and final `runs` values to a DuckDB file of its own, to be
-    loaded into `db` later (`load_pending`); returns the file."""
+@contextmanager
+def _pending_file(db: Path, run_id: str) -> Iterator[Path]:
+    """A temporary file to write, renamed to `<db>.pending/<run_id>.duckdb` once written whole."""
     folder = pending_folder(db)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{run_id}.duckdb"
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
-    with duckdb.connect(str(tmp)) as con:
+    yield tmp
+    os.replace(tmp, path)
+
+
+def keep_pending(db: Path, run_id: str, tables: dict[str, pd.DataFrame], updates: dict[str, Any]) -> Path:
+    """Write a finished run's tables and final `runs` values to a DuckDB file of its own, to be
+    loaded into `db` later (`load_pending`); returns the file."""
+    with _pending_file(db, run_id) as tmp, duckdb.connect(str(tmp)) as con:
         for table, frame in tables.items():
             if not frame.empty:
                 con.register("frame", frame)
@@ -340,22 +347,25 @@ def keep_pending(db: Path, run_id: str, tables: dict[str, pd.DataFrame], updates
         con.execute("CREATE TABLE pending_run (run_id VARCHAR, updates VARCHAR)")
         updates = {**updates, "finished_at": now()}
         con.execute("INSERT INTO pending_run VALUES (?, ?)", [run_id, json.dumps(updates, default=_plain)])
-    os.replace(tmp, path)
-    return path
+    return tmp.with_suffix(".duckdb")
 
 
 def keep_exported(db: Path, tables: dict[str, pd.DataFrame]) -> Path:
     """Write runs exported from another database (`ResultStore.export_runs`) beside `db`, to
     be loaded by `load_pending` once it is free; returns the file."""
-    folder = pending_folder(db)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{tables['runs']['run_id'].iloc[0]}.duckdb"
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    with ResultStore(tmp) as store:
+    run_id = tables["runs"]["run_id"].iloc[0]
+    with _pending_file(db, run_id) as tmp, ResultStore(tmp) as store:
         store.import_runs(tables)
-    os.replace(tmp, path)
-    return path
+    return tmp.with_suffix(".duckdb")
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """Append a frame's rows to a table by column name (nothing for an empty frame)."""
+    if frame.empty:
+        return
+    con.register("new_rows", frame)
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
+    con.unregister("new_rows")
 
 
 def _plain(value: object) -> object:
@@ -402,19 +412,13 @@ class ResultStore:
         updates = {"finished_at": now(), **updates, "status": "ok"}
         with self.transaction() as con:
             for table, frame in tables.items():
-                if frame.empty:
-                    continue
-                con.register("new_rows", frame.assign(run_id=run_id))
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
-                con.unregister("new_rows")
+                insert_rows(con, table, frame.assign(run_id=run_id))
             self._update(con, run_id, updates)
 
     def add_latency(self, rows: pd.DataFrame) -> None:
         """Stand-alone latency measurements (bench runs write theirs with the run)."""
         with self.transaction() as con:
-            con.register("new_rows", rows)
-            con.execute("INSERT INTO latency BY NAME SELECT * FROM new_rows")
-            con.unregister("new_rows")
+            insert_rows(con, "latency", rows)
 
     def fail_run(self, run_id: str, error: str) -> None:
         self._update(self.con, run_id, {"status": "failed", "error": error, "finished_at": now()})
@@ -455,11 +459,7 @@ class ResultStore:
             raise XRBenchError(f"run {present['run_id'].iloc[0]} is already in {self.path}; nothing was imported")
         with self.transaction() as con:
             for table in RUN_TABLES:
-                frame = tables.get(table)
-                if frame is not None and not frame.empty:
-                    con.register("new_rows", frame)
-                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
-                    con.unregister("new_rows")
+                insert_rows(con, table, tables.get(table, pd.DataFrame()))
             for row in tables.get("boards", pd.DataFrame()).to_dict("records"):
                 self.record_board({k: None if pd.isna(v) else v for k, v in row.items() if k != "recorded_at"})
         return run_ids

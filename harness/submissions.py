@@ -21,7 +21,7 @@ from harness.errors import XRBenchError
 from harness.fingerprints import PREDICTIONS_HASH_SCHEME, file_sha256
 from harness.paths import REPO_ROOT
 from harness.scoring import SCORING_VERSION
-from harness.store import ResultStore, now
+from harness.store import RUN_TABLES, ResultStore, insert_rows, now
 from harness.verify import Verification, verify_bundle
 
 
@@ -71,28 +71,17 @@ def import_verified(store: ResultStore, v: Verification, unverified: bool = Fals
     if not local.empty and local["predictions_sha256"].iloc[0] != bundle.submission["predictions_sha256"]:
         raise XRBenchError(f"{v.path}: run {bundle.run_id} is already in {store.path} with other predictions")
     with store.transaction() as con:
-        for table in ("submissions", "reported_metrics", *(_RUN_TABLES if local.empty else ())):
+        for table in ("submissions", "reported_metrics", *(RUN_TABLES if local.empty else ())):
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [bundle.run_id])
         if local.empty:
-            _insert(con, "runs", pd.DataFrame([run_row(v)]))
+            insert_rows(con, "runs", pd.DataFrame([run_row(v)]))
             for table, frame in run_tables(v).items():
-                _insert(con, table, frame.assign(run_id=bundle.run_id))
-        _insert(con, "reported_metrics", reported_metrics(bundle))
-        _insert(con, "submissions", pd.DataFrame([{**submission_row(v, sums), "imported_rows": local.empty}]))
+                insert_rows(con, table, frame.assign(run_id=bundle.run_id))
+        insert_rows(con, "reported_metrics", reported_metrics(bundle))
+        insert_rows(con, "submissions", pd.DataFrame([{**submission_row(v, sums), "imported_rows": local.empty}]))
     if v.board is not None:
         store.record_board(board_edition(v.board))
     return Imported(bundle.run_id, "verified" if v.ok else "failed")
-
-
-_RUN_TABLES = ("runs", "predictions", "maps", "metrics", "calibration_bins", "risk_coverage", "robustness", "latency")
-
-
-def _insert(con: object, table: str, frame: pd.DataFrame) -> None:
-    if frame.empty:
-        return
-    con.register("new_rows", frame)  # type: ignore[attr-defined]
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")  # type: ignore[attr-defined]
-    con.unregister("new_rows")  # type: ignore[attr-defined]
 
 
 def run_row(v: Verification) -> dict:

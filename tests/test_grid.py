@@ -16,15 +16,7 @@ from harness.store import ResultStore
 
 @register
 class Broken(Method):
-    card = MethodCard(
-        name="broken-for-grid",
-        family="test",
-        description="fails while fitting",
-        reference="",
-        license="MIT",
-        tasks=("anomaly",),
-        learning="one-class",
-    )
+    card = MethodCard("broken-for-grid", "test", "fails while fitting", "-", "-")  # one-class, anomaly
 
     def fit(self, train, val, ctx):
         raise RuntimeError("out of luck")
@@ -100,15 +92,7 @@ def test_cli_dry_run_lists_cells_and_runs_nothing(tiny_board, tmp_path, capsys):
 class DiesOnce(Method):
     """Kills its own process the first time it fits (as the kernel's out-of-memory killer would)."""
 
-    card = MethodCard(
-        name="dies-once-for-grid",
-        family="test",
-        description="killed while fitting, once",
-        reference="",
-        license="MIT",
-        tasks=("anomaly",),
-        learning="one-class",
-    )
+    card = MethodCard("dies-once-for-grid", "test", "killed while fitting, once", "-", "-")  # one-class, anomaly
 
     def fit(self, train, val, ctx):
         marker = Path(os.environ["XRBENCH_TEST_MARKER"])

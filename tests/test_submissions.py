@@ -244,14 +244,14 @@ def test_import_refuses_a_failed_bundle_and_flags_it_when_asked(bundle, boards, 
 def test_an_import_that_fails_halfway_writes_nothing(bundle, boards, tmp_path, monkeypatch):
     import harness.submissions as submissions
 
-    real = submissions._insert
+    real = submissions.insert_rows
 
     def broken(con, table, frame):
         if table == "metrics":
             raise RuntimeError("disk full")
         real(con, table, frame)
 
-    monkeypatch.setattr(submissions, "_insert", broken)
+    monkeypatch.setattr(submissions, "insert_rows", broken)
     with ResultStore(tmp_path / "half.duckdb") as store:
         with pytest.raises(RuntimeError):
             import_verified(store, verify_bundle(bundle, boards=boards))
