@@ -56,10 +56,49 @@ def test_multilabel_macro_auroc_1000_resamples_nih_cls_size(benchmark, nih_cls_s
     benchmark.pedantic(multilabel_metrics, args=(*nih_cls_sized, names, 1000, 0, 30), rounds=1, iterations=1)
 
 
+def test_multilabel_clean_per_finding_auroc_and_auprc_1000_resamples_nih_cls_size(benchmark, nih_cls_sized):
+    """The clean condition's macro and per-finding AUROC and AUPRC with their intervals."""
+    from harness.tasks.multilabel import multilabel_metrics
+
+    names = tuple(f"f{k}" for k in range(14))
+    kwargs = {"metrics": ("auroc", "auprc"), "per_finding": True}
+    benchmark.pedantic(multilabel_metrics, (*nih_cls_sized, names, 1000, 0, 30), kwargs, rounds=1, iterations=1)
+
+
+def test_anomaly_clean_metrics_1000_resamples_nih_cls_size(benchmark, nih_cls_sized):
+    """AUROC, AUPRC, sensitivity at 95% specificity and F1 with intervals on 22,424 images."""
+    targets, logits, groups = nih_cls_sized
+    labels, scores = targets.any(axis=1).astype(np.int64), logits.max(axis=1)
+    benchmark.pedantic(binary_metrics, args=(labels, scores, groups, 1.5, 1000, 0), rounds=1, iterations=1)
+
+
+@pytest.mark.parametrize("way", ["counted", "copied"])
+def test_bootstrap_auprcs_30_resamples_counted_vs_copied(benchmark, nih_cls_sized, way):
+    """The same 30 resamples' 14 AUPRCs: counted (the harness) against scikit-learn on each copy."""
+    from sklearn.metrics import average_precision_score
+
+    from harness import counted
+    from harness.resampling import Resamples, patient_resamples
+
+    targets, logits, groups = nih_cls_sized
+
+    def copied():
+        return [
+            [average_precision_score(targets[i, k], logits[i, k]) for k in range(14)]
+            for i in patient_resamples(groups, 30, 0)
+        ]
+
+    def counted_values():
+        return counted.average_precisions(targets, logits, Resamples.keeping_both_classes(targets, groups, 30, 0))
+
+    benchmark.pedantic(copied if way == "copied" else counted_values, rounds=1, iterations=1)
+
+
 @pytest.mark.parametrize("way", ["counted", "copied"])
 def test_bootstrap_aurocs_100_resamples_counted_vs_copied(benchmark, nih_cls_sized, way):
     """The same 100 resamples' 14 AUROCs: counted (the harness) against ranking each copy."""
-    from harness.metrics import auroc, bootstrap_aurocs, patient_resamples
+    from harness.metrics import auroc, bootstrap_aurocs
+    from harness.resampling import patient_resamples
 
     targets, logits, groups = nih_cls_sized
 

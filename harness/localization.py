@@ -33,7 +33,8 @@ from scipy import ndimage
 from harness.errors import DataIntegrityError
 from harness.groundtruth import GroundTruth, resize_mask, scale_boxes
 from harness.maps import decode
-from harness.metrics import MetricValue, patient_draws
+from harness.metrics import MetricValue
+from harness.resampling import patient_draws
 
 FPR_LIMIT = 0.3
 GRID = 1000
@@ -60,7 +61,7 @@ class Pixels:
 
 def image_weights(groups: np.ndarray, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
     """Per resample, how many times each image is drawn (its patient's count): the draws of
-    `harness.metrics.patient_draws`, so image and pixel metrics resample alike."""
+    `harness.resampling.patient_draws`, so image and pixel metrics resample alike."""
     inverse, draws = patient_draws(groups, n_resamples, seed)
     n_patients = int(inverse.max()) + 1 if len(inverse) else 0
     for drawn in draws:

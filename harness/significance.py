@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm, rankdata
 
-from harness.metrics import MetricFn, auroc, cluster_resamples
+from harness.metrics import MetricFn, auroc
+from harness.resampling import cluster_resamples
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,30 @@ def test_macro_and_per_finding_values_equal_scikit_learn():
         assert value.ci_low < value.value < value.ci_high
 
 
+def test_auprc_intervals_equal_the_copy_loop_skipping_a_resample_for_every_finding():
+    """A resample in which one finding loses a class is skipped for all findings; the counted
+    per-finding values are scikit-learn's on the copied images, bit for bit."""
+    from harness.resampling import patient_resamples
+
+    targets, logits, groups = _data(n=60, seed=2)
+    logits = np.round(logits, 1)
+    targets[:, 0] = 0
+    targets[:6, 0] = 1  # three patients: some resamples draw none of them
+    loop = np.array([
+        [average_precision_score(targets[idx, k], logits[idx, k]) for k in range(3)]
+        for idx in patient_resamples(groups, 150, seed=4)
+        if (targets[idx].min(axis=0) != targets[idx].max(axis=0)).all()
+    ])  # fmt: skip
+    rows = multilabel_metrics(targets, logits, groups, NAMES, 150, 4, 5, metrics=("auprc",), per_finding=True)
+    rows = _by_slice(rows)
+    assert 100 < len(loop) < 150  # some resamples lost a class of the rare finding
+    macro = rows[("all", "auprc")][0]
+    assert (macro.ci_low, macro.ci_high) == tuple(np.quantile(loop.mean(axis=1), [0.025, 0.975]))
+    for k, name in enumerate(NAMES):
+        value = rows[(f"finding={name}", "auprc")][0]
+        assert (value.ci_low, value.ci_high) == tuple(np.quantile(loop[:, k], [0.025, 0.975]))
+
+
 def test_a_rare_finding_is_flagged_and_left_out_of_the_macro_mean():
     targets, logits, groups = _data()
     targets[:, 1] = 0
@@ -181,10 +205,11 @@ def test_compare_multilabel_separates_a_good_from_a_random_model():
 
 @pytest.mark.parametrize("exact_float32_below", [2**23, 0])  # the float32 path, and the float64 one
 def test_counted_bootstrap_aurocs_equal_ranking_the_resampled_copies(exact_float32_below, monkeypatch):
-    import harness.metrics
-    from harness.metrics import auroc, bootstrap_aurocs, patient_resamples
+    import harness.counted
+    from harness.metrics import auroc, bootstrap_aurocs
+    from harness.resampling import patient_resamples
 
-    monkeypatch.setattr(harness.metrics, "FLOAT32_EXACT_LIMIT", exact_float32_below)
+    monkeypatch.setattr(harness.counted, "FLOAT32_EXACT_LIMIT", exact_float32_below)
     targets, logits, groups = _data(n=120)
     logits = np.round(logits, 1)  # ties within and across classes
     fast = bootstrap_aurocs(targets, logits, groups, 40, seed=7)

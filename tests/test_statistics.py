@@ -24,8 +24,10 @@ from harness.metrics import (
     binary_metrics,
     bootstrap_aurocs,
     cluster_bootstrap,
+    counted_samples,
     sensitivity_at_specificity,
 )
+from harness.resampling import Resamples
 from harness.robustness import corruption_errors, robustness_summary
 from harness.selective import risk_coverage
 from harness.significance import bootstrap_difference, delong_covariance, delong_test, paired_bootstrap
@@ -89,27 +91,57 @@ def test_bootstrap_interval_equals_a_hand_written_patient_loop_with_the_same_dra
     np.testing.assert_allclose(np.sort(counted), np.sort(values), atol=1e-12)
 
 
-def test_every_bootstrapped_metric_equals_the_copy_loop_bit_for_bit():
-    """AUROC and F1 count the resamples instead of copying them: each resample's value must be
-    exactly what scikit-learn (or the rank AUROC) gives on the copied images."""
-    from sklearn.metrics import average_precision_score, f1_score
+@pytest.mark.parametrize("rounding", [1, 3, None])  # heavy ties, few ties, no ties
+def test_every_bootstrapped_metric_equals_the_copy_loop_bit_for_bit(rounding):
+    """AUROC, AUPRC, sensitivity at 95% specificity and F1 count the resamples instead of
+    copying them: each resample's value must be exactly what scikit-learn (or the rank AUROC)
+    gives on the copied images."""
+    from sklearn.metrics import average_precision_score, f1_score, roc_curve
 
     y, scores, _ = correlated_tied_scores(2, 45, 70)
+    if rounding != 1:
+        scores = np.random.default_rng(5).normal(size=len(y)) + y
+        scores = np.round(scores, rounding) if rounding else scores
     groups = np.array([f"p{i // 4:03d}" for i in range(len(y))])  # four images per patient
     threshold = float(np.median(scores))
     fns = binary_metric_fns(threshold)
-    loop: dict[str, list[float]] = {"auroc": [], "f1": [], "auprc": []}
+    loop: dict[str, list[float]] = {"auroc": [], "f1": [], "auprc": [], "sens@95spec": []}
     for idx in patient_loop_resamples(groups, 200, seed=3):
         if y[idx].min() != y[idx].max():
             loop["auroc"].append(pairwise_auroc(y[idx], scores[idx]))
             loop["f1"].append(f1_score(y[idx], scores[idx] >= threshold))
             loop["auprc"].append(average_precision_score(y[idx], scores[idx]))
-    np.testing.assert_array_equal(fns["f1"].resampled(y, scores, groups, 200, 3), loop["f1"])
-    np.testing.assert_allclose(bootstrap_aurocs(y[:, None], scores[:, None], groups, 200, 3)[:, 0], loop["auroc"],
-                               rtol=0, atol=1e-15)  # fmt: skip
+            fpr, tpr, _ = roc_curve(y[idx], scores[idx])
+            loop["sens@95spec"].append(tpr[fpr <= 0.05 + 1e-12].max())
+    samples = counted_samples(fns, y, scores, groups, 200, 3)
+    for name in ("f1", "auprc", "sens@95spec"):
+        np.testing.assert_array_equal(samples[name], loop[name], err_msg=name)
+    np.testing.assert_allclose(samples["auroc"], loop["auroc"], rtol=0, atol=1e-15)
     intervals = cluster_bootstrap({k: fns[k] for k in loop}, y, scores, groups, 200, 3)
     for name, values in loop.items():
         assert intervals[name] == pytest.approx(tuple(np.quantile(values, [0.025, 0.975])), abs=1e-15), name
+
+
+def test_counted_curves_cover_the_float64_path_chunks_and_single_image_patients(monkeypatch):
+    """Above the float32 limit the counts are float64; curves built CURVE_CHUNK resamples at a
+    time must not depend on the chunk size."""
+    from sklearn.metrics import average_precision_score
+
+    import harness.counted
+
+    y, scores, _ = correlated_tied_scores(4, 30, 90)
+    groups = np.arange(len(y))  # one image per patient
+    resamples = Resamples.keeping_both_classes(y, groups, 50, 11)
+    expected = [
+        average_precision_score(y[idx], scores[idx])
+        for idx in patient_loop_resamples(groups, 50, seed=11)
+        if y[idx].min() != y[idx].max()
+    ]
+    for limit, chunk in ((0, 7), (2**23, 64)):
+        monkeypatch.setattr(harness.counted, "FLOAT32_EXACT_LIMIT", limit)
+        monkeypatch.setattr(harness.counted, "CURVE_CHUNK", chunk)
+        got = harness.counted.average_precisions(y[:, None], scores[:, None], resamples)[:, 0]
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_bootstrap_p_value_and_interval_of_hand_made_differences():

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from sklearn.metrics import average_precision_score
 
 from harness.calibration import fit_temperature
 from harness.errors import XRBenchError
-from harness.metrics import MetricValue, auroc, bootstrap_aurocs, patient_resamples
+from harness.metrics import COUNTED, MetricValue, auroc, average_precision, bootstrap_aurocs
+from harness.resampling import Resamples
 from harness.significance import Comparison, bootstrap_difference
 from harness.splits import target_matrix
 from harness.tasks.base import TIE_RESAMPLES, Column, Evaluation, Fitted, Task, metric_row, slice_values
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 CALIBRATORS = ("none", "temperature")
 METRIC_FNS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "auroc": auroc,
-    "auprc": lambda y, s: float(average_precision_score(y, s)),
+    "auprc": average_precision,
 }
 NAN = float("nan")
 
@@ -71,15 +71,9 @@ def multilabel_metrics(
     left_out = [names[k] for k in unusable]
     y, s = targets_true[:, usable], logits[:, usable]
     point = {m: np.array([METRIC_FNS[m](y[:, j], s[:, j]) for j in range(len(usable))]) for m in metrics}
-    samples: dict[str, list[np.ndarray]] = {m: [] for m in metrics if m != "auroc"}
-    for idx in patient_resamples(groups, n_resamples, seed) if len(usable) and samples else ():
-        ys, ss = y[idx], s[idx]
-        if (ys.min(axis=0) == ys.max(axis=0)).any():
-            continue  # a finding lost one of its classes in this resample
-        for m in samples:
-            samples[m].append(np.array([METRIC_FNS[m](ys[:, j], ss[:, j]) for j in range(len(usable))]))
-    if "auroc" in metrics and len(usable):
-        samples["auroc"] = list(bootstrap_aurocs(y, s, groups, n_resamples, seed))
+    # Resamples in which a finding lost one of its classes are skipped for every finding.
+    resamples = Resamples.keeping_both_classes(y, groups, n_resamples, seed) if len(usable) else None
+    samples = {m: COUNTED[METRIC_FNS[m]](y, s, resamples) for m in metrics} if resamples is not None else {}
     n_any = int(y.any(axis=1).sum()) if len(usable) else 0
     rows: list[tuple[MetricValue, str | None]] = []
     for m in metrics:
@@ -87,7 +81,7 @@ def multilabel_metrics(
             flag = f"too few cases for every finding (minimum {min_class} positive and negative images)"
             rows.append((MetricValue(m, NAN, NAN, NAN, len(y), 0, slice_name), flag))
             continue
-        draws = np.array(samples[m]).reshape(-1, len(usable))
+        draws = samples[m]
         lo, hi = np.quantile(draws.mean(axis=1), [0.025, 0.975]) if len(draws) else (NAN, NAN)
         flag = f"macro mean without {', '.join(left_out)} (too few cases)" if left_out else None
         rows.append((MetricValue(m, float(point[m].mean()), float(lo), float(hi), len(y), n_any, slice_name), flag))
