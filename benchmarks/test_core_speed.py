@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
+from harness.coreset import greedy_coreset
 from harness.metrics import binary_metrics
-from harness.neighbors import NearestNeighbors, greedy_coreset
+from harness.neighbors import NearestNeighbors
 from harness.synth.cohort import draw_cohort, render_record
 
 

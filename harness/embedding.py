@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
 from harness.backbones import check_backbone, is_vit, parse_layers, to_backbone_input
+from harness.coreset import greedy_coreset
 from harness.errors import ParameterError
 from harness.features import build_extractor, global_embedding
-from harness.neighbors import NearestNeighbors, TorchNearestNeighbors, greedy_coreset
+from harness.neighbors import NearestNeighbors, TorchNearestNeighbors
 from harness.protocol import FitContext, ImageBatches, Method, Prediction, WeightsInfo
 from harness.saliency import SaliencyTarget, last_stage
 from harness.scorers import Scorer
@@ -103,16 +104,16 @@ class PatchBank:
         self.coreset_ratio, self.projection_dim, self.seed = coreset_ratio, projection_dim, seed
 
     def fit(self, patches: torch.Tensor, ctx: FitContext) -> PatchBank:
-        """`patches`: (N, C, h, w) features of the normal training images. The bank lives on
-        the run's device: faiss on CPU, matrix products on a GPU."""
-        flat = patches.cpu().permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
+        """`patches`: (N, C, h, w) features of the normal training images. The coreset is
+        chosen and the bank lives on the run's device: faiss on CPU, matrix products on a GPU."""
+        flat = patches.to(ctx.device).permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
         n_keep = max(1, math.ceil(self.coreset_ratio * len(flat)))
         ctx.log.info("coreset: keeping %d of %d patches", n_keep, len(flat))
         keep = greedy_coreset(flat, n_keep, projection_dim=self.projection_dim, seed=self.seed)
         if ctx.device.type == "cuda":
-            self.index: NearestNeighbors | TorchNearestNeighbors = TorchNearestNeighbors(flat[keep].to(ctx.device))
+            self.index: NearestNeighbors | TorchNearestNeighbors = TorchNearestNeighbors(flat[keep.to(ctx.device)])
         else:
-            self.index = NearestNeighbors(flat[keep].numpy())
+            self.index = NearestNeighbors(flat[keep].cpu().numpy())
         return self
 
     def distances(self, patches: torch.Tensor) -> torch.Tensor:

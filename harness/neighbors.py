@@ -1,4 +1,4 @@
-"""Nearest-neighbour search (faiss) and greedy k-center coreset selection."""
+"""Exact nearest-neighbour search: faiss on the CPU, matrix products on a GPU."""
 
 from __future__ import annotations
 
@@ -31,36 +31,6 @@ class NearestNeighbors:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         squared, _ = self.index.search(queries, k)
         return np.sqrt(np.maximum(squared, 0.0))
-
-
-def greedy_coreset(
-    features: torch.Tensor, n: int, projection_dim: int = 64, seed: int = 0, chunk: int = 65536
-) -> torch.Tensor:
-    """Indices of `n` rows chosen by greedy k-center selection (farthest point first).
-
-    Distances are computed after a seeded Gaussian random projection to `projection_dim`
-    dimensions, which keeps distances approximately (Johnson-Lindenstrauss) at a fraction
-    of the cost; selection starts from a seeded random row.
-    """
-    total, dim = features.shape
-    n = min(n, total)
-    gen = torch.Generator().manual_seed(seed)
-    x = features.float()
-    if projection_dim and projection_dim < dim:
-        proj = torch.randn(dim, projection_dim, generator=gen) / projection_dim**0.5
-        x = torch.cat([x[i : i + chunk] @ proj for i in range(0, total, chunk)])
-    x = x.contiguous()
-    squared_norms = (x * x).sum(1)
-    chosen = torch.empty(n, dtype=torch.long)
-    idx = torch.randint(total, (1,), generator=gen)[0]
-    min_dist = torch.full((total,), float("inf"))
-    for i in range(n):
-        chosen[i] = idx
-        # |a - b|^2 = |a|^2 - 2 a.b + |b|^2, one matrix-vector product per step.
-        dist = torch.addmv(squared_norms + squared_norms[idx], x, x[idx], alpha=-2.0)
-        torch.minimum(min_dist, dist, out=min_dist)
-        idx = torch.argmax(min_dist)
-    return chosen
 
 
 class TorchNearestNeighbors:
