@@ -59,3 +59,32 @@ def test_read_the_verified_cache(benchmark, source, monkeypatch):
     benchmark.extra_info["images"] = len(manifest)
     read = benchmark(cached_images, source, manifest, "bench", 128)
     assert isinstance(read, np.memmap) and np.array_equal(read, written)
+
+
+@pytest.fixture(scope="module")
+def large_jpegs(tmp_path_factory):
+    """16 full-size radiograph-like JPEGs, 2,048 x 1,664 (MIMIC-CXR-JPG and CheXpert's originals
+    are of this order)."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("jpegs")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:1664, 0:2048]
+    for i in range(16):
+        pixels = 127 + 60 * np.sin(x / (100 + 10 * i)) * np.cos(y / 110) + rng.normal(0, 8, x.shape)
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.jpg", quality=90)
+    return sorted(folder.glob("*.jpg"))
+
+
+@pytest.mark.parametrize("mode", ["draft", "full"])
+def test_decode_and_resize_large_jpegs_to_224(benchmark, large_jpegs, mode):
+    """What `data prepare` does per JPEG: draft mode (the harness) against a full decode."""
+    at_least = 224 if mode == "draft" else None
+
+    def decode_all():
+        for path in large_jpegs:
+            pixels = data.read_pixels(path, at_least)
+            np.asarray(data.Image.fromarray(pixels).resize((224, 224), data.Image.Resampling.BILINEAR))
+
+    benchmark.extra_info["images"] = len(large_jpegs)
+    benchmark.pedantic(decode_all, rounds=3, iterations=1)

@@ -129,3 +129,24 @@ def test_dental_unlabelled_files_and_bad_labels_are_errors(tmp_path):
     with pytest.raises(XRBenchError, match="maybe"):
         read_dental(tmp_path, tmp_path / "l2.csv")
     shutil.rmtree(tmp_path)
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_dct_scale_close_to_the_full_decode(tmp_path):
+    """Pillow's draft mode: a 2048 x 1664 JPEG for a 128 px board is decoded at 1/8 scale
+    (256 x 208, both sides still >= 128) and, once resized, is close to the full decode."""
+    from PIL import Image
+
+    from harness.data import _decode
+
+    y, x = np.mgrid[0:1664, 0:2048]
+    pixels = 127 + 60 * np.sin(x / 150) * np.cos(y / 110) + 40 * (((x - 900) ** 2 + (y - 800) ** 2) < 300**2)
+    path = tmp_path / "large.jpg"
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path, quality=90)
+    assert read_pixels(path).shape == (1664, 2048)
+    assert read_pixels(path, at_least=128).shape == (208, 256)
+    fast = _decode(path, 128, None, "large").astype(float)
+    full = np.asarray(Image.fromarray(read_pixels(path)).resize((128, 128), Image.Resampling.BILINEAR)).astype(float)
+    assert fast.shape == (128, 128) and np.abs(fast - full).mean() < 2.0
+    png = tmp_path / "large.png"
+    Image.open(path).save(png)
+    assert read_pixels(png, at_least=128).shape == (1664, 2048)  # only JPEGs have a draft mode
