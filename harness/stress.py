@@ -12,6 +12,7 @@ from rich.progress import track
 from harness.boards import Board
 from harness.cachefiles import load_verified, save_verified
 from harness.corruptions import CORRUPTIONS_VERSION, apply
+from harness.data import DECODING
 from harness.paths import cache_root
 
 
@@ -25,9 +26,10 @@ class Condition:
 
 def corrupted_folder(board: Board, dataset_sha256: str) -> Path:
     """Where a board's corrupted test set is cached: the key holds the board, its split and
-    dataset hashes, the resolution, the board seed and the corruptions' version."""
+    dataset hashes, the resolution, the decoding scheme, the board seed and the corruptions'
+    version."""
     key = (
-        f"{board.name}-{board.split_sha256[:12]}-{dataset_sha256[:12]}-r{board.resolution}"
+        f"{board.name}-{board.split_sha256[:12]}-{dataset_sha256[:12]}-r{board.resolution}-d{DECODING}"
         f"-seed{board.seed}-v{CORRUPTIONS_VERSION}"
     )
     return cache_root() / "corrupted" / key
