@@ -48,23 +48,25 @@ class PaDiM(BackboneMethod):
             count += len(x)
         mean = total / count
         cov = (outer - count * torch.einsum("pi,pj->pij", mean, mean)) / max(count - 1, 1)
-        cov += self.params["epsilon"] * torch.eye(cov.shape[-1], dtype=cov.dtype)
+        cov += self.params["epsilon"] * torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
         self.mean, self.precision = mean.float(), torch.linalg.inv(cov).float()
 
     def _patches(self, images: torch.Tensor, seed: int | None = None) -> torch.Tensor:
-        """(B, positions, channels) features at the finest selected stage, on a fixed channel subset."""
-        features = patch_features(self.extractor(images), neighbourhood=1).cpu()
+        """(B, positions, channels) features at the finest selected stage, on a fixed channel
+        subset, on the run's device (the Gaussians live there too)."""
+        features = patch_features(self.extractor(images), neighbourhood=1)
         if seed is not None and not hasattr(self, "channel_index"):
             gen = torch.Generator().manual_seed(seed)
             n = min(self.params["channels"], features.shape[1])
             self.channel_index = torch.randperm(features.shape[1], generator=gen)[:n].sort().values
             self.grid = features.shape[-2:]
-        features = features[:, self.channel_index]
+        features = features[:, self.channel_index.to(features.device)]
         return features.flatten(2).transpose(1, 2)
 
     def predict(self, batch: torch.Tensor) -> Prediction:
-        diff = self._patches(batch) - self.mean
-        squared = torch.einsum("bpi,pij,bpj->bp", diff, self.precision, diff).clamp_min(0)
+        diff = self._patches(batch).float() - self.mean
+        with torch.autocast(diff.device.type, enabled=False):  # Mahalanobis distances in float32
+            squared = torch.einsum("bpi,pij,bpj->bp", diff, self.precision, diff).clamp_min(0)
         grid = squared.sqrt().view(len(batch), 1, *self.grid)
         maps = image_maps(grid, batch.shape[-2:], self.params["smoothing_sigma"])
         return Prediction(scores=maps.flatten(1).amax(dim=1), maps=maps)
