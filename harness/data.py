@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,11 +150,13 @@ def _cache_folder(source: DatasetSource, manifest_sha256: str, resolution: int) 
 
 
 def source_stats(source: DatasetSource, image_ids: list[str]) -> np.ndarray:
-    """(N, 2) int64: size and modification time (ns) of each image's file; -1, -1 when missing."""
+    """(N, 2) int64: size and modification time (ns) of each image's file; -1, -1 when missing.
+    Paths are joined as strings (pathlib costs more than the stat call itself)."""
     stats = np.full((len(image_ids), 2), -1, dtype=np.int64)
+    folder, paths = str(source.image_dir), source.paths or {}
     for i, image_id in enumerate(image_ids):
         try:
-            st = os.stat(source.image_path(image_id))
+            st = os.stat(os.path.join(folder, paths.get(image_id, image_id)))
         except OSError:
             continue
         stats[i] = (st.st_size, st.st_mtime_ns)
@@ -182,7 +184,10 @@ def write_cache(
 def _reusable(folder: Path, source: DatasetSource, image_ids: list[str]) -> np.ndarray | None:
     """The cached images in `folder` when they are intact and no source file changed since they
     were written; None otherwise, with a notice saying why."""
-    images, stats = load_verified(folder / "images.npy", mmap=True), load_verified(folder / "sources.npy")
+    with ThreadPoolExecutor(2) as pool:  # hashing the images and stat-ing their files overlap
+        checked = pool.submit(load_verified, folder / "images.npy", mmap=True)
+        current = pool.submit(source_stats, source, image_ids)
+        images, stats = checked.result(), load_verified(folder / "sources.npy")
     problem = next((x for x in (images, stats) if isinstance(x, str)), None)
     if problem is None and len(images[0]) != len(image_ids):
         problem = f"images.npy holds {len(images[0])} images, not {len(image_ids)}"
@@ -190,7 +195,7 @@ def _reusable(folder: Path, source: DatasetSource, image_ids: list[str]) -> np.n
         if problem != "missing":
             log.warning("the image cache %s is stale: %s; decoding the images again", folder, problem)
         return None
-    changed = np.flatnonzero((source_stats(source, image_ids) != stats[0]).any(axis=1))
+    changed = np.flatnonzero((current.result() != stats[0]).any(axis=1))
     if len(changed):
         log.warning(
             "%d images of %s changed on disk since they were cached (first: %s); decoding them all again",
