@@ -48,6 +48,8 @@ def aurocs(targets: np.ndarray, scores: np.ndarray, resamples: Resamples) -> np.
     """AUROC of each column of `scores` (n, K) against `targets` (n, K) in each resample, as
     (resamples, K): the Mann-Whitney count of each resample, an exact sum of integers (see
     `_auroc_numerators`), over its exact numbers of positives and negatives."""
+    if not len(resamples.counts):
+        return np.empty((0, scores.shape[1]))
     positive = targets.astype(bool)
     n_patients = resamples.counts.shape[1]
     pos_per_patient = np.zeros((n_patients, targets.shape[1]))
@@ -125,6 +127,8 @@ class Curves:
 def _resampled_curves(scores: np.ndarray, positive: np.ndarray, resamples: Resamples) -> Iterator[Curves]:
     """`Curves` of the resamples, CURVE_CHUNK at a time. A distinct score is a point of a
     resample's curve when the resample holds an image with that score."""
+    if not len(resamples.counts):
+        return
     _, level = np.unique(-scores, return_inverse=True)  # 0: the highest score
     shape = (resamples.counts.shape[1], int(level.max()) + 1)
     dtype = exact_dtype(resamples)

@@ -329,3 +329,16 @@ def test_metric_rows_carry_n_and_positives():
     groups = np.arange(len(y))
     rows = {m.metric: m for m in binary_metrics(y, s, groups, 0.0, 30, 0)}
     assert all(m.n == len(y) and m.n_pos == int(y.sum()) for m in rows.values())
+
+
+def test_no_resample_with_both_classes_gives_nan_intervals_not_a_crash():
+    y = np.r_[np.ones(3, int), np.zeros(3, int)]
+    scores = np.arange(6.0)
+    groups = np.zeros(6, int)  # one patient: every resample holds both classes...
+    fns = binary_metric_fns(2.5)
+    assert all(np.isfinite(v).all() for v in cluster_bootstrap(fns, y, scores, groups, 20, 0).values())
+    groups = np.r_[np.zeros(3, int), np.ones(3, int)]  # ...two single-class patients: some do not
+    intervals = cluster_bootstrap(fns, y, scores, groups, 20, 0)
+    assert set(intervals) == set(fns)
+    empty = cluster_bootstrap(fns, y[:3], scores[:3], groups[:3], 20, 0)  # one class: no resample kept
+    assert all(np.isnan(v).all() for v in empty.values())
