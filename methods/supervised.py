@@ -1,17 +1,17 @@
 """Supervised multi-label classifier: a timm backbone with one logit per finding, trained with
-binary cross-entropy on the board's training split, keeping the epoch with the best
-validation macro AUROC (the CheXNet recipe with a choice of backbone)."""
+binary cross-entropy (plain, class-weighted or focal) on the board's training split, keeping
+the epoch with the best validation macro AUROC (the CheXNet recipe with a choice of backbone)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness.augment import random_view
 from harness.backbones import create_timm_model, to_backbone_input
+from harness.losses import LOSSES, multilabel_loss, positive_weights
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
 from harness.registry import register, variant
 from harness.saliency import SaliencyTarget, last_stage
@@ -32,7 +32,16 @@ class Supervised(Method):
         tasks=("multilabel",),
         learning="supervised",
         smoke_params={"epochs": 1, "augment": 0.0},
-        ranges={"epochs": (1, None), "lr": (1e-12, None), "weight_decay": (0.0, None), "augment": (0.0, 1.0)},
+        ranges={
+            "epochs": (1, None),
+            "lr": (1e-12, None),
+            "weight_decay": (0.0, None),
+            "augment": (0.0, 1.0),
+            "gamma": (0.0, None),
+            "alpha": (-1.0, 1.0),
+            "dropout": (0.0, 0.99),
+        },
+        choices={"loss": LOSSES},
         defaults={
             "backbone": "resnet18",
             "weights": "none",
@@ -40,20 +49,29 @@ class Supervised(Method):
             "lr": 1e-3,
             "weight_decay": 1e-4,
             "augment": 0.5,  # strength of harness.augment.random_view; 0 switches it off
+            "loss": "bce",  # bce-weighted: positives weighted negatives/positives per finding; focal
+            "gamma": 2.0,  # focal loss focusing
+            "alpha": 0.25,  # focal loss weight of positives (negatives 1 - alpha); below 0: none
+            "dropout": 0.0,  # before the classifier head
         },
     )
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
         p = self.params
+        head = {"drop_rate": p["dropout"]} if p["dropout"] > 0 else {}
         self.model, self.init_weights = create_timm_model(
-            p["backbone"], p["weights"], ctx.seed, ctx.resolution, num_classes=len(ctx.targets)
+            p["backbone"], p["weights"], ctx.seed, ctx.resolution, num_classes=len(ctx.targets), **head
         )
         model = self.model
+        pos_weight = None
+        if p["loss"] == "bce-weighted":
+            pos_weight = positive_weights(torch.cat([labels for _, labels in train.with_labels()]).float())
 
         def loss(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, _progress: float) -> torch.Tensor:
             if p["augment"] > 0:
                 images = random_view(images, gen, strength=p["augment"])
-            return F.binary_cross_entropy_with_logits(model(to_backbone_input(images)), labels)
+            logits = model(to_backbone_input(images))
+            return multilabel_loss(p["loss"], logits, labels, pos_weight, p["gamma"], p["alpha"])
 
         val_targets = torch.cat([labels for _, labels in val.with_labels()]).numpy()
 
@@ -64,6 +82,8 @@ class Supervised(Method):
         steps = max(1, p["epochs"] * len(train))
         objective = SingleLoss(model, loss, p["lr"], p["weight_decay"], cosine_steps=steps)
         key = {k: p[k] for k in ("backbone", "lr", "weight_decay", "augment")}
+        if p["loss"] != "bce" or p["dropout"] > 0:  # keys of runs before these options stay valid
+            key |= {k: p[k] for k in ("loss", "gamma", "alpha", "dropout")}
         key |= {"initial_weights": self.init_weights.sha256 or self.init_weights.id, "targets": list(ctx.targets)}
         self.trained = train_cached(
             self.card.name, key, objective, train, TrainConfig(p["epochs"]), ctx, validation_auroc

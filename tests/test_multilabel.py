@@ -232,3 +232,19 @@ def test_supervised_training_survives_a_last_batch_of_one_image(tiny_multilabel_
     assert len(load_board_data(load_board(board)).splits["train"]) == train_size
     result = run_bench("supervised", board, params=FAST_SUPERVISED, db=tmp_path / "r.duckdb", corruptions=False)
     assert result.weights_id == "none+trained"
+
+
+def test_supervised_losses_and_dropout_train_different_weights_each_reproducible(tiny_multilabel_board, tmp_path):
+    """bce-weighted, focal and dropout change training (so the checkpoint cache keeps them
+    apart), and each setting trains the same weights twice."""
+    db = tmp_path / "r.duckdb"
+    settings = [{}, {"loss": "bce-weighted"}, {"loss": "focal", "gamma": "1.0"}, {"dropout": "0.3"}]
+    weights = []
+    for extra in [*settings, settings[2]]:
+        result = run_bench(
+            "supervised", tiny_multilabel_board, params=FAST_SUPERVISED | extra, db=db, device="cpu", corruptions=False
+        )
+        with ResultStore(db) as store:
+            weights.append(store.run(result.run_id)["weights_sha256"])
+    assert len(set(weights[:4])) == 4  # every setting trained other weights
+    assert weights[4] == weights[2]  # the same setting again: the same weights
