@@ -4,8 +4,10 @@ the epoch with the best validation macro AUROC (the CheXNet recipe with a choice
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import kornia
 import torch
 from torch import nn
 
@@ -40,6 +42,8 @@ class Supervised(Method):
             "gamma": (0.0, None),
             "alpha": (-1.0, 1.0),
             "dropout": (0.0, 0.99),
+            "clahe_clip": (0.0, None),
+            "clahe_grid": (1, 64),
         },
         choices={"loss": LOSSES},
         defaults={
@@ -53,6 +57,9 @@ class Supervised(Method):
             "gamma": 2.0,  # focal loss focusing
             "alpha": 0.25,  # focal loss weight of positives (negatives 1 - alpha); below 0: none
             "dropout": 0.0,  # before the classifier head
+            "clahe": False,  # contrast-limited adaptive histogram equalisation (kornia) of every input
+            "clahe_clip": 2.0,  # its clip limit
+            "clahe_grid": 8,  # its tiles per side
         },
     )
 
@@ -70,13 +77,13 @@ class Supervised(Method):
         def loss(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, _progress: float) -> torch.Tensor:
             if p["augment"] > 0:
                 images = random_view(images, gen, strength=p["augment"])
-            logits = model(to_backbone_input(images))
+            logits = model(self.model_input(images))
             return multilabel_loss(p["loss"], logits, labels, pos_weight, p["gamma"], p["alpha"])
 
         val_targets = torch.cat([labels for _, labels in val.with_labels()]).numpy()
 
         def validation_auroc(trained: nn.Module) -> float:
-            logits = torch.cat([trained(to_backbone_input(x)).float().cpu() for x in val])
+            logits = torch.cat([trained(self.model_input(x)).float().cpu() for x in val])
             return macro_auroc(val_targets, logits.numpy())
 
         steps = max(1, p["epochs"] * len(train))
@@ -84,14 +91,25 @@ class Supervised(Method):
         key = {k: p[k] for k in ("backbone", "lr", "weight_decay", "augment")}
         if p["loss"] != "bce" or p["dropout"] > 0:  # keys of runs before these options stay valid
             key |= {k: p[k] for k in ("loss", "gamma", "alpha", "dropout")}
+        if p["clahe"]:
+            key |= {k: p[k] for k in ("clahe", "clahe_clip", "clahe_grid")}
         key |= {"initial_weights": self.init_weights.sha256 or self.init_weights.id, "targets": list(ctx.targets)}
         self.trained = train_cached(
             self.card.name, key, objective, train, TrainConfig(p["epochs"]), ctx, validation_auroc
         )
         self.model = self.trained.modules
 
+    def model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The harness's images (B, 1, H, W) in [0, 1] as the backbone takes them: with `clahe`,
+        equalised first, the same way in training, prediction and explanation."""
+        p = self.params
+        if p["clahe"]:
+            grid = (p["clahe_grid"], p["clahe_grid"])
+            images = kornia.enhance.equalize_clahe(images.float(), clip_limit=p["clahe_clip"], grid_size=grid)
+        return to_backbone_input(images)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(to_backbone_input(images))
+        return self.model(self.model_input(images))
 
     def predict(self, batch: torch.Tensor) -> Prediction:
         return Prediction(scores=self.forward(batch).float().cpu())
@@ -109,18 +127,18 @@ class Supervised(Method):
 
     def saliency_target(self) -> SaliencyTarget:
         """Each finding's logit (the maps of a multi-label run: one channel per finding)."""
-        return SaliencyTarget(_Logits(self.model), last_stage(self.model), self.model.num_classes)
+        return SaliencyTarget(_Logits(self.model, self.model_input), last_stage(self.model), self.model.num_classes)
 
 
 class _Logits(nn.Module):
     """The classifier on the harness's images: (B, 1, H, W) in [0, 1] -> (B, K) logits."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, model_input: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__()
-        self.model = model
+        self.model, self.model_input = model, model_input
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(to_backbone_input(images))
+        return self.model(self.model_input(images))
 
 
 variant(

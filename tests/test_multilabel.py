@@ -238,7 +238,7 @@ def test_supervised_losses_and_dropout_train_different_weights_each_reproducible
     """bce-weighted, focal and dropout change training (so the checkpoint cache keeps them
     apart), and each setting trains the same weights twice."""
     db = tmp_path / "r.duckdb"
-    settings = [{}, {"loss": "bce-weighted"}, {"loss": "focal", "gamma": "1.0"}, {"dropout": "0.3"}]
+    settings = [{}, {"loss": "bce-weighted"}, {"loss": "focal", "gamma": "1.0"}, {"dropout": "0.3"}, {"clahe": "true"}]
     weights = []
     for extra in [*settings, settings[2]]:
         result = run_bench(
@@ -246,5 +246,21 @@ def test_supervised_losses_and_dropout_train_different_weights_each_reproducible
         )
         with ResultStore(db) as store:
             weights.append(store.run(result.run_id)["weights_sha256"])
-    assert len(set(weights[:4])) == 4  # every setting trained other weights
-    assert weights[4] == weights[2]  # the same setting again: the same weights
+    assert len(set(weights[:5])) == 5  # every setting trained other weights
+    assert weights[5] == weights[2]  # the same setting again: the same weights
+
+
+def test_clahe_is_kornias_equalisation_before_the_backbone_input():
+    import kornia
+
+    from harness.backbones import to_backbone_input
+    from harness.registry import create_method
+
+    gen = torch.Generator().manual_seed(0)
+    images = 0.4 + 0.1 * torch.rand(2, 1, 64, 64, generator=gen)  # low contrast
+    plain = create_method("supervised").model_input(images)
+    equalised = create_method("supervised", {"clahe": "true", "clahe_clip": "3", "clahe_grid": "4"}).model_input(images)
+    torch.testing.assert_close(plain, to_backbone_input(images))
+    expected = to_backbone_input(kornia.enhance.equalize_clahe(images, clip_limit=3.0, grid_size=(4, 4)))
+    torch.testing.assert_close(equalised, expected)
+    assert equalised.std() > 2 * plain.std()  # contrast stretched
