@@ -49,3 +49,10 @@ def cutpaste(images: torch.Tensor, gen: torch.Generator, area: tuple[float, floa
         jitter = float(_uniform(1, -0.1, 0.1, gen))
         out[i, :, ty : ty + ph, tx : tx + pw] = (patch + jitter).clamp(0, 1)
     return out
+
+
+def gaussian_noise(images: torch.Tensor, gen: torch.Generator, std: float) -> torch.Tensor:
+    """Additive Gaussian noise of standard deviation `std` (on the [0, 1] scale), clipped to
+    [0, 1]; drawn on the CPU, so the same on every device."""
+    noise = torch.randn(images.shape, generator=gen).to(images)
+    return (images + std * noise).clamp(0, 1)

@@ -11,7 +11,7 @@ import kornia
 import torch
 from torch import nn
 
-from harness.augment import random_view
+from harness.augment import gaussian_noise, random_view
 from harness.backbones import create_timm_model, to_backbone_input
 from harness.losses import LOSSES, multilabel_loss, positive_weights
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
@@ -39,6 +39,7 @@ class Supervised(Method):
             "lr": (1e-12, None),
             "weight_decay": (0.0, None),
             "augment": (0.0, 1.0),
+            "noise": (0.0, 1.0),
             "gamma": (0.0, None),
             "alpha": (-1.0, 1.0),
             "dropout": (0.0, 0.99),
@@ -53,6 +54,7 @@ class Supervised(Method):
             "lr": 1e-3,
             "weight_decay": 1e-4,
             "augment": 0.5,  # strength of harness.augment.random_view; 0 switches it off
+            "noise": 0.0,  # standard deviation of Gaussian noise added to training images (0-1 scale)
             "loss": "bce",  # bce-weighted: positives weighted negatives/positives per finding; focal
             "gamma": 2.0,  # focal loss focusing
             "alpha": 0.25,  # focal loss weight of positives (negatives 1 - alpha); below 0: none
@@ -77,6 +79,8 @@ class Supervised(Method):
         def loss(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, _progress: float) -> torch.Tensor:
             if p["augment"] > 0:
                 images = random_view(images, gen, strength=p["augment"])
+            if p["noise"] > 0:
+                images = gaussian_noise(images, gen, p["noise"])
             logits = model(self.model_input(images))
             return multilabel_loss(p["loss"], logits, labels, pos_weight, p["gamma"], p["alpha"])
 
@@ -89,8 +93,8 @@ class Supervised(Method):
         steps = max(1, p["epochs"] * len(train))
         objective = SingleLoss(model, loss, p["lr"], p["weight_decay"], cosine_steps=steps)
         key = {k: p[k] for k in ("backbone", "lr", "weight_decay", "augment")}
-        if p["loss"] != "bce" or p["dropout"] > 0:  # keys of runs before these options stay valid
-            key |= {k: p[k] for k in ("loss", "gamma", "alpha", "dropout")}
+        if p["loss"] != "bce" or p["dropout"] > 0 or p["noise"] > 0:  # keys of runs before these stay valid
+            key |= {k: p[k] for k in ("loss", "gamma", "alpha", "dropout", "noise")}
         if p["clahe"]:
             key |= {k: p[k] for k in ("clahe", "clahe_clip", "clahe_grid")}
         key |= {"initial_weights": self.init_weights.sha256 or self.init_weights.id, "targets": list(ctx.targets)}

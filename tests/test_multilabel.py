@@ -234,11 +234,14 @@ def test_supervised_training_survives_a_last_batch_of_one_image(tiny_multilabel_
     assert result.weights_id == "none+trained"
 
 
-def test_supervised_losses_and_dropout_train_different_weights_each_reproducible(tiny_multilabel_board, tmp_path):
-    """bce-weighted, focal and dropout change training (so the checkpoint cache keeps them
-    apart), and each setting trains the same weights twice."""
+def test_supervised_training_options_train_different_weights_kept_apart_by_the_cache(tiny_multilabel_board, tmp_path):
+    """Each option changes training, and the checkpoint cache keeps the settings apart: six
+    settings, six weights; a setting run again finds its own checkpoint."""
     db = tmp_path / "r.duckdb"
-    settings = [{}, {"loss": "bce-weighted"}, {"loss": "focal", "gamma": "1.0"}, {"dropout": "0.3"}, {"clahe": "true"}]
+    settings = [
+        {}, {"loss": "bce-weighted"}, {"loss": "focal", "gamma": "1.0"}, {"dropout": "0.3"}, {"clahe": "true"},
+        {"noise": "0.05"},
+    ]  # fmt: skip
     weights = []
     for extra in [*settings, settings[2]]:
         result = run_bench(
@@ -246,8 +249,8 @@ def test_supervised_losses_and_dropout_train_different_weights_each_reproducible
         )
         with ResultStore(db) as store:
             weights.append(store.run(result.run_id)["weights_sha256"])
-    assert len(set(weights[:5])) == 5  # every setting trained other weights
-    assert weights[5] == weights[2]  # the same setting again: the same weights
+    assert len(set(weights[:6])) == 6  # every setting trained other weights
+    assert weights[6] == weights[2]  # the same setting again: its checkpoint
 
 
 def test_clahe_is_kornias_equalisation_before_the_backbone_input():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness import pretrain
-from harness.augment import cutpaste, random_view
+from harness.augment import cutpaste, gaussian_noise, random_view
 from harness.fingerprints import state_sha256
 from harness.pretrain import PretrainConfig, default_config, pretrained_weights, train_model
 from harness.protocol import FitContext, ImageBatches
@@ -81,3 +81,12 @@ def test_augmentations_are_seeded_and_keep_the_value_range():
     box = changed[0, rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     assert changed[0].sum() == box.sum()  # one rectangle (pixels inside it may be unchanged)
     assert changed[0].sum() < 0.5 * 32 * 32
+
+
+def test_gaussian_noise_is_seeded_has_its_standard_deviation_and_stays_in_range():
+    grey = torch.full((8, 1, 64, 64), 0.5)
+    noisy = gaussian_noise(grey, torch.Generator().manual_seed(0), 0.05)
+    assert torch.equal(noisy, gaussian_noise(grey, torch.Generator().manual_seed(0), 0.05))
+    assert abs(float((noisy - grey).std()) - 0.05) < 0.002 and abs(float((noisy - grey).mean())) < 0.002
+    clipped = gaussian_noise(torch.ones(2, 1, 16, 16), torch.Generator().manual_seed(1), 0.5)
+    assert clipped.max() <= 1 and clipped.min() >= 0 and clipped.min() < 0.9
