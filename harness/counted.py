@@ -51,11 +51,7 @@ def aurocs(targets: np.ndarray, scores: np.ndarray, resamples: Resamples) -> np.
     if not len(resamples.counts):
         return np.empty((0, scores.shape[1]))
     positive = targets.astype(bool)
-    n_patients = resamples.counts.shape[1]
-    pos_per_patient = np.zeros((n_patients, targets.shape[1]))
-    np.add.at(pos_per_patient, resamples.patient, positive)
-    neg_per_patient = np.bincount(resamples.patient, minlength=n_patients)[:, None] - pos_per_patient
-    n_pos, n_neg = resamples.counts @ pos_per_patient, resamples.counts @ neg_per_patient
+    n_pos, n_neg = resamples.class_totals(targets)
     weights = np.ascontiguousarray(resamples.counts.T, dtype=exact_dtype(resamples))  # (patients, resamples)
     column = lambda k: _auroc_numerators(scores[:, k], positive[:, k], resamples.patient, weights)  # noqa: E731
     return (stacked(on_threads(column, scores.shape[1])) / 2) / (n_pos * n_neg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -64,15 +65,25 @@ class Resamples:
         patient, counts = resample_counts(groups, n_resamples, seed)
         if not len(patient):
             return cls(patient, counts[:0])
-        positive = targets.reshape(len(targets), -1).astype(bool)
-        pos_per_patient = np.zeros((counts.shape[1], positive.shape[1]))
-        np.add.at(pos_per_patient, patient, positive)
-        neg_per_patient = np.bincount(patient, minlength=counts.shape[1])[:, None] - pos_per_patient
-        keep = ((counts @ pos_per_patient > 0) & (counts @ neg_per_patient > 0)).all(axis=1)
-        return cls(patient, counts[keep])
+        n_pos, n_neg = class_totals(patient, counts, targets)
+        return cls(patient, counts[((n_pos > 0) & (n_neg > 0)).all(axis=1)])
 
-    @property
+    def class_totals(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positive and negative images of each column in each resample, each (resamples, K)."""
+        return class_totals(self.patient, self.counts, targets)
+
+    @cached_property
     def largest(self) -> float:
         """The most images any kept resample holds."""
         sizes = self.counts @ np.bincount(self.patient, minlength=self.counts.shape[1])
         return float(sizes.max(initial=0))
+
+
+def class_totals(patient: np.ndarray, counts: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positives, negatives) of each column of the binary `targets` ((n,) or (n, K)) in each
+    resample of `counts` (resamples, patients), each (resamples, K)."""
+    positive = targets.reshape(len(targets), -1).astype(bool)
+    pos_per_patient = np.zeros((counts.shape[1], positive.shape[1]))
+    np.add.at(pos_per_patient, patient, positive)
+    neg_per_patient = np.bincount(patient, minlength=counts.shape[1])[:, None] - pos_per_patient
+    return counts @ pos_per_patient, counts @ neg_per_patient
