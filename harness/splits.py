@@ -8,6 +8,7 @@ manifest whose hash differs from the one recorded in the board file.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -92,29 +93,39 @@ def anomaly_split(
     rng = np.random.default_rng(seed)
     patients = sorted(entries["patient_id"].unique())
     rng.shuffle(patients)
-    groups = {p: g for p, g in entries.groupby("patient_id", sort=False)}
-    has_abnormal = {p: bool(g["label"].max()) for p, g in groups.items()}
-    remaining = list(patients)
-    chosen: list[pd.DataFrame] = []
+    rows_of = entries.groupby("patient_id", sort=False).indices
+    labels = entries["label"].to_numpy().astype(int)
+    queue = PatientQueue(patients, {p: bool(labels[rows_of[p]].max()) for p in patients})
+    chosen: list[tuple[str, list[int]]] = []
     for split, target in (("test", n_test), ("val", n_val), ("train", (n_train, 0))):
         counts = [0, 0]
         while counts[0] < target[0] or counts[1] < target[1]:
-            want_abnormal = counts[1] < target[1]
-            pick = next((p for p in remaining if has_abnormal[p] == want_abnormal), None)
-            if pick is None and not want_abnormal:
-                pick = next(iter(remaining), None)
+            pick = queue.take(abnormal=counts[1] < target[1])
             if pick is None:
                 raise XRBenchError(f"not enough patients to fill the {split} split (normal, abnormal) = {target}")
-            remaining.remove(pick)
-            rows = []
-            for _, row in groups[pick].iterrows():
-                cls = int(row["label"])
-                if counts[cls] < target[cls]:
-                    counts[cls] += 1
-                    rows.append(row)
-            if rows:
-                chosen.append(pd.DataFrame(rows).assign(split=split))
-    return in_manifest_order(pd.concat(chosen, ignore_index=True))
+            taken = []
+            for row in rows_of[pick]:
+                if counts[labels[row]] < target[labels[row]]:
+                    counts[labels[row]] += 1
+                    taken.append(row)
+            chosen.append((split, taken))
+    rows = [row for _, taken in chosen for row in taken]
+    splits = [split for split, taken in chosen for _ in taken]
+    return in_manifest_order(entries.iloc[rows].assign(split=splits))
+
+
+class PatientQueue:
+    """Patients in a fixed order, taken one at a time: the first with (or without) an abnormal
+    image, or, when a normal-only patient is wanted and none is left, the first of any."""
+
+    def __init__(self, order: list, has_abnormal: dict) -> None:
+        self.lines = {flag: deque(p for p in order if has_abnormal[p] == flag) for flag in (False, True)}
+
+    def take(self, abnormal: bool):
+        line = self.lines[abnormal]
+        if not line and not abnormal:
+            line = self.lines[True]
+        return line.popleft() if line else None
 
 
 def patient_split(entries: pd.DataFrame, fractions: dict[str, float], seed: int) -> pd.DataFrame:
