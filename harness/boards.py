@@ -116,7 +116,14 @@ KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "test_dataset": dict,
     "ground_truth": dict,
 }
-GROUND_TRUTH_KEYS = {"boxes": str, "boxes_sha256": str, "box_space": list, "masks": str, "masks_sha256": str}
+GROUND_TRUTH_KEYS = {
+    "boxes": str,
+    "boxes_sha256": str,
+    "box_space": list,
+    "box_format": str,
+    "masks": str,
+    "masks_sha256": str,
+}
 RANGES = {
     "version": (1, None),
     "resolution": (8, 4096),

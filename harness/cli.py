@@ -614,7 +614,7 @@ def split_frame(
 ) -> pd.DataFrame:
     """A board's manifest, built as its [split] table says (see `harness.splits`); a missing
     key raises KeyError."""
-    from harness.adapters.nih import read_bbox_list
+    from harness.groundtruth import box_reader
     from harness.splits import (
         SPLITS,
         anomaly_split,
@@ -632,7 +632,8 @@ def split_frame(
     if test_entries is not None:
         return cross_dataset_split(entries, test_entries, spec["n_train"], counts("val"), counts("test"), seed)
     if spec.get("test") == "boxed":
-        boxed = set(read_bbox_list(source.root / board.ground_truth["boxes"])["image_id"])
+        reader = box_reader(board.ground_truth.get("box_format", "nih"))
+        boxed = set(reader(source.root / board.ground_truth["boxes"])["image_id"])
         return boxed_test_split(entries, boxed, spec["n_train"], counts("val"), seed)
     if spec.get("official_test"):
         return official_test_split(entries, spec["val_fraction"], seed)

@@ -45,7 +45,17 @@ def test_uncertainty_policies():
         anomaly_labels(rows, "ones")[0].tolist()[2] == 1.0
         and anomaly_labels(rows, "ones")[1][1] == "Cardiomegaly|Edema"
     )
-    assert np.isnan(anomaly_labels(rows, "zeros")[0][2])  # uncertain -> negative, and no "No Finding" either
+    assert findings.tolist()[2:] == ["", "", ""]  # unlabelled images name no finding
+    zeros_label, zeros_findings = anomaly_labels(rows, "zeros")
+    # Under zeros an uncertain-only report reads as normal; a report saying nothing stays unlabelled.
+    assert zeros_label.tolist()[:3] == [0.0, 1.0, 0.0] and np.isnan(zeros_label.tolist()[3:]).all()
+    assert zeros_findings.tolist() == ["No Finding", "Cardiomegaly", "No Finding", "", ""]
+    assert anomaly_labels(rows, "ones")[0].tolist()[:3] == [0.0, 1.0, 1.0]
+    # U-Ones for Edema only: uncertain Edema is Edema whatever the policy.
+    mixed_label, mixed_findings = anomaly_labels(rows, "zeros", uncertain_positive=("Edema",))
+    assert mixed_label.tolist()[:3] == [0.0, 1.0, 1.0] and mixed_findings[1] == "Cardiomegaly|Edema"
+    with pytest.raises(XRBenchError, match="'Edemaa'"):
+        anomaly_labels(rows, "zeros", uncertain_positive=("Edemaa",))
     with pytest.raises(XRBenchError, match="policy"):
         anomaly_labels(rows, "maybe")
     with pytest.raises(XRBenchError, match="'2'"):
@@ -279,3 +289,107 @@ def test_committed_nih_cls_manifest_matches_its_board():
     assert len(manifest) == 112_120 and set(manifest["view"]) == {"PA", "AP"}
     positives = target_matrix(manifest.loc[manifest["split"] == "test", "findings"], board.targets).sum(axis=0)
     assert positives.min() >= board.min_slice_class  # every finding measurable on test (Hernia: 69)
+
+
+def _rsna_tree(root, headers_table: bool):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    rows = [
+        ["a1", "", "", "", "", 0],
+        ["b2", 10, 20, 100, 200, 1],
+        ["b2", 500, 20, 100, 200, 1],
+        ["c3", "", "", "", "", 0],
+    ]
+    pd.DataFrame(rows, columns=["patientId", "x", "y", "width", "height", "Target"]).to_csv(
+        root / "stage_2_train_labels.csv", index=False
+    )
+    (root / "stage_2_train_images").mkdir()
+    for image_id, age, sex, view in (("a1", "051Y", "F", "PA"), ("b2", "007Y", "M", "AP")):
+        ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+        ds.PatientID, ds.PatientAge, ds.PatientSex, ds.ViewPosition = image_id, age, sex, view
+        ds.save_as(root / "stage_2_train_images" / f"{image_id}.dcm")
+    if headers_table:
+        table = [["a1", 51, "F", "PA"], ["b2", 7, "M", "AP"], ["c3", 60, "M", "PA"]]
+        pd.DataFrame(table, columns=["PatientID", "PatientAge", "PatientSex", "ViewPosition"]).to_csv(
+            root / "stage_2_train_images_dicom_headers.csv"
+        )
+
+
+@pytest.mark.parametrize("headers_table", [False, True])
+def test_rsna_adapter_reads_labels_boxes_and_headers(tmp_path, headers_table):
+    from harness.adapters.local import read_entries
+    from harness.adapters.rsna import read_boxes
+
+    _rsna_tree(tmp_path, headers_table)
+    entries = read_entries("rsna", tmp_path).set_index("image_id")
+    assert entries["label"].to_dict() == {"a1": 0, "b2": 1, "c3": 0}
+    assert entries.loc["b2", "findings"] == "Lung Opacity" and entries.loc["a1", "findings"] == "No Finding"
+    assert entries.loc["b2", "path"] == "stage_2_train_images/b2.dcm" and entries.loc["b2", "patient_id"] == "b2"
+    assert entries.loc["a1", ["age", "sex", "view"]].tolist() == [51, "F", "PA"]
+    # c3 has no DICOM file: its header is unknown unless the headers table gives it.
+    assert entries.loc["c3", "age"] == (60 if headers_table else -1)
+    boxes = read_boxes(tmp_path / "stage_2_train_labels.csv")
+    assert boxes[["image_id", "x", "w"]].values.tolist() == [["b2", 10.0, 100.0], ["b2", 500.0, 100.0]]
+    bad = pd.read_csv(tmp_path / "stage_2_train_labels.csv")
+    bad.loc[2, "width"] = np.nan
+    bad.to_csv(tmp_path / "stage_2_train_labels.csv", index=False)
+    with pytest.raises(XRBenchError, match=r"stage_2_train_labels.csv, line 4: Target must be 0 or 1, with a box"):
+        read_entries("rsna", tmp_path)
+
+
+def test_vindr_adapter_takes_the_majority_of_readers_in_either_layout(tmp_path):
+    from harness.adapters.local import read_entries
+    from harness.adapters.vindr import read_boxes
+
+    rows = [
+        *[["n", "No finding", f"R{r}", "", "", "", ""] for r in (1, 2, 3)],
+        ["a", "Nodule/Mass", "R1", 1, 2, 11, 12],
+        ["a", "Nodule/Mass", "R2", 3, 4, 13, 14],
+        ["a", "Cardiomegaly", "R3", 5, 5, 50, 50],
+        ["a", "No finding", "R3", "", "", "", ""],
+        ["m", "Cardiomegaly", "R1", 5, 5, 50, 50],
+        ["m", "No finding", "R2", "", "", "", ""],
+        ["m", "No finding", "R3", "", "", "", ""],
+    ]
+    table = pd.DataFrame(rows, columns=["image_id", "class_name", "rad_id", "x_min", "y_min", "x_max", "y_max"])
+    (tmp_path / "annotations").mkdir()
+    table.to_csv(tmp_path / "annotations" / "annotations_train.csv", index=False)
+    entries = read_entries("vindr", tmp_path).set_index("image_id")
+    assert entries.loc["n", "label"] == 0 and entries.loc["n", "findings"] == "No Finding"
+    assert entries.loc["a", "label"] == 1 and entries.loc["a", "findings"] == "Nodule/Mass"  # one reader: not a finding
+    assert np.isnan(entries.loc["m", "label"]) and entries.loc["m", "findings"] == ""
+    assert entries.loc["a", "path"] == "train/a.dicom"
+    boxes = read_boxes(tmp_path / "annotations" / "annotations_train.csv")
+    assert boxes[["image_id", "finding", "x", "w"]].values.tolist() == [
+        ["a", "Nodule/Mass", 1, 10],
+        ["a", "Nodule/Mass", 3, 10],
+    ]
+    (tmp_path / "annotations" / "annotations_train.csv").rename(tmp_path / "train.csv")  # the Kaggle layout
+    assert read_entries("vindr", tmp_path)["label"].notna().sum() == 2
+    table.loc[3, "x_max"] = np.nan
+    table.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(XRBenchError, match=r"train.csv, line 5: finding 'Nodule/Mass' without a box"):
+        read_entries("vindr", tmp_path)
+
+
+def test_an_unknown_dataset_option_is_refused_naming_the_options(tmp_path):
+    from harness.adapters.local import read_entries
+
+    with pytest.raises(XRBenchError, match=r"dataset chexpert has no option 'uncertanity' \(its options: uncertainty"):
+        read_entries("chexpert", tmp_path, uncertanity="zeros")
+
+
+def test_rsna_boxes_are_a_board_s_ground_truth_at_its_resolution(tmp_path):
+    from harness.groundtruth import load_ground_truth
+
+    _rsna_tree(tmp_path, headers_table=True)
+    images = pd.DataFrame({"image_id": ["a1", "b2"], "findings": ["No Finding", "Lung Opacity"]})
+    spec = {"boxes": "stage_2_train_labels.csv", "box_format": "rsna", "box_space": [1024, 1024]}
+    truth = load_ground_truth(spec, tmp_path, images, {"a1", "b2", "c3"}, 256, "board rsna-test")
+    assert truth.boxes[["image_id", "finding", "x", "y", "w", "h"]].values.tolist() == [
+        ["b2", "Lung Opacity", 2.5, 5.0, 25.0, 50.0],
+        ["b2", "Lung Opacity", 125.0, 5.0, 25.0, 50.0],
+    ]
+    with pytest.raises(XRBenchError, match="box_format 'coco': choose one of nih, rsna"):
+        load_ground_truth(spec | {"box_format": "coco"}, tmp_path, images, {"a1", "b2"}, 256, "board rsna-test")

@@ -27,25 +27,42 @@ def _read(path: Path) -> pd.DataFrame:
     return table
 
 
-def read_chexpert(root: Path, uncertainty: str = "ignore", frontal_only: bool = True) -> pd.DataFrame:
+def read_chexpert(
+    root: Path,
+    uncertainty: str = "ignore",
+    frontal_only: bool = True,
+    uncertain_positive: list[str] | tuple[str, ...] = (),
+    views: list[str] | tuple[str, ...] = (),
+    support_devices: bool = True,
+) -> pd.DataFrame:
     """Entries (image paths relative to `root`, the folder holding train.csv and valid.csv).
 
-    `official_split` keeps the release's train/valid assignment; `label` is NaN for images
-    whose only abnormal evidence is uncertain under the `ignore` policy."""
+    `official_split` keeps the release's train/valid assignment (valid.csv may be absent: the
+    boards use train.csv only); labels as `chexpert_labels` defines them, with the uncertainty
+    policy and the findings read as present when uncertain. `views` keeps those AP/PA values
+    only; `support_devices = false` leaves out images with support devices positive or
+    uncertain (the UPD protocol's anomaly boards)."""
     frames = []
     for name, split in (("train.csv", "train"), ("valid.csv", "valid")):
+        if name == "valid.csv" and not (root / name).exists():
+            continue
         table = _read(root / name)
         table["official_split"] = split
         frames.append(table)
     table = pd.concat(frames, ignore_index=True)
     if frontal_only:
-        table = table[table["Frontal/Lateral"] == "Frontal"].reset_index(drop=True)
+        table = table[table["Frontal/Lateral"] == "Frontal"]
+    if views:
+        table = table[table["AP/PA"].isin(list(views))]
+    if not support_devices:
+        table = table[~pd.to_numeric(table["Support Devices"], errors="coerce").isin([1.0, -1.0])]
+    table = table.reset_index(drop=True)
     # `Path` starts with the release folder name (CheXpert-v1.0-small/train/...): drop it.
     image_id = table["Path"].str.split("/", n=1).str[1]
     patient = table["Path"].str.extract(PATIENT, expand=False)
     if patient.isna().any():
         raise XRBenchError(f"no patientNNNNN in path {table.loc[patient.isna(), 'Path'].iloc[0]!r}")
-    label, findings = anomaly_labels(table, uncertainty)
+    label, findings = anomaly_labels(table, uncertainty, tuple(uncertain_positive))
     return pd.DataFrame(
         {
             "image_id": image_id,

@@ -26,7 +26,7 @@ def find_dicom_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and is_dicom(p))
 
 
-def _age_years(value: str) -> int:
+def age_years(value: str) -> int:
     """DICOM AgeString ('045Y', '006M') to whole years; -1 when absent."""
     match = re.fullmatch(r"(\d{1,3})([DWMY]?)", value.strip())
     if not match:
@@ -104,7 +104,7 @@ def read_dental(root: Path, labels_csv: Path | None = None) -> pd.DataFrame:
             "label": label,
             "view": "PAN",
             "sex": [h.get("sex", "") for h in header],
-            "age": [_age_years(h.get("age", "")) for h in header],
+            "age": [age_years(h.get("age", "")) for h in header],
             "site": "",
             "path": table["image_id"],
         }

@@ -4,6 +4,7 @@ images were found missing or unreadable."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -25,14 +26,23 @@ def _readers() -> dict[str, Callable[[Path], pd.DataFrame]]:
     from harness.adapters.dental import read_dental
     from harness.adapters.mimic import read_mimic
     from harness.adapters.nih import read_nih
+    from harness.adapters.rsna import read_rsna
+    from harness.adapters.vindr import read_vindr
 
     def dental(root: Path, labels: str = "labels.csv") -> pd.DataFrame:
         return read_dental(root, root / labels if (root / labels).exists() else None)
 
-    return {"nih": read_nih, "chexpert": read_chexpert, "mimic": read_mimic, "dental": dental}
+    return {
+        "nih": read_nih,
+        "chexpert": read_chexpert,
+        "mimic": read_mimic,
+        "rsna": read_rsna,
+        "vindr": read_vindr,
+        "dental": dental,
+    }
 
 
-DATASETS = ("nih", "chexpert", "mimic", "dental")
+DATASETS = ("nih", "chexpert", "mimic", "rsna", "vindr", "dental")
 
 
 def read_entries(name: str, root: Path, **options: object) -> pd.DataFrame:
@@ -41,7 +51,12 @@ def read_entries(name: str, root: Path, **options: object) -> pd.DataFrame:
         raise XRBenchError(f"unknown dataset {name!r}; local datasets: {', '.join(DATASETS)}")
     if not root.is_dir():
         raise XRBenchError(f"{root} is not a folder")
-    return _readers()[name](root, **options)
+    reader = _readers()[name]
+    accepted = [p for p in inspect.signature(reader).parameters if p != "root"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise XRBenchError(f"dataset {name} has no option {unknown[0]!r} (its options: {', '.join(accepted)})")
+    return reader(root, **options)
 
 
 def _state_file() -> Path:
