@@ -1,0 +1,182 @@
+"""The real boards, frozen again from the public metadata files that torchxrayvision's wheel
+ships, must give the committed manifests and label hashes byte for byte (a reader or split
+change that alters a board fails here); their counts are checked against pandas computations
+written here from the raw files, independently of the adapters."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.adapters.chexpert import read_chexpert
+from harness.adapters.packaged import FILES, metadata_root
+from harness.boards import load_board
+from harness.cli import main
+from harness.fingerprints import file_sha256
+from harness.splits import read_manifest, target_matrix
+
+pytest.importorskip("torchxrayvision")
+
+REAL_BOARDS = [
+    "nih-ad",
+    "nih-cls",
+    "nih-loc",
+    "rsna-ad",
+    "chexpert-ad",
+    "chexpert-cls",
+    "vindr-ad",
+    "nih-to-chexpert-ad",
+]
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("packaged")
+    return {name: metadata_root(name, folder) for name in FILES}
+
+
+@pytest.fixture()
+def packaged_env(roots, monkeypatch) -> dict[str, Path]:
+    for name, root in roots.items():
+        monkeypatch.setenv(f"XRBENCH_{name.upper()}_ROOT", str(root))
+    return roots
+
+
+@pytest.mark.parametrize("name", REAL_BOARDS)
+def test_a_real_board_freezes_again_to_its_committed_manifest(name, packaged_env, tmp_path):
+    board = load_board(name)
+    text = board.path.read_text()
+    text = re.sub(r'(?m)^split_manifest = ".*"$', f'split_manifest = "{name}.csv"', text)
+    text = re.sub(r'(?m)^(split_sha256|labels_sha256) = ".*"$', r'\1 = ""', text)
+    (tmp_path / f"{name}.toml").write_text(text)
+    main(["split", "freeze", str(tmp_path / f"{name}.toml")])
+    assert file_sha256(tmp_path / f"{name}.csv") == board.split_sha256
+    again = load_board(tmp_path / f"{name}.toml")
+    assert again.labels_sha256 == board.labels_sha256
+    if board.ground_truth.get("boxes_sha256"):
+        root = packaged_env[(board.test_dataset or board.dataset).name]
+        assert file_sha256(root / board.ground_truth["boxes"]) == board.ground_truth["boxes_sha256"]
+
+
+def _manifest(name: str) -> pd.DataFrame:
+    return read_manifest(load_board(name).split_manifest, ids_only=True)
+
+
+def _counts(frame: pd.DataFrame, label: pd.Series) -> dict:
+    return frame.assign(label=frame["image_id"].map(label)).groupby(["split", "label"]).size().to_dict()
+
+
+def test_rsna_ad_counts_from_the_raw_labels(roots):
+    raw = pd.read_csv(roots["rsna"] / "stage_2_train_labels.csv")
+    target = raw.groupby("patientId")["Target"].max()
+    frame = _manifest("rsna-ad")
+    assert _counts(frame, target) == {
+        ("train", 0): 3851,
+        ("val", 0): 500,
+        ("val", 1): 500,
+        ("test", 0): 1000,
+        ("test", 1): 1000,
+    }
+    assert (frame["patient_id"] == frame["image_id"]).all()
+
+
+def _chexpert_frontal(roots) -> pd.DataFrame:
+    raw = pd.read_csv(roots["chexpert"] / "train.csv")
+    raw = raw[raw["Frontal/Lateral"] == "Frontal"]
+    return raw.set_index(raw["Path"].str.split("/", n=1).str[1])
+
+
+def _findings(raw: pd.DataFrame) -> list[str]:
+    """The 12 findings of the file's header: after 'No Finding', before 'Support Devices'."""
+    columns = list(raw.columns)
+    return columns[columns.index("No Finding") + 1 : columns.index("Support Devices")]
+
+
+def test_chexpert_uncertainty_semantics_on_the_real_file(roots):
+    raw = _chexpert_frontal(roots)
+    values = raw[_findings(raw)]
+    positive, uncertain = (values == 1).any(axis=1), (values == -1).any(axis=1)
+    said_normal = raw["No Finding"] == 1
+    uncertain_only = uncertain & ~positive
+    nothing_said = ~positive & ~uncertain & ~said_normal
+    assert int(nothing_said.sum()) == 4184  # the issue's count: reports neither normal nor abnormal
+    for policy, normal, unlabelled in (
+        ("ignore", said_normal, uncertain_only | nothing_said),
+        ("zeros", said_normal | uncertain_only, nothing_said),
+        ("ones", said_normal, nothing_said),
+    ):
+        entries = read_chexpert(roots["chexpert"], uncertainty=policy).set_index("image_id")
+        assert int((entries["label"] == 0).sum()) == int(normal.sum()), policy
+        assert int(entries["label"].isna().sum()) == int(unlabelled.sum()), policy
+        assert (entries.loc[entries["label"].isna(), "findings"] == "").all()
+        assert (entries.loc[entries["label"] == 0, "findings"] == "No Finding").all()
+    # `zeros` is no longer the same as `ignore`: the uncertain-only reports become normal.
+    assert int(uncertain_only.sum()) == 8860
+
+
+def test_chexpert_ad_counts_from_the_raw_table(roots):
+    raw = _chexpert_frontal(roots)
+    raw = raw[(raw["AP/PA"] == "AP") & ~raw["Support Devices"].isin([1, -1])]
+    abnormal = (raw[_findings(raw)] == 1).any(axis=1)
+    label = pd.Series(np.where(abnormal, 1, np.where(raw["No Finding"] == 1, 0, -1)), index=raw.index)
+    frame = _manifest("chexpert-ad")
+    assert frame["image_id"].isin(label.index).all() and (frame["image_id"].map(label) >= 0).all()
+    assert _counts(frame, label) == {
+        ("train", 0): 3500,
+        ("val", 0): 500,
+        ("val", 1): 500,
+        ("test", 0): 1000,
+        ("test", 1): 1000,
+    }
+
+
+def test_chexpert_cls_labels_from_the_raw_table(roots):
+    raw = _chexpert_frontal(roots)
+    targets = load_board("chexpert-cls").targets
+    mapped = raw[list(targets)].fillna(0).replace(-1, np.nan)
+    ones = {"Atelectasis", "Edema"}
+    for finding in targets:
+        mapped[finding] = mapped[finding].fillna(1 if finding in ones else 0)
+    frame = _manifest("chexpert-cls")
+    entries = read_chexpert(roots["chexpert"], uncertainty="zeros", uncertain_positive=sorted(ones)).set_index(
+        "image_id"
+    )
+    ours = target_matrix(entries.loc[frame["image_id"], "findings"].reset_index(drop=True), targets)
+    theirs = mapped.loc[frame["image_id"], list(targets)].to_numpy().astype(np.int64)
+    np.testing.assert_array_equal(ours, theirs)
+    # Every frontal image is on the board except the reports that say nothing.
+    values = raw[_findings(raw)]
+    nothing_said = ~(values == 1).any(axis=1) & ~(values == -1).any(axis=1) & (raw["No Finding"] != 1)
+    assert len(frame) == len(raw) - int(nothing_said.sum())
+    shares = frame["split"].value_counts(normalize=True)
+    assert abs(shares["train"] - 0.7) < 0.01 and abs(shares["test"] - 0.2) < 0.01
+
+
+def test_vindr_ad_counts_from_the_raw_annotations(roots):
+    raw = pd.read_csv(roots["vindr"] / "train.csv")
+    votes = raw[raw["class_name"] != "No finding"].groupby(["image_id", "class_name"])["rad_id"].nunique()
+    majority = set(votes[votes >= 2].index.get_level_values(0))
+    all_none = raw.groupby("image_id")["class_name"].agg(lambda c: (c == "No finding").all())
+    label = pd.Series(np.where(all_none, 0, -1), index=all_none.index)
+    label[label.index.isin(majority)] = 1
+    assert (label == 0).sum() == 10606  # VinDr-CXR's published count of normal training images
+    frame = _manifest("vindr-ad")
+    assert (frame["image_id"].map(label) >= 0).all()
+    assert _counts(frame, label) == {
+        ("train", 0): 6000,
+        ("val", 0): 500,
+        ("val", 1): 500,
+        ("test", 0): 1500,
+        ("test", 1): 1500,
+    }
+
+
+def test_nih_to_chexpert_ad_tests_on_chexpert_ad_test_split():
+    cross, own = _manifest("nih-to-chexpert-ad"), _manifest("chexpert-ad")
+    test_ids = set(cross.loc[cross["split"] == "test", "image_id"])
+    assert test_ids == set(own.loc[own["split"] == "test", "image_id"])
+    assert not any(i.startswith("train/patient") for i in cross.loc[cross["split"] != "test", "image_id"])
