@@ -555,14 +555,19 @@ def _check_local(name: str, root: Path, decode: bool):
 
     entries = read_entries(name, root)
     report = check_files(
-        root, entries["path"].tolist(), lambda it, text: track(it, description=text, console=err_console), decode
+        root,
+        entries["path"].drop_duplicates().tolist(),
+        lambda it, text: track(it, description=text, console=err_console),
+        decode,
     )
     table = Table(title=escape(f"{name} at {root}"))
-    for column in ("images listed", "present", "missing", "unreadable", "normal", "abnormal", "no usable label"):
+    columns = ("entries listed", "files", "present", "missing", "unreadable", "normal", "abnormal", "no usable label")
+    for column in columns:
         table.add_column(column, justify="right")
     label = entries["label"]
     counts = (
         len(entries),
+        entries["path"].nunique(),  # fewer than entries when entries are crops of one file (DENTEX)
         report.present,
         len(report.missing),
         len(report.unreadable),

@@ -62,28 +62,41 @@ def read_pixels(path: Path, at_least: int | None = None) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
-def _decode(path: Path, resolution: int, expected_digest: str | None, image_id: str) -> np.ndarray:
-    """Decode, check the recorded digest, resize to the square board resolution (non-square
-    images such as panoramics are stretched, not cropped: every method sees the whole image).
-    A recorded digest is of the native pixels, so those images are decoded at native size."""
-    pixels = read_pixels(path, at_least=None if expected_digest else resolution)
+def _decode(
+    path: Path, resolution: int, expected_digest: str | None, image_id: str, crop: tuple | None = None
+) -> np.ndarray:
+    """Decode, check the recorded digest, cut the entry's crop if it has one, resize to the
+    square board resolution (non-square images such as panoramics are stretched, not cropped:
+    every method sees the whole image or the whole crop). A recorded digest is of the native
+    pixels, so those images (and crops) are decoded at native size."""
+    pixels = read_pixels(path, at_least=None if expected_digest or crop else resolution)
     if expected_digest is not None and image_digest(image_id, pixels).hex() != expected_digest:
         raise DataIntegrityError(f"{path}: pixels differ from the dataset's recorded digest")
+    if crop is not None:
+        pixels = cut(pixels, crop)
     if pixels.shape != (resolution, resolution):
         pixels = np.asarray(Image.fromarray(pixels).resize((resolution, resolution), Image.Resampling.BILINEAR))
     return pixels
 
 
+def cut(pixels: np.ndarray, crop: tuple) -> np.ndarray:
+    """The part of an image given by (left, top, right, bottom) fractions, rounded to pixels."""
+    height, width = pixels.shape
+    left, top, right, bottom = crop
+    return pixels[round(top * height) : round(bottom * height), round(left * width) : round(right * width)]
+
+
 Failure = tuple[str, str]  # (image id, what went wrong, starting with the file's path)
+Chunk = tuple[list[Path], list[str], list[str | None], int, list[tuple | None]]
 
 
-def _decode_chunk(args: tuple[list[Path], list[str], list[str | None], int]) -> tuple[np.ndarray, list[Failure]]:
-    paths, image_ids, digests, resolution = args
+def _decode_chunk(args: Chunk) -> tuple[np.ndarray, list[Failure]]:
+    paths, image_ids, digests, resolution, crops = args
     out = np.zeros((len(paths), resolution, resolution), dtype=np.uint8)
     failures: list[Failure] = []
-    for i, (path, image_id, digest) in enumerate(zip(paths, image_ids, digests, strict=True)):
+    for i, (path, image_id, digest, crop) in enumerate(zip(paths, image_ids, digests, crops, strict=True)):
         try:
-            out[i] = _decode(path, resolution, digest, image_id)
+            out[i] = _decode(path, resolution, digest, image_id, crop)
         except FileNotFoundError:
             failures.append((image_id, f"{path}: missing"))
         except DataIntegrityError as exc:
@@ -106,6 +119,7 @@ def decode_all(
             image_ids[start : start + chunk],
             [digests.get(i) for i in image_ids[start : start + chunk]],
             resolution,
+            [source.crop(i) for i in image_ids[start : start + chunk]],
         )
         for start in range(0, len(image_ids), chunk)
     ]

@@ -101,9 +101,10 @@ def masks_sha256(masks: dict[str, np.ndarray]) -> str:
 
 def box_reader(box_format: str) -> Callable[[Path], pd.DataFrame]:
     """The reader of a boxes file layout: image_id, finding, x, y, w, h per box."""
+    from harness.adapters.dentex import read_boxes as read_dentex_boxes
     from harness.adapters.rsna import read_boxes as read_rsna_boxes
 
-    readers = {"nih": read_bbox_list, "rsna": read_rsna_boxes}
+    readers = {"nih": read_bbox_list, "rsna": read_rsna_boxes, "dentex": read_dentex_boxes}
     if box_format not in readers:
         raise XRBenchError(f"[ground_truth] box_format {box_format!r}: choose one of {', '.join(readers)}")
     return readers[box_format]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.adapters.base import DatasetSource
-from harness.adapters.local import FileReport, read_entries, record_prepared
+from harness.adapters.local import FileReport, entry_crops, read_entries, record_prepared
 from harness.boards import Board, available_boards, load_board
 from harness.data import decode_all, write_cache
 from harness.errors import DataIntegrityError
@@ -103,12 +103,12 @@ def check_manifest_labels(board: Board, manifest: pd.DataFrame, entries: pd.Data
 
 
 def prepare_local_dataset(name: str, root: Path, entries: pd.DataFrame, report: FileReport) -> PrepareResult:
-    by_path = dict(zip(entries["path"], entries["image_id"], strict=True))
-    excluded = {by_path[p]: "missing" for p in report.missing} | {
-        by_path[p]: why for p, why in report.unreadable.items()
+    ids_of = entries.groupby("path")["image_id"].agg(list)  # a file may hold several entries (crops)
+    excluded = {i: "missing" for p in report.missing for i in ids_of[p]} | {
+        i: why for p, why in report.unreadable.items() for i in ids_of[p]
     }
     paths = dict(zip(entries["image_id"], entries["path"], strict=True))
-    source = DatasetSource(name, root, entries, image_dir=root, paths=paths)
+    source = DatasetSource(name, root, entries, image_dir=root, paths=paths, crops=entry_crops(entries))
     prepared = []
     for board in boards_on(name):
         verify_manifest(board.split_manifest, board.split_sha256)

@@ -1,6 +1,7 @@
 """Metadata readers on small fake trees in each dataset's published layout."""
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -393,3 +394,97 @@ def test_rsna_boxes_are_a_board_s_ground_truth_at_its_resolution(tmp_path):
     ]
     with pytest.raises(XRBenchError, match="box_format 'coco': choose one of nih, rsna"):
         load_ground_truth(spec | {"box_format": "coco"}, tmp_path, images, {"a1", "b2"}, 256, "board rsna-test")
+
+
+def _dentex_tree(root) -> None:
+    folder = root / "training_data" / "quadrant_enumeration_disease"
+    (folder / "xrays").mkdir(parents=True)
+    images = []
+    for n in range(12):
+        pixels = np.zeros((100, 200), np.uint8)
+        pixels[:50, 100:] = 200  # quadrant 2: the image's upper-right quarter
+        Image.fromarray(pixels).save(folder / "xrays" / f"train_{n}.png")
+        images.append({"id": n, "file_name": f"train_{n}.png", "width": 200, "height": 100})
+    # Image n has an abnormal tooth in quadrant 1 + n % 4 (index n % 4), and image 0 one more in quadrant 3.
+    annotations = [
+        {"image_id": n, "category_id_1": n % 4, "category_id_2": 5, "category_id_3": n % 4, "bbox": [10, 10, 20, 30]}
+        for n in range(12)
+    ]
+    annotations.append(
+        {"image_id": 0, "category_id_1": 2, "category_id_2": 1, "category_id_3": 1, "bbox": [90, 60, 20, 20]}
+    )
+    data = {
+        "images": images,
+        "annotations": annotations,
+        "categories_1": [{"id": i, "name": str(i + 1)} for i in range(4)],
+        "categories_2": [{"id": i, "name": str(i + 1)} for i in range(8)],
+        "categories_3": [
+            {"id": 0, "name": "Impacted"},
+            {"id": 1, "name": "Caries"},
+            {"id": 2, "name": "Periapical Lesion"},
+            {"id": 3, "name": "Deep Caries"},
+        ],
+    }
+    (folder / "train_quadrant_enumeration_disease.json").write_text(json.dumps(data))
+
+
+def test_dentex_quadrants_are_entries_cropped_from_their_xray(tmp_path):
+    from harness.adapters.base import DatasetSource
+    from harness.adapters.dentex import read_boxes
+    from harness.adapters.local import entry_crops, read_entries
+    from harness.data import decode_all
+
+    _dentex_tree(tmp_path)
+    entries = read_entries("dentex", tmp_path)
+    assert len(entries) == 48 and entries["patient_id"].nunique() == 12
+    first = entries[entries["patient_id"] == "train_0.png"].set_index("image_id")
+    assert first["label"].to_dict() == {
+        "train_0.png#q1": 1,
+        "train_0.png#q2": 0,
+        "train_0.png#q3": 1,
+        "train_0.png#q4": 0,
+    }
+    assert (
+        first.loc["train_0.png#q1", "findings"] == "Impacted"
+        and first.loc["train_0.png#q2", "findings"] == "No Finding"
+    )
+    assert first.loc["train_0.png#q3", "findings"] == "Caries"
+    source = DatasetSource(
+        "dentex",
+        tmp_path,
+        entries,
+        tmp_path,
+        paths=dict(zip(entries["image_id"], entries["path"], strict=True)),
+        crops=entry_crops(entries),
+    )
+    array, failures = decode_all(source, ["train_1.png#q2", "train_1.png#q1"], 16)
+    assert not failures and (array[0] == 200).all() and (array[1] == 0).all()
+    boxes = read_boxes(tmp_path / "training_data/quadrant_enumeration_disease/train_quadrant_enumeration_disease.json")
+    q3 = boxes[boxes["image_id"] == "train_0.png#q3"].iloc[0]
+    # (90, 60, 20, 20) in a 200 x 100 image; quadrant 3 is x 100-200, y 50-100: clipped at x = 100.
+    assert [q3["x"], q3["y"], q3["w"], q3["h"]] == [0.0, 0.2, 0.1, 0.4]
+
+
+def test_the_dentex_board_definition_freezes_on_a_copy_in_the_published_layout(tmp_path, monkeypatch):
+    import re
+
+    from harness.boards import load_board
+
+    _dentex_tree(tmp_path)
+    monkeypatch.setenv("XRBENCH_DENTEX_ROOT", str(tmp_path))
+    text = (REPO_ROOT / "datasets" / "dentex" / "dentex-ad.toml").read_text()
+    text = re.sub(r'(?m)^split_manifest = ".*"$', 'split_manifest = "dentex-ad.csv"', text)
+    for key, value in (
+        ("n_train", 8),
+        ("n_val_normal", 4),
+        ("n_val_abnormal", 4),
+        ("n_test_normal", 4),
+        ("n_test_abnormal", 4),
+    ):
+        text = re.sub(rf"(?m)^{key} = \d+$", f"{key} = {value}", text)
+    (tmp_path / "dentex-ad.toml").write_text(text)
+    main(["split", "freeze", str(tmp_path / "dentex-ad.toml")])
+    board = load_board(tmp_path / "dentex-ad.toml")
+    frame = pd.read_csv(tmp_path / "dentex-ad.csv")
+    assert list(frame.columns) == ["image_id", "patient_id", "split"] and len(board.labels_sha256) == 64
+    assert frame.groupby("patient_id")["split"].nunique().max() == 1  # an X-ray's quadrants share a split

@@ -44,6 +44,12 @@ class DatasetSource:
     image_digests: dict[str, str] | None = None  # per-image SHA-256 of decoded pixels
     paths: dict[str, str] | None = None  # image id -> path below image_dir, when they differ
     excluded: tuple[str, ...] = ()  # images `xrbench data prepare` found missing or unreadable
+    # image id -> (left, top, right, bottom) fractions of its file, for entries that are a part
+    # of an image (DENTEX's quadrants); other images are used whole.
+    crops: dict[str, tuple[float, float, float, float]] | None = None
+
+    def crop(self, image_id: str) -> tuple[float, float, float, float] | None:
+        return self.crops.get(image_id) if self.crops else None
 
     def image_path(self, image_id: str) -> Path:
         return self.image_dir / (self.paths.get(image_id, image_id) if self.paths else image_id)

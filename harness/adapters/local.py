@@ -24,6 +24,7 @@ MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 def _readers() -> dict[str, Callable[[Path], pd.DataFrame]]:
     from harness.adapters.chexpert import read_chexpert
     from harness.adapters.dental import read_dental
+    from harness.adapters.dentex import read_dentex
     from harness.adapters.mimic import read_mimic
     from harness.adapters.nih import read_nih
     from harness.adapters.rsna import read_rsna
@@ -39,10 +40,11 @@ def _readers() -> dict[str, Callable[[Path], pd.DataFrame]]:
         "rsna": read_rsna,
         "vindr": read_vindr,
         "dental": dental,
+        "dentex": read_dentex,
     }
 
 
-DATASETS = ("nih", "chexpert", "mimic", "rsna", "vindr", "dental")
+DATASETS = ("nih", "chexpert", "mimic", "rsna", "vindr", "dental", "dentex")
 
 
 def read_entries(name: str, root: Path, **options: object) -> pd.DataFrame:
@@ -102,7 +104,15 @@ def prepare_local(name: str, options: dict) -> DatasetSource:
         image_dir=root,
         paths=dict(zip(entries["image_id"], entries["path"], strict=True)),
         excluded=tuple(state.get("excluded", ())),
+        crops=entry_crops(entries),
     )
+
+
+def entry_crops(entries: pd.DataFrame) -> dict[str, tuple] | None:
+    """image id -> crop, for adapters whose entries are parts of images (a `crop` column)."""
+    if "crop" not in entries.columns:
+        return None
+    return {i: tuple(c) for i, c in zip(entries["image_id"], entries["crop"], strict=True)}
 
 
 @dataclass
