@@ -160,6 +160,8 @@ def _cache_folder(source: DatasetSource, manifest_sha256: str, resolution: int) 
     # Generated datasets are identified by their pixel hash; a user's copy by where it lives.
     content = source.content_sha256 or "root-" + hashlib.sha256(str(source.root.resolve()).encode()).hexdigest()
     key = f"{source.name}-{content[:17]}-{manifest_sha256[:12]}-r{resolution}-d{DECODING}"
+    if source.crops:  # entries cut from images: the cut is part of their pixels
+        key += "-c" + hashlib.sha256(repr(sorted(source.crops.items())).encode()).hexdigest()[:12]
     return cache_root() / "tensors" / key
 
 

@@ -4,8 +4,8 @@ abnormal tooth and three categories per box: quadrant (`category_id_1`, FDI quad
 tooth (`category_id_2`) and diagnosis (`category_id_3`: Impacted, Caries, Periapical Lesion,
 Deep Caries).
 
-Only abnormal teeth are boxed and the fully labelled X-rays were chosen for their
-abnormalities, so almost no whole image is free of findings: the anomaly unit is the quadrant.
+Only abnormal teeth are boxed and the fully labelled set was assembled for abnormal-tooth
+detection, so few if any whole X-rays are free of findings: the anomaly unit is the quadrant.
 Each X-ray gives four entries, `<file>#q1` ... `#q4`, cropped from the image at its centre:
 FDI quadrant 1 (the patient's upper right) is the image's upper-left quarter, 2 upper-right,
 3 lower-right, 4 lower-left. A quadrant is abnormal when a box carries its quadrant number,
@@ -24,7 +24,9 @@ from harness.adapters.base import NO_FINDING
 from harness.errors import XRBenchError
 
 LABELS = "train_quadrant_enumeration_disease.json"
-# FDI quadrant -> (left, top, right, bottom) as fractions of the panoramic image.
+# FDI quadrant -> (left, top, right, bottom) as fractions of the panoramic image. The image
+# cache key holds the crops; the corrupted test sets' key does not: a change here also needs
+# a new harness.data.DECODING.
 QUADRANT_CROPS = {1: (0.0, 0.0, 0.5, 0.5), 2: (0.5, 0.0, 1.0, 0.5), 3: (0.5, 0.5, 1.0, 1.0), 4: (0.0, 0.5, 0.5, 1.0)}
 
 
