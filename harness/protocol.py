@@ -89,6 +89,10 @@ class ImageBatches:
     def num_images(self) -> int:
         return len(self._images)
 
+    def rebatched(self, batch_size: int) -> ImageBatches:
+        """The same images in batches of another size (a method's own training batch size)."""
+        return ImageBatches(self._images, self._labels, batch_size, self.device)
+
     def with_labels(self, order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(images, labels) batches, in `order` (a permutation of image indices, for example
         a seeded shuffle for training) or in split order. Images stay uint8 until batched."""

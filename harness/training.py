@@ -56,9 +56,18 @@ class Precision:
 
     def minimise(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
         optimiser.zero_grad(set_to_none=True)
+        self.backward(loss)
+        self.update(optimiser)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Add the loss's gradients to those already there (gradient accumulation)."""
         self.scaler.scale(loss).backward()
+
+    def update(self, optimiser: torch.optim.Optimizer) -> None:
+        """One optimiser step on the gradients gathered so far, then clear them."""
         self.scaler.step(optimiser)
         self.scaler.update()
+        optimiser.zero_grad(set_to_none=True)
 
 
 class Objective(ABC):
@@ -73,10 +82,15 @@ class Objective(ABC):
         """One optimisation step on a batch; returns the loss. `progress` runs from 0 to 1 over
         training (for curricula); `gen` is the loop's seeded generator (noise, masks)."""
 
+    def end_epoch(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Called after each epoch's last batch (to apply gradients still being accumulated)."""
+
 
 class SingleLoss(Objective):
     """The common case: AdamW on all the modules' parameters against one loss (with a cosine
-    learning-rate decay over `cosine_steps` optimiser steps when given)."""
+    learning-rate decay over `cosine_steps` optimiser steps when given). With `accumulate` = N,
+    the gradients of N batches (each loss divided by N) make one optimiser step, as one batch
+    N times larger would; an epoch's last, smaller group is applied at the epoch's end."""
 
     def __init__(
         self,
@@ -85,21 +99,38 @@ class SingleLoss(Objective):
         lr: float,
         weight_decay: float = 0.0,
         cosine_steps: int = 0,
+        accumulate: int = 1,
     ):
-        self.modules, self.loss = modules, loss
+        self.modules, self.loss, self.accumulate = modules, loss, accumulate
         params = [p for p in modules.parameters() if p.requires_grad]
         self.optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         self.schedule = (
             torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser, cosine_steps) if cosine_steps else None
         )
+        self.pending = 0  # batches whose gradients wait for the optimiser step
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, progress: float) -> float:
         with self.precision.autocast():
             loss = self.loss(images, labels, gen, progress)
-        self.precision.minimise(loss, self.optimiser)
+        if self.accumulate == 1:
+            self.precision.minimise(loss, self.optimiser)
+            self._advance_schedule()
+            return float(loss.item())
+        self.precision.backward(loss / self.accumulate)
+        self.pending += 1
+        if self.pending == self.accumulate:
+            self.end_epoch()
+        return float(loss.item())
+
+    def end_epoch(self) -> None:
+        if self.pending:
+            self.precision.update(self.optimiser)
+            self.pending = 0
+            self._advance_schedule()
+
+    def _advance_schedule(self) -> None:
         if self.schedule is not None:
             self.schedule.step()
-        return float(loss.item())
 
 
 @dataclass(frozen=True)
@@ -151,6 +182,7 @@ def run_epochs(
                 done += 1
                 if ema is not None:
                     ema.update_parameters(modules)
+            objective.end_epoch()
             kept = ema.module if ema is not None else modules
             entry = {"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1)}
             if validate is not None:

@@ -10,10 +10,11 @@ from typing import Any
 import kornia
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from harness.augment import gaussian_noise, random_view
-from harness.backbones import create_timm_model, to_backbone_input
-from harness.losses import LOSSES, multilabel_loss, positive_weights
+from harness.backbones import IMAGENET_MEAN, IMAGENET_STD, create_timm_model, to_backbone_input
+from harness.losses import LOSSES, class_weights, multilabel_loss, positive_weights
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
 from harness.registry import register, variant
 from harness.saliency import SaliencyTarget, last_stage
@@ -45,6 +46,9 @@ class Supervised(Method):
             "dropout": (0.0, 0.99),
             "clahe_clip": (0.0, None),
             "clahe_grid": (1, 64),
+            "accumulate": (1, 1024),
+            "batch_size": (0, 65536),
+            "resolution": (0, 4096),
         },
         choices={"loss": LOSSES},
         defaults={
@@ -62,19 +66,33 @@ class Supervised(Method):
             "clahe": False,  # contrast-limited adaptive histogram equalisation (kornia) of every input
             "clahe_clip": 2.0,  # its clip limit
             "clahe_grid": 8,  # its tiles per side
+            "accumulate": 1,  # batches per optimiser step (gradient accumulation)
+            "batch_size": 0,  # training batch size; 0: the board's
+            "resolution": 0,  # the model's input size; 0: the board's (images are resized on the fly)
         },
     )
 
+    normalisation = (IMAGENET_MEAN, IMAGENET_STD)  # the weights' own once fitted (input_normalisation)
+
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
         p = self.params
+        if p["batch_size"]:
+            train = train.rebatched(p["batch_size"])  # the checkpoint key holds the batch size
         head = {"drop_rate": p["dropout"]} if p["dropout"] > 0 else {}
         self.model, self.init_weights = create_timm_model(
-            p["backbone"], p["weights"], ctx.seed, ctx.resolution, num_classes=len(ctx.targets), **head
+            p["backbone"],
+            p["weights"],
+            ctx.seed,
+            p["resolution"] or ctx.resolution,
+            num_classes=len(ctx.targets),
+            **head,
         )
+        self.normalisation = input_normalisation(self.model, p["weights"])
         model = self.model
-        pos_weight = None
-        if p["loss"] == "bce-weighted":
-            pos_weight = positive_weights(torch.cat([labels for _, labels in train.with_labels()]).float())
+        weights = None
+        if p["loss"] in ("bce-weighted", "focal-weighted"):
+            labels = torch.cat([labels for _, labels in train.with_labels()]).float()
+            weights = positive_weights(labels) if p["loss"] == "bce-weighted" else class_weights(labels)
 
         def loss(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, _progress: float) -> torch.Tensor:
             if p["augment"] > 0:
@@ -82,7 +100,7 @@ class Supervised(Method):
             if p["noise"] > 0:
                 images = gaussian_noise(images, gen, p["noise"])
             logits = model(self.model_input(images))
-            return multilabel_loss(p["loss"], logits, labels, pos_weight, p["gamma"], p["alpha"])
+            return multilabel_loss(p["loss"], logits, labels, weights, p["gamma"], p["alpha"])
 
         val_targets = torch.cat([labels for _, labels in val.with_labels()]).numpy()
 
@@ -90,13 +108,19 @@ class Supervised(Method):
             logits = torch.cat([trained(self.model_input(x)).float().cpu() for x in val])
             return macro_auroc(val_targets, logits.numpy())
 
-        steps = max(1, p["epochs"] * len(train))
-        objective = SingleLoss(model, loss, p["lr"], p["weight_decay"], cosine_steps=steps)
+        steps = max(1, p["epochs"] * -(-len(train) // p["accumulate"]))
+        objective = SingleLoss(model, loss, p["lr"], p["weight_decay"], cosine_steps=steps, accumulate=p["accumulate"])
         key = {k: p[k] for k in ("backbone", "lr", "weight_decay", "augment")}
         if p["loss"] != "bce" or p["dropout"] > 0 or p["noise"] > 0:  # keys of runs before these stay valid
             key |= {k: p[k] for k in ("loss", "gamma", "alpha", "dropout", "noise")}
         if p["clahe"]:
             key |= {k: p[k] for k in ("clahe", "clahe_clip", "clahe_grid")}
+        if p["accumulate"] > 1:
+            key["accumulate"] = p["accumulate"]
+        if p["resolution"] not in (0, ctx.resolution):
+            key["input_resolution"] = p["resolution"]
+        if self.normalisation != (IMAGENET_MEAN, IMAGENET_STD):
+            key["normalisation"] = self.normalisation
         key |= {"initial_weights": self.init_weights.sha256 or self.init_weights.id, "targets": list(ctx.targets)}
         self.trained = train_cached(
             self.card.name, key, objective, train, TrainConfig(p["epochs"]), ctx, validation_auroc
@@ -105,12 +129,18 @@ class Supervised(Method):
 
     def model_input(self, images: torch.Tensor) -> torch.Tensor:
         """The harness's images (B, 1, H, W) in [0, 1] as the backbone takes them: with `clahe`,
-        equalised first, the same way in training, prediction and explanation."""
+        equalised first, resized to `resolution` when it is set, normalised as the weights
+        expect; the same way in training, prediction and explanation."""
         p = self.params
         if p["clahe"]:
             grid = (p["clahe_grid"], p["clahe_grid"])
             images = kornia.enhance.equalize_clahe(images.float(), clip_limit=p["clahe_clip"], grid_size=grid)
-        return to_backbone_input(images)
+        size = p["resolution"]
+        if size and images.shape[-2:] != (size, size):
+            images = F.interpolate(
+                images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+        return to_backbone_input(images, *self.normalisation)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.model_input(images))
@@ -132,6 +162,15 @@ class Supervised(Method):
     def saliency_target(self) -> SaliencyTarget:
         """Each finding's logit (the maps of a multi-label run: one channel per finding)."""
         return SaliencyTarget(_Logits(self.model, self.model_input), last_stage(self.model), self.model.num_classes)
+
+
+def input_normalisation(model: nn.Module, weights: str) -> tuple[tuple, tuple]:
+    """(mean, std) per channel: the pretrained weights' own (timm's `pretrained_cfg`) when
+    weights are loaded; ImageNet's for a random initialisation."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if weights == "none" or "mean" not in cfg:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(cfg["mean"]), tuple(cfg["std"])
 
 
 class _Logits(nn.Module):
@@ -158,5 +197,40 @@ variant(
     "ConvNeXt-Tiny multi-label classifier trained with binary cross-entropy",
     "Liu et al., A ConvNet for the 2020s, CVPR 2022",
     backbone="convnext_tiny",
+    lr=2e-4,
+)
+variant(
+    Supervised,
+    "densenet121-failure-suite",
+    "The chest X-ray failure-analysis recipe: DenseNet-121, dropout 0.2 before a linear head, BCE with "
+    "per-finding pos_weight, AdamW 1e-4 with a cosine schedule, batch 16, at most 15 epochs, best epoch by "
+    "validation macro AUROC (ImageNet initialisation: weights=FILE; seeded random initialisation otherwise)",
+    "Huang et al., Densely Connected Convolutional Networks, CVPR 2017; the recipe of a chest X-ray "
+    "failure-analysis suite (NIH Cardiomegaly / Edema / Effusion)",
+    smoke_params={"batch_size": 0},
+    backbone="densenet121",
+    dropout=0.2,
+    loss="bce-weighted",
+    lr=1e-4,
+    weight_decay=1e-2,
+    batch_size=16,
+    epochs=15,
+    augment=0.0,
+)
+variant(
+    Supervised,
+    "convnext-focal",
+    "The ConvNeXt multi-label recipe: head LayerNorm -> Dropout 0.2 -> Linear, focal loss (gamma 2) with "
+    "inverse-frequency class weights, CLAHE, Gaussian-noise and geometric augmentation; ConvNeXt-Tiny at the "
+    "board's resolution (on a GPU: backbone=convnext_large resolution=512 weights=FILE --precision bf16)",
+    "Liu et al., A ConvNet for the 2020s, CVPR 2022; Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
+    backbone="convnext_tiny",
+    dropout=0.2,
+    loss="focal-weighted",
+    gamma=2.0,
+    alpha=-1.0,
+    clahe=True,
+    noise=0.02,
+    augment=0.5,
     lr=2e-4,
 )

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
-from harness.losses import focal_loss, multilabel_loss, positive_weights
+from harness.losses import class_weights, focal_loss, multilabel_loss, positive_weights
 
 
 def _batch(seed: int = 0):
@@ -35,5 +35,20 @@ def test_positive_weights_are_negatives_over_positives_and_weigh_the_positive_te
     logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(2))
     by_hand = -(weights * labels * F.logsigmoid(logits) + (1 - labels) * F.logsigmoid(-logits)).mean()
     torch.testing.assert_close(multilabel_loss("bce-weighted", logits, labels, weights), by_hand)
-    with pytest.raises(ValueError, match="positive weights"):
+    with pytest.raises(ValueError, match="bce-weighted needs weights"):
         multilabel_loss("bce-weighted", logits, labels)
+
+
+def test_focal_weighted_scales_each_finding_by_its_inverse_prevalence():
+    logits, labels = _batch(3)
+    weights = class_weights(labels)
+    prevalence = labels.mean(0)
+    expected_weights = (1 / prevalence) / (1 / prevalence).mean()
+    torch.testing.assert_close(weights, expected_weights)
+    per_finding = torch.stack(
+        [sigmoid_focal_loss(logits[:, k], labels[:, k], alpha=0.25, gamma=2.0, reduction="mean") for k in range(5)]
+    )
+    expected = (per_finding * weights).mean()  # equal batch sizes: the mean of weighted column means
+    torch.testing.assert_close(multilabel_loss("focal-weighted", logits, labels, weights, 2.0, 0.25), expected)
+    with pytest.raises(ValueError, match="focal-weighted needs weights"):
+        multilabel_loss("focal-weighted", logits, labels)

@@ -235,12 +235,13 @@ def test_supervised_training_survives_a_last_batch_of_one_image(tiny_multilabel_
 
 
 def test_supervised_training_options_train_different_weights_kept_apart_by_the_cache(tiny_multilabel_board, tmp_path):
-    """Each option changes training, and the checkpoint cache keeps the settings apart: six
-    settings, six weights; a setting run again finds its own checkpoint."""
+    """Each option changes training, and the checkpoint cache keeps the settings apart: ten
+    settings, ten weights; a setting run again finds its own checkpoint."""
     db = tmp_path / "r.duckdb"
     settings = [
         {}, {"loss": "bce-weighted"}, {"loss": "focal", "gamma": "1.0"}, {"dropout": "0.3"}, {"clahe": "true"},
-        {"noise": "0.05"},
+        {"noise": "0.05"}, {"loss": "focal-weighted"}, {"accumulate": "2"}, {"batch_size": "8"},
+        {"resolution": "48"},
     ]  # fmt: skip
     weights = []
     for extra in [*settings, settings[2]]:
@@ -249,8 +250,8 @@ def test_supervised_training_options_train_different_weights_kept_apart_by_the_c
         )
         with ResultStore(db) as store:
             weights.append(store.run(result.run_id)["weights_sha256"])
-    assert len(set(weights[:6])) == 6  # every setting trained other weights
-    assert weights[6] == weights[2]  # the same setting again: its checkpoint
+    assert len(set(weights[:10])) == 10  # every setting trained other weights
+    assert weights[10] == weights[2]  # the same setting again: its checkpoint
 
 
 def test_clahe_is_kornias_equalisation_before_the_backbone_input():
@@ -267,3 +268,35 @@ def test_clahe_is_kornias_equalisation_before_the_backbone_input():
     expected = to_backbone_input(kornia.enhance.equalize_clahe(images, clip_limit=3.0, grid_size=(4, 4)))
     torch.testing.assert_close(equalised, expected)
     assert equalised.std() > 2 * plain.std()  # contrast stretched
+
+
+def test_gradient_accumulation_equals_one_batch_as_large():
+    """Two batches of 8 accumulated make the same AdamW step as one batch of 16."""
+    from harness.training import Precision, SingleLoss
+
+    gen = torch.Generator().manual_seed(0)
+    images, targets = torch.randn(16, 6, generator=gen), torch.randn(16, 1, generator=gen)
+
+    def trained(accumulate: int) -> torch.Tensor:
+        torch.manual_seed(1)
+        model = torch.nn.Linear(6, 1)
+        objective = SingleLoss(
+            model, lambda x, y, _g, _p: ((model(x) - y) ** 2).mean(), 0.1, cosine_steps=4, accumulate=accumulate
+        )
+        objective.precision = Precision(torch.device("cpu"), "fp32")
+        size = 16 // accumulate
+        for _ in range(2):  # two epochs
+            for start in range(0, 16, size):
+                objective.step(images[start : start + size], targets[start : start + size], gen, 0.0)
+            objective.end_epoch()
+        return torch.cat([model.weight.flatten(), model.bias, torch.tensor(objective.schedule.last_epoch)[None]])
+
+    torch.testing.assert_close(trained(2), trained(1))
+
+
+def test_resolution_resizes_the_model_input():
+    from harness.registry import create_method
+
+    images = torch.rand(2, 1, 64, 64)
+    assert create_method("supervised", {"resolution": "96"}).model_input(images).shape == (2, 3, 96, 96)
+    assert create_method("supervised").model_input(images).shape == (2, 3, 64, 64)
