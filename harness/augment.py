@@ -34,6 +34,19 @@ def random_view(images: torch.Tensor, gen: torch.Generator, strength: float = 1.
     return out.clamp_min(1e-6).pow(gamma).clamp(0, 1)
 
 
+def tta_view(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A radiograph-safe test-time view: a small shift (up to 4% of the side), scale (0.95-1.05)
+    and rotation (up to 5 degrees), no flip (the heart's side matters) and no intensity change."""
+    b = images.shape[0]
+    scale = _uniform(b, 0.95, 1.05, gen)
+    angle = _uniform(b, -5.0, 5.0, gen) * math.pi / 180
+    shift = 0.08 * (torch.rand(b, 2, generator=gen) - 0.5)  # affine_grid spans [-1, 1]: 4% of the side
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def cutpaste(images: torch.Tensor, gen: torch.Generator, area: tuple[float, float] = (0.02, 0.15)) -> torch.Tensor:
     """CutPaste (Li et al., CVPR 2021): copy a random rectangle of each image to another place
     in the same image, with a small intensity change, making a local irregularity."""

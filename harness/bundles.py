@@ -46,6 +46,7 @@ MAX_BUNDLE_BYTES = 25 * 1024 * 1024
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 PREDICTION_COLUMNS = {"image_id": "VARCHAR", "split": "VARCHAR", "condition": "VARCHAR", "severity": "INTEGER"}
 SCORE_COLUMNS = {"anomaly": ("score", "DOUBLE"), "multilabel": ("scores", "DOUBLE[]")}
+VARIANCES = "variances"  # optional: the scores' variances, for methods that report them
 ROBUSTNESS_KEYS = (
     "clean_auroc",
     "mean_corrupted_auroc",
@@ -292,7 +293,8 @@ def write_bundle(store: ResultStore, run_id: str, out: Path | None = None, maps:
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     try:
         score = SCORE_COLUMNS[record["board"]["task"]][0]
-        write_parquet(store.con, predictions[[*PREDICTION_COLUMNS, score]], tmp / PREDICTIONS)
+        uncertain = [VARIANCES] if predictions[VARIANCES].notna().any() else []
+        write_parquet(store.con, predictions[[*PREDICTION_COLUMNS, score, *uncertain]], tmp / PREDICTIONS)
         if maps:
             write_parquet(store.con, store.maps(run_id), tmp / MAPS)
             record["maps_sha256"] = run["maps_sha256"]
@@ -372,7 +374,9 @@ def read_layout(path: Path) -> Bundle:
     reported = _read_reported(path / REPORTED)
     task = submission["board"]["task"]
     predictions = _read_parquet(
-        path / PREDICTIONS, {**PREDICTION_COLUMNS, SCORE_COLUMNS[task][0]: SCORE_COLUMNS[task][1]}
+        path / PREDICTIONS,
+        {**PREDICTION_COLUMNS, SCORE_COLUMNS[task][0]: SCORE_COLUMNS[task][1]},
+        optional={VARIANCES: "DOUBLE[]"},
     )
     maps = _read_parquet(path / MAPS, None) if MAPS in names else None
     return Bundle(path, submission, reported, predictions, maps)
@@ -414,13 +418,16 @@ def _read_reported(path: Path) -> dict:
     return data
 
 
-def _read_parquet(path: Path, columns: dict[str, str] | None) -> pd.DataFrame:
-    """A parquet file's rows; with `columns`, refuses other column names or types."""
+def _read_parquet(path: Path, columns: dict[str, str] | None, optional: dict[str, str] | None = None) -> pd.DataFrame:
+    """A parquet file's rows; with `columns` (and `optional` ones), refuses other column names
+    or types."""
     with duckdb.connect() as con:
         try:
             described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_path(path)})").fetchall()
             types = {row[0]: row[1] for row in described}
             if columns is not None:
+                present = {name: kind for name, kind in (optional or {}).items() if name in types}
+                columns = {**columns, **present}
                 for name, kind in columns.items():
                     if name not in types:
                         raise BundleError(f"{path.name}: missing column {name}")

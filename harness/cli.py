@@ -58,7 +58,9 @@ def cmd_list(args: argparse.Namespace) -> None:
         console.print(table)
 
 
-def _fmt(x: float | None) -> str:
+def _fmt(x: float | str | None) -> str:
+    if isinstance(x, str):  # "(absent)" in a verification
+        return x
     return "n/a" if x is None or x != x else f"{x:.3f}"
 
 

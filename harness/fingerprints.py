@@ -121,5 +121,12 @@ def table_sha256(frame: pd.DataFrame, schema: dict[str, str], key: list[str]) ->
 
 
 def predictions_sha256(frame: pd.DataFrame) -> str:
-    """Hash scheme 2 of a run's stored predictions: every stored column, canonical row order."""
-    return table_sha256(frame, PREDICTION_SCHEMA, PREDICTION_KEY)
+    """Hash scheme 2 of a run's stored predictions: every stored column, canonical row order;
+    `variances` counts only in runs that have them (so the hashes of runs without them stand)."""
+    return table_sha256(frame, prediction_schema(frame), PREDICTION_KEY)
+
+
+def prediction_schema(frame: pd.DataFrame) -> dict[str, str]:
+    """The columns a prediction frame's hash covers."""
+    with_variances = "variances" in frame and frame["variances"].map(lambda v: not _missing(v)).any()
+    return PREDICTION_SCHEMA | ({"variances": "list"} if with_variances else {})

@@ -55,6 +55,7 @@ class SplitPrediction:
     scores: np.ndarray  # (N,) or (N, K) float64
     maps: np.ndarray | None  # (M, C, h, w) float32 at stored size, of the images whose maps are kept
     map_ids: list[str]  # those images
+    variances: np.ndarray | None = None  # the scores' shape, when the method reports its uncertainty
 
 
 class _Checker:
@@ -82,6 +83,17 @@ class _Checker:
         bad = np.flatnonzero(~np.isfinite(out).reshape(n, -1).all(axis=1))
         if len(bad):
             raise self.fail(start, int(bad[0]), f"returned non-finite scores for {len(bad)} images")
+        return out
+
+    def variance(self, variance: object, start: int, n: int) -> np.ndarray:
+        expected = self.task.score_shape(n, self.board)
+        if not isinstance(variance, torch.Tensor) or tuple(variance.shape) != expected:
+            shape = tuple(variance.shape) if isinstance(variance, torch.Tensor) else type(variance).__name__
+            raise self.fail(start, 0, f"returned a variance of shape {shape}; expected {expected}, as its scores")
+        out = variance.detach().to("cpu", torch.float64).numpy()
+        bad = np.flatnonzero(~(np.isfinite(out) & (out >= 0)).reshape(n, -1).all(axis=1))
+        if len(bad):
+            raise self.fail(start, int(bad[0]), f"returned a negative or non-finite variance for {len(bad)} images")
         return out
 
     def explained(self, maps: torch.Tensor, start: int, keep: list[int]) -> torch.Tensor:
@@ -130,7 +142,7 @@ def predict_split(
     """Scores for every image of one split and condition, and the maps of the images in
     `keep_maps`: the method's own, or the `explainer`'s (Grad-CAM of its score)."""
     check = _Checker(method, task, board, image_ids, what)
-    scores, maps, kept, start = [], [], [], 0
+    scores, variances, maps, kept, start = [], [], [], [], 0
     with inference(method, device, precision):
         for images in track(batches, f"predicting {what}"):
             n = len(images)
@@ -142,6 +154,8 @@ def predict_split(
                 problem = f"failed while predicting {what}, batch from image {image_ids[start]}"
                 raise MethodFailure(f"method {method.card.name} {problem}: {type(exc).__name__}: {exc}") from exc
             scores.append(check.scores(prediction.scores, start, n))
+            if prediction.variance is not None or variances:
+                variances.append(check.variance(prediction.variance, start, n))
             batch_maps = check.maps(prediction.maps, start, n) if explainer is None else None
             keep = [k for k in range(n) if image_ids[start + k] in keep_maps]
             if keep and explainer is not None:
@@ -152,7 +166,12 @@ def predict_split(
                 maps.append(small.cpu().numpy())
                 kept += [image_ids[start + k] for k in keep]
             start += n
-    return SplitPrediction(np.concatenate(scores), np.concatenate(maps) if maps else None, kept)
+    return SplitPrediction(
+        np.concatenate(scores),
+        np.concatenate(maps) if maps else None,
+        kept,
+        np.concatenate(variances) if variances else None,
+    )
 
 
 @dataclass
@@ -165,8 +184,17 @@ class Predicted:
 
 
 def prediction_rows(
-    task: Task, meta: pd.DataFrame, truth: np.ndarray, split: str, condition: str, severity: int, scores: np.ndarray
+    task: Task,
+    meta: pd.DataFrame,
+    truth: np.ndarray,
+    split: str,
+    condition: str,
+    severity: int,
+    scores: np.ndarray,
+    variances: np.ndarray | None = None,
 ) -> pd.DataFrame:
+    """A split's stored prediction rows; `variances` (the scores' shape) become the `variances`
+    column, a list per image (one value on anomaly boards)."""
     frame = pd.DataFrame(
         {
             "image_id": meta["image_id"].to_numpy(),
@@ -177,4 +205,7 @@ def prediction_rows(
             "label": meta["label"].to_numpy(dtype=np.int64),
         }
     )
-    return frame.assign(**task.prediction_columns(truth, scores))
+    frame = frame.assign(**task.prediction_columns(truth, scores))
+    if variances is not None:
+        frame["variances"] = variances.reshape(len(frame), -1).tolist()
+    return frame

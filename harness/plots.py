@@ -75,6 +75,17 @@ def roc_and_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
     return _svg(fig)
 
 
+def risk_coverage_curves(frame: pd.DataFrame) -> str:
+    """`frame`: abstain_by, coverage, risk (one condition): the error rate of what is kept when
+    the rest is deferred, least confident (or most uncertain) first."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    for name, group in frame.groupby("abstain_by", sort=True):
+        ax.plot(group["coverage"], group["risk"], label=f"defer by {name}")
+    ax.set(xlabel="coverage (fraction of decisions kept)", ylabel="risk (error rate of kept decisions)", xlim=(0, 1))
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
 def reliability_diagrams(panels: dict[str, pd.DataFrame]) -> str:
     """One panel per board; each frame: calibrator, mean_confidence, accuracy (clean condition)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6), squeeze=False)

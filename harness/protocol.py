@@ -64,10 +64,13 @@ class MethodCard:
 class Prediction:
     """`scores`: (B,) anomaly scores, higher is more anomalous, or (B, K) logits for multi-label.
     `maps`: (B, h, w) anomaly maps, or (B, K, h, w) one map per finding on multi-label boards;
-    any size (the harness stores them at most 64x64); None unless the card `produces_maps`."""
+    any size (the harness stores them at most 64x64); None unless the card `produces_maps`.
+    `variance`: optional, the scores' shape: each score's variance over stochastic passes
+    (MC-dropout, test-time augmentation), stored and evaluated as the method's uncertainty."""
 
     scores: torch.Tensor
     maps: torch.Tensor | None = None
+    variance: torch.Tensor | None = None
 
 
 class ImageBatches:

@@ -24,7 +24,7 @@ COMPARED = {
         ["condition", "severity", "calibrator", "index"],
         ["lower", "upper", "mean_confidence", "accuracy", "count"],
     ),
-    "risk_coverage": (["condition", "severity", "coverage"], ["risk"]),
+    "risk_coverage": (["condition", "severity", "abstain_by", "coverage"], ["risk"]),
     "robustness": ([], ["clean_auroc", "mean_corrupted_auroc", "worst_condition", "worst_severity", "worst_auroc"]),
 }
 RUN_VALUES = ("threshold", "temperature", "map_level")
@@ -75,6 +75,11 @@ def _compare(report: Rescore, table: str, stored: pd.DataFrame, recomputed: pd.D
     keys, values = COMPARED[table]
     if stored.empty and recomputed.empty:
         return
+    if table == "risk_coverage":  # the confidence curve is stored without abstain_by
+        stored, recomputed = (
+            f.assign(abstain_by=f.get("abstain_by", pd.Series(index=f.index, dtype=object)).fillna("confidence"))
+            for f in (stored, recomputed)
+        )
     if keys:
         stored, recomputed = stored.set_index(keys), recomputed.set_index(keys)
     else:

@@ -194,7 +194,7 @@ def predict_stage(
         keep = set(ids) if condition == "clean" else case
         out = predict_split(method, task, board, batches, ids, what, device, precision, keep, track, explainer)
         truth = task.truth(part.meta, board)
-        frames.append(prediction_rows(task, part.meta, truth, split, condition, severity, out.scores))
+        frames.append(prediction_rows(task, part.meta, truth, split, condition, severity, out.scores, out.variances))
         if out.maps is not None:
             maps.append(map_rows(split, condition, severity, out.map_ids, out.maps))
     seconds = time.perf_counter() - start

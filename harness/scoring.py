@@ -21,16 +21,19 @@ from harness.metrics import MetricValue
 from harness.robustness import robustness_summary
 from harness.tasks import Evaluation, Task, task_for
 from harness.tasks.base import metric_row
+from harness.uncertainty import uncertainty_rows
 
 if TYPE_CHECKING:
     from harness.boards import Board
 
 T = TypeVar("T")
-SCORING_VERSION = 4
+SCORING_VERSION = 5
 """Recorded with every run. 1: up to release 0.1.0. 2: the multi-label temperature is fitted
 to convergence (strong Wolfe line search; version 1 stopped up to 1e-4 short of it).
 3: localization metrics of kept maps against the board's ground truth. 4: IoBB leaves out map
-regions under 1% of the map (speckle)."""
+regions under 1% of the map (speckle). 5: multi-label clean test sets add sensitivity at 95%
+specificity, F1 at 0.5, F1, precision and recall at validation thresholds (stored as
+`threshold` rows), the micro AUROC and the micro risk-coverage curve with its AURC."""
 
 
 def _untracked(items: Iterable[T], description: str) -> Iterable[T]:
@@ -130,6 +133,9 @@ def score_predictions(
         truth, scores = checked_scores(task, board, rows, test_meta)
         detailed = condition == "clean"
         evaluation.extend(task.evaluate(board, test_meta, truth, scores, fitted, condition, severity, detailed))
+        if "variances" in rows and rows["variances"].notna().all():
+            variances = np.stack(rows["variances"].to_numpy()).astype(np.float64)
+            evaluation.extend(uncertainty_rows(truth, scores, variances, fitted, condition, severity))
     run_values = dict(fitted.run_values)
     if maps is not None and not maps.empty and ground_truth is not None:
         rows, run_values["map_level"] = localization_rows(board, task, val_meta, test_meta, maps, ground_truth)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+RISK_COVERAGE_POINTS = 50  # points of a curve stored per condition
+
 
 def risk_coverage(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Coverage, risk and the area under the risk-coverage curve (AURC, lower is better).

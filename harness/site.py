@@ -429,6 +429,51 @@ class SiteBuilder:
             out.append({"kind": row.kind, "finding": row.finding, "path": path, "caption": caption})
         return out
 
+    def findings_section(self, run: dict) -> dict | None:
+        """A multi-label run's clean test metrics per finding (value and interval), its ROC and
+        PR curves per finding, and its risk-coverage curves (by confidence and, when the method
+        reports a variance, by uncertainty)."""
+        if run.get("task") != "multilabel":
+            return None
+        run_id, name = run["run_id"], f"run-{slug(run['run_id'])}"
+        metrics = self.store.query(
+            "SELECT slice, metric, value, ci_low, ci_high, n_pos, flag FROM metrics "
+            "WHERE run_id = ? AND condition = 'clean' AND slice LIKE 'finding=%' ORDER BY slice, metric",
+            [run_id],
+        )
+        overall = self.store.query(
+            "SELECT metric, value, ci_low, ci_high FROM metrics "
+            "WHERE run_id = ? AND condition = 'clean' AND slice = 'all'",
+            [run_id],
+        ).set_index("metric")
+        targets = json.loads(run.get("targets") or "[]")
+        frame = self.store.predictions(run_id)
+        test = frame[(frame["split"] == "test") & (frame["condition"] == "clean")]
+        curves = {}
+        if not test.empty:
+            truth, scores = np.stack(test["target_labels"].to_numpy()), np.stack(test["scores"].to_numpy())
+            curves = {
+                t: (truth[:, k], scores[:, k]) for k, t in enumerate(targets) if truth[:, k].min() != truth[:, k].max()
+            }
+        risk = self.store.query(
+            "SELECT coverage, risk, coalesce(abstain_by, 'confidence') AS abstain_by FROM risk_coverage "
+            "WHERE run_id = ? AND condition = 'clean' ORDER BY abstain_by, coverage",
+            [run_id],
+        )
+        metrics = metrics.assign(finding=metrics["slice"].str.removeprefix("finding="))
+        rows = [
+            {"finding": f, **{r.metric: r._asdict() for r in group.itertuples(index=False)}}
+            for f, group in metrics.groupby("finding", sort=False)
+        ]
+        return {
+            "table": self.export(metrics, f"{name}-findings"),
+            "rows": rows,
+            "columns": FINDING_COLUMNS,
+            "overall": {m: r._asdict() for m, r in zip(overall.index, overall.itertuples(index=False), strict=True)},
+            "curves": self.plot(plots.roc_and_pr, curves, f"{name}-findings-roc-pr") if curves else None,
+            "risk": self.plot(plots.risk_coverage_curves, risk, f"{name}-risk-coverage") if not risk.empty else None,
+        }
+
     def run_page(self, run_id: str) -> None:
         run = self.store.run(run_id)
         submission = self.submission(run_id)
@@ -439,7 +484,10 @@ class SiteBuilder:
             self.store.query("SELECT * FROM latency WHERE run_id = ? ORDER BY batch_size", [run_id]),
             f"run-{slug(run_id)}-latency",
         )
-        self.write_page(f"runs/{slug(run_id)}.html", "run.html", run=run, latency=latency, submission=submission)
+        findings = self.findings_section(run)
+        self.write_page(
+            f"runs/{slug(run_id)}.html", "run.html", run=run, latency=latency, submission=submission, findings=findings
+        )
 
     def submission(self, run_id: str) -> dict | None:
         """A submitted run's verification, and its clean test metrics reported beside verified."""
@@ -458,6 +506,19 @@ class SiteBuilder:
         )
         info["metrics"] = self.export(both, f"run-{slug(run_id)}-reported-vs-verified")
         return info
+
+
+FINDING_COLUMNS = [
+    ("auroc", "AUROC"),
+    ("auprc", "AUPRC"),
+    ("f1@0.5", "F1 at 0.5"),
+    ("f1", "F1"),
+    ("sens@95spec", "Sensitivity at 95% specificity"),
+    ("precision@val", "Precision"),
+    ("recall@val", "Recall"),
+    ("threshold", "Threshold (logit)"),
+]
+"""The per-finding table of a multi-label run page (F1, precision, recall at the threshold)."""
 
 
 def code_reference(code: dict) -> str:

@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     label INTEGER,              -- 1: abnormal (any finding)
     score DOUBLE,               -- anomaly boards
     scores DOUBLE[],            -- multi-label boards: one logit per board target
-    target_labels INTEGER[]     -- multi-label boards: multi-hot truth, same order
+    target_labels INTEGER[],    -- multi-label boards: multi-hot truth, same order
+    variances DOUBLE[]          -- methods reporting uncertainty: each score's variance, same order
 );
 CREATE TABLE IF NOT EXISTS maps (
     run_id VARCHAR NOT NULL,
@@ -145,7 +146,8 @@ CREATE TABLE IF NOT EXISTS risk_coverage (
     condition VARCHAR NOT NULL,
     severity INTEGER NOT NULL,
     coverage DOUBLE,
-    risk DOUBLE
+    risk DOUBLE,
+    abstain_by VARCHAR          -- what orders the deferrals: confidence, or the method's uncertainty
 );
 CREATE TABLE IF NOT EXISTS latency (
     run_id VARCHAR,             -- NULL for a stand-alone `xrbench latency` measurement
@@ -250,6 +252,8 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS cache_read_ips DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS temperature DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS targets VARCHAR;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS target_labels INTEGER[];
+ALTER TABLE predictions ADD COLUMN IF NOT EXISTS variances DOUBLE[];
+ALTER TABLE risk_coverage ADD COLUMN IF NOT EXISTS abstain_by VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS task VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS precision VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS method_card VARCHAR;
@@ -494,7 +498,7 @@ class ResultStore:
         """A run's stored predictions in canonical order (split, condition, severity, image id),
         checked against the hash the run recorded, so that an altered row is never used."""
         frame = self.query(
-            f"SELECT {', '.join(PREDICTION_SCHEMA)} FROM predictions WHERE run_id = ? "
+            f"SELECT {', '.join(PREDICTION_SCHEMA)}, variances FROM predictions WHERE run_id = ? "
             f"ORDER BY {', '.join(PREDICTION_KEY)}",
             [run_id],
         )

@@ -188,9 +188,12 @@ def rebuilt_predictions(bundle: Bundle, board: Board, manifest: pd.DataFrame) ->
     frames = []
     for group, rows in bundle.predictions.groupby(["split", "condition", "severity"], sort=True):
         meta = manifest[manifest["split"] == group[0]].reset_index(drop=True)
-        scores = rows.set_index("image_id").loc[meta["image_id"].to_numpy(), column].to_numpy()
+        aligned = rows.set_index("image_id").loc[meta["image_id"].to_numpy()]
+        scores = aligned[column].to_numpy()
         scores = np.stack(scores).astype(np.float64) if column == "scores" else scores.astype(np.float64)
-        frames.append(prediction_rows(task, meta, task.truth(meta, board), group[0], group[1], int(group[2]), scores))
+        variances = np.stack(aligned["variances"].to_numpy()).astype(np.float64) if "variances" in aligned else None
+        truth = task.truth(meta, board)
+        frames.append(prediction_rows(task, meta, truth, group[0], group[1], int(group[2]), scores, variances))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -232,7 +235,8 @@ def compare_reported(bundle: Bundle, scored: Scored) -> pd.DataFrame:
             b = mine.at[k, column] if k in mine.index else "(absent)"
             rows.append({"key": label, "column": column, "reported": a, "verified": b})
     rows += _value_rows("run", scored.run_values, bundle.reported.get("run_values", {}), bundle.maps is not None)
-    rows += _value_rows("robustness", scored.robustness, bundle.reported.get("robustness", {}), True)
+    if bundle.submission.get("corruptions"):  # a run without the stress suite stores no robustness summary
+        rows += _value_rows("robustness", scored.robustness, bundle.reported.get("robustness", {}), True)
     frame = pd.DataFrame(rows, columns=["key", "column", "reported", "verified"])
     frame["differs"] = [not _close(a, b) for a, b in zip(frame["reported"], frame["verified"], strict=True)]
     return frame

@@ -4,6 +4,7 @@ the epoch with the best validation macro AUROC (the CheXNet recipe with a choice
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -12,14 +13,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.augment import gaussian_noise, random_view
+from harness.augment import gaussian_noise, random_view, tta_view
 from harness.backbones import IMAGENET_MEAN, IMAGENET_STD, create_timm_model, to_backbone_input
+from harness.errors import XRBenchError
 from harness.losses import LOSSES, class_weights, multilabel_loss, positive_weights
 from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
 from harness.registry import register, variant
 from harness.saliency import SaliencyTarget, last_stage
 from harness.tasks.multilabel import macro_auroc
-from harness.training import SingleLoss, TrainConfig, train_cached
+from harness.training import SingleLoss, TrainConfig, seeded, train_cached
 
 
 @register
@@ -47,6 +49,8 @@ class Supervised(Method):
             "clahe_clip": (0.0, None),
             "clahe_grid": (1, 64),
             "accumulate": (1, 1024),
+            "mc_dropout": (0, 1000),
+            "tta": (0, 1000),
             "batch_size": (0, 65536),
             "resolution": (0, 4096),
         },
@@ -69,6 +73,8 @@ class Supervised(Method):
             "accumulate": 1,  # batches per optimiser step (gradient accumulation)
             "batch_size": 0,  # training batch size; 0: the board's
             "resolution": 0,  # the model's input size; 0: the board's (images are resized on the fly)
+            "mc_dropout": 0,  # stochastic passes with dropout active at prediction (needs dropout > 0)
+            "tta": 0,  # seeded test-time views (harness.augment.tta_view) per image
         },
     )
 
@@ -76,6 +82,11 @@ class Supervised(Method):
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
         p = self.params
+        if p["mc_dropout"] and not p["dropout"] > 0:
+            raise XRBenchError(
+                f"{self.card.name}: mc_dropout={p['mc_dropout']} needs dropout > 0 (there is nothing to sample)"
+            )
+        self.seed = ctx.seed
         if p["batch_size"]:
             train = train.rebatched(p["batch_size"])  # the checkpoint key holds the batch size
         head = {"drop_rate": p["dropout"]} if p["dropout"] > 0 else {}
@@ -146,7 +157,27 @@ class Supervised(Method):
         return self.model(self.model_input(images))
 
     def predict(self, batch: torch.Tensor) -> Prediction:
-        return Prediction(scores=self.forward(batch).float().cpu())
+        """The logits; with `mc_dropout` and/or `tta`, the mean logit over the stochastic passes
+        (every view with every dropout sample) and each logit's variance over them."""
+        p = self.params
+        if not (p["mc_dropout"] or p["tta"]):
+            return Prediction(scores=self.forward(batch).float().cpu())
+        seed = batch_seed(batch, self.seed)
+        gen = torch.Generator().manual_seed(seed)
+        views = [tta_view(batch.cpu(), gen).to(batch.device) for _ in range(p["tta"])] or [batch]
+        dropout = [m for m in self.model.modules() if isinstance(m, nn.Dropout)]
+        passes = []
+        with seeded(seed):
+            for module in dropout if p["mc_dropout"] else ():
+                module.train()
+            try:
+                for view in views:
+                    passes += [self.forward(view).float().cpu() for _ in range(max(1, p["mc_dropout"]))]
+            finally:
+                for module in dropout:
+                    module.eval()
+        stacked = torch.stack(passes)
+        return Prediction(scores=stacked.mean(0), variance=stacked.var(0, correction=0))
 
     def weights(self) -> WeightsInfo:
         """The trained weights, identified by the initial weights and the checkpoint's hash."""
@@ -162,6 +193,13 @@ class Supervised(Method):
     def saliency_target(self) -> SaliencyTarget:
         """Each finding's logit (the maps of a multi-label run: one channel per finding)."""
         return SaliencyTarget(_Logits(self.model, self.model_input), last_stage(self.model), self.model.num_classes)
+
+
+def batch_seed(batch: torch.Tensor, seed: int) -> int:
+    """A seed from the batch's pixels and the run's seed: the same stochastic passes for the
+    same images whatever the order in which batches come."""
+    digest = hashlib.sha256(batch.detach().float().cpu().numpy().tobytes()).digest()
+    return (int.from_bytes(digest[:8], "little") + seed) % 2**63
 
 
 def input_normalisation(model: nn.Module, weights: str) -> tuple[tuple, tuple]:

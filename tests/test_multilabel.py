@@ -1,6 +1,8 @@
 """Multi-label boards: metrics against scikit-learn, temperature scaling, patient splits, and
 end-to-end runs of the random baseline and the supervised classifier."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,6 +74,82 @@ def test_auprc_intervals_equal_the_copy_loop_skipping_a_resample_for_every_findi
     for k, name in enumerate(NAMES):
         value = rows[(f"finding={name}", "auprc")][0]
         assert (value.ci_low, value.ci_high) == tuple(np.quantile(loop[:, k], [0.025, 0.975]))
+
+
+def test_the_decision_metrics_and_sensitivity_equal_scikit_learn_on_every_copied_resample():
+    """F1 at 0.5 and at the validation thresholds, precision, recall and sensitivity at 95%
+    specificity: point values and every resample's value equal scikit-learn on the copies."""
+    from sklearn.metrics import f1_score, precision_score, recall_score, roc_curve
+
+    from harness.resampling import patient_resamples
+    from harness.tasks.multilabel import DETAILED_METRICS, validation_thresholds
+
+    targets, logits, groups = _data(n=90, seed=5)
+    logits = np.round(logits, 1)  # ties
+    thresholds = validation_thresholds(targets, logits + 0.3)
+    assert (thresholds != 0).all()
+
+    def sens(y, s):
+        fpr, tpr, _ = roc_curve(y, s)
+        return tpr[fpr <= 0.05 + 1e-12].max()
+
+    reference = {
+        "f1@0.5": lambda y, s, k: f1_score(y, s >= 0, zero_division=0),
+        "f1": lambda y, s, k: f1_score(y, s >= thresholds[k], zero_division=0),
+        "precision@val": lambda y, s, k: precision_score(y, s >= thresholds[k], zero_division=0),
+        "recall@val": lambda y, s, k: recall_score(y, s >= thresholds[k], zero_division=0),
+        "sens@95spec": lambda y, s, k: sens(y, s),
+    }
+    kept = [
+        idx
+        for idx in patient_resamples(groups, 120, seed=3)
+        if (targets[idx].min(axis=0) != targets[idx].max(axis=0)).all()
+    ]
+    rows = _by_slice(
+        multilabel_metrics(
+            targets, logits, groups, NAMES, 120, 3, 5, metrics=DETAILED_METRICS, per_finding=True, thresholds=thresholds
+        )
+    )
+    for metric, fn in reference.items():
+        loop = np.array([[fn(targets[idx, k], logits[idx, k], k) for k in range(3)] for idx in kept])
+        for k, name in enumerate(NAMES):
+            value = rows[(f"finding={name}", metric)][0]
+            assert value.value == fn(targets[:, k], logits[:, k], k), (metric, name)
+            assert (value.ci_low, value.ci_high) == tuple(np.quantile(loop[:, k], [0.025, 0.975])), (metric, name)
+        macro = rows[("all", metric)][0]
+        assert macro.value == pytest.approx(np.mean([fn(targets[:, k], logits[:, k], k) for k in range(3)]))
+        assert (macro.ci_low, macro.ci_high) == tuple(np.quantile(loop.mean(axis=1), [0.025, 0.975]))
+
+
+def test_micro_auroc_aurc_and_thresholds_of_a_clean_evaluation(tiny_multilabel_board):
+    from sklearn.metrics import roc_auc_score
+
+    from harness.selective import risk_coverage
+    from harness.tasks.multilabel import MultilabelTask
+
+    board = load_board(tiny_multilabel_board)
+    targets, logits, groups = _data(n=120, seed=6)
+    k = len(board.targets)
+    targets, logits = np.tile(targets, (1, 2))[:, :k], np.tile(logits, (1, 2))[:, :k]
+    findings = ["|".join(n for n, t in zip(board.targets, row, strict=True) if t) or "No Finding" for row in targets]
+    meta = pd.DataFrame({"patient_id": groups, "image_id": [f"i{i}" for i in range(120)], "findings": findings})
+    task = MultilabelTask()
+    fitted = task.fit_on_validation(targets, logits)
+    board = dataclasses.replace(board, slices=("num_findings",), min_slice_class=1)
+    out = task.evaluate(board, meta, targets, logits, fitted, "clean", 0, detailed=True)
+    frame = pd.DataFrame(out.metrics).set_index(["slice", "metric"])
+    micro = frame.loc[("all", "micro_auroc")]
+    assert micro["value"] == pytest.approx(roc_auc_score(targets.ravel(), logits.ravel()))
+    assert micro["ci_low"] < micro["value"] < micro["ci_high"]
+    probs = 1 / (1 + np.exp(-logits.ravel()))
+    assert frame.loc[("all", "aurc"), "value"] == pytest.approx(risk_coverage(targets.ravel(), probs)[2])
+    for j, name in enumerate(board.targets):
+        assert frame.loc[(f"finding={name}", "threshold"), "value"] == fitted.thresholds[j]
+    assert len(out.risk_coverage) > 10
+    complexity = meta["findings"].str.count(r"\|").add(1).where(meta["findings"] != "No Finding", 0).clip(upper=2)
+    for value, label in ((1, "1"), (2, "2+")):
+        row = frame.loc[(f"num_findings={label}", "auroc")]
+        assert row["n"] == (complexity == value).sum()
 
 
 def test_a_rare_finding_is_flagged_and_left_out_of_the_macro_mean():
@@ -234,69 +312,25 @@ def test_supervised_training_survives_a_last_batch_of_one_image(tiny_multilabel_
     assert result.weights_id == "none+trained"
 
 
-def test_supervised_training_options_train_different_weights_kept_apart_by_the_cache(tiny_multilabel_board, tmp_path):
-    """Each option changes training, and the checkpoint cache keeps the settings apart: ten
-    settings, ten weights; a setting run again finds its own checkpoint."""
-    db = tmp_path / "r.duckdb"
-    settings = [
-        {}, {"loss": "bce-weighted"}, {"loss": "focal", "gamma": "1.0"}, {"dropout": "0.3"}, {"clahe": "true"},
-        {"noise": "0.05"}, {"loss": "focal-weighted"}, {"accumulate": "2"}, {"batch_size": "8"},
-        {"resolution": "48"},
-    ]  # fmt: skip
-    weights = []
-    for extra in [*settings, settings[2]]:
-        result = run_bench(
-            "supervised", tiny_multilabel_board, params=FAST_SUPERVISED | extra, db=db, device="cpu", corruptions=False
-        )
-        with ResultStore(db) as store:
-            weights.append(store.run(result.run_id)["weights_sha256"])
-    assert len(set(weights[:10])) == 10  # every setting trained other weights
-    assert weights[10] == weights[2]  # the same setting again: its checkpoint
+def test_uncertainty_rows_against_an_independent_computation():
+    """The AUROC of the variance for the errors and the AURC of deferring the most uncertain
+    first, against scikit-learn and a loop over coverages."""
+    from sklearn.metrics import roc_auc_score
 
+    from harness.tasks.base import Fitted
+    from harness.uncertainty import uncertainty_rows
 
-def test_clahe_is_kornias_equalisation_before_the_backbone_input():
-    import kornia
-
-    from harness.backbones import to_backbone_input
-    from harness.registry import create_method
-
-    gen = torch.Generator().manual_seed(0)
-    images = 0.4 + 0.1 * torch.rand(2, 1, 64, 64, generator=gen)  # low contrast
-    plain = create_method("supervised").model_input(images)
-    equalised = create_method("supervised", {"clahe": "true", "clahe_clip": "3", "clahe_grid": "4"}).model_input(images)
-    torch.testing.assert_close(plain, to_backbone_input(images))
-    expected = to_backbone_input(kornia.enhance.equalize_clahe(images, clip_limit=3.0, grid_size=(4, 4)))
-    torch.testing.assert_close(equalised, expected)
-    assert equalised.std() > 2 * plain.std()  # contrast stretched
-
-
-def test_gradient_accumulation_equals_one_batch_as_large():
-    """Two batches of 8 accumulated make the same AdamW step as one batch of 16."""
-    from harness.training import Precision, SingleLoss
-
-    gen = torch.Generator().manual_seed(0)
-    images, targets = torch.randn(16, 6, generator=gen), torch.randn(16, 1, generator=gen)
-
-    def trained(accumulate: int) -> torch.Tensor:
-        torch.manual_seed(1)
-        model = torch.nn.Linear(6, 1)
-        objective = SingleLoss(
-            model, lambda x, y, _g, _p: ((model(x) - y) ** 2).mean(), 0.1, cosine_steps=4, accumulate=accumulate
-        )
-        objective.precision = Precision(torch.device("cpu"), "fp32")
-        size = 16 // accumulate
-        for _ in range(2):  # two epochs
-            for start in range(0, 16, size):
-                objective.step(images[start : start + size], targets[start : start + size], gen, 0.0)
-            objective.end_epoch()
-        return torch.cat([model.weight.flatten(), model.bias, torch.tensor(objective.schedule.last_epoch)[None]])
-
-    torch.testing.assert_close(trained(2), trained(1))
-
-
-def test_resolution_resizes_the_model_input():
-    from harness.registry import create_method
-
-    images = torch.rand(2, 1, 64, 64)
-    assert create_method("supervised", {"resolution": "96"}).model_input(images).shape == (2, 3, 96, 96)
-    assert create_method("supervised").model_input(images).shape == (2, 3, 64, 64)
+    targets, logits, _ = _data(n=80, seed=7)
+    gen = np.random.default_rng(0)
+    thresholds = np.array([0.2, -0.1, 0.4])
+    errors = (logits >= thresholds) != (targets == 1)
+    variances = np.where(errors, 1.0, 0.3) * gen.random(logits.shape)  # errors tend to be uncertain
+    fitted = Fitted({}, thresholds=thresholds)
+    out = uncertainty_rows(targets, logits, variances, fitted, "clean", 0)
+    values = {row["metric"]: row["value"] for row in out.metrics}
+    assert values["uncertainty_auroc"] == pytest.approx(roc_auc_score(errors.ravel(), variances.ravel()))
+    assert values["uncertainty_auroc"] > 0.6
+    order = np.argsort(variances.ravel(), kind="stable")
+    by_hand = np.mean([errors.ravel()[order[:k]].mean() for k in range(1, errors.size + 1)])
+    assert values["aurc_uncertainty"] == pytest.approx(by_hand)
+    assert {row["abstain_by"] for row in out.risk_coverage} == {"uncertainty"}

@@ -24,6 +24,7 @@ pytest.importorskip("torchxrayvision")
 REAL_BOARDS = [
     "nih-ad",
     "nih-cls",
+    "nih-3label-cls",
     "nih-loc",
     "rsna-ad",
     "chexpert-ad",

@@ -18,14 +18,12 @@ import pandas as pd
 from harness.calibration import CALIBRATORS, fit_calibrator
 from harness.errors import XRBenchError
 from harness.metrics import MetricValue, best_f1_threshold, binary_metric_fns, binary_metrics
-from harness.selective import risk_coverage
 from harness.significance import Comparison, delong_test, paired_bootstrap
 from harness.tasks.base import TIE_RESAMPLES, Column, Evaluation, Fitted, Task, metric_row, slice_values
 
 if TYPE_CHECKING:
     from harness.boards import Board
 
-RISK_COVERAGE_POINTS = 50
 NAN = float("nan")
 
 
@@ -89,15 +87,7 @@ class AnomalyTask(Task):
                 out.metrics += _slice_rows(board, truth[mask], scores[mask], groups[mask], name, condition, severity)
         for kind, calibrate in fitted.calibrators.items():
             out.add_calibration(kind, truth, calibrate(scores), len(truth), condition, severity)
-        coverage, risk, aurc = risk_coverage(truth, fitted.calibrators["platt"](scores))
-        out.metrics.append(
-            metric_row(condition, severity, MetricValue("aurc", aurc, NAN, NAN, len(truth), int(truth.sum())))
-        )
-        keep = np.unique(np.linspace(0, len(coverage) - 1, RISK_COVERAGE_POINTS).round().astype(int))
-        out.risk_coverage += [
-            {"condition": condition, "severity": severity, "coverage": float(coverage[i]), "risk": float(risk[i])}
-            for i in keep
-        ]
+        out.add_selective(truth, fitted.calibrators["platt"](scores), len(truth), condition, severity)
         return out
 
     def compare(

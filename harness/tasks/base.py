@@ -19,6 +19,7 @@ import pandas as pd
 from harness.calibration import SMALL_N, calibration_metrics, reliability_bins
 from harness.errors import XRBenchError
 from harness.metrics import MetricValue
+from harness.selective import RISK_COVERAGE_POINTS, risk_coverage
 from harness.significance import Comparison
 
 if TYPE_CHECKING:
@@ -53,6 +54,35 @@ class Evaluation:
         for b in reliability_bins(truth, probs):
             self.calibration_bins.append({"condition": condition, "severity": severity, "calibrator": kind, **vars(b)})
 
+    def add_selective(
+        self, labels: np.ndarray, probs: np.ndarray, n_images: int, condition: str, severity: int
+    ) -> None:
+        """The risk-coverage curve of decisions at probability 0.5, the least confident deferred
+        first, and its AURC (`harness.selective`)."""
+        coverage, risk, aurc = risk_coverage(labels, probs)
+        nan = float("nan")
+        self.metrics.append(
+            metric_row(condition, severity, MetricValue("aurc", aurc, nan, nan, n_images, int(labels.sum())))
+        )
+        self.add_curve(coverage, risk, condition, severity)
+
+    def add_curve(
+        self, coverage: np.ndarray, risk: np.ndarray, condition: str, severity: int, abstain_by: str | None = None
+    ) -> None:
+        """`RISK_COVERAGE_POINTS` evenly spaced points of a risk-coverage curve."""
+        keep = np.unique(np.linspace(0, len(coverage) - 1, RISK_COVERAGE_POINTS).round().astype(int))
+        extra = {"abstain_by": abstain_by} if abstain_by else {}
+        self.risk_coverage += [
+            {
+                "condition": condition,
+                "severity": severity,
+                "coverage": float(coverage[i]),
+                "risk": float(risk[i]),
+                **extra,
+            }
+            for i in keep
+        ]
+
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         return pd.DataFrame(self.metrics), pd.DataFrame(self.calibration_bins), pd.DataFrame(self.risk_coverage)
 
@@ -64,13 +94,14 @@ class Fitted:
     calibrators: dict[str, Calibrator]
     threshold: float | None = None
     run_values: dict[str, Any] = field(default_factory=dict)  # stored in `runs` (threshold, temperature)
+    thresholds: np.ndarray | None = None  # multi-label: one logit threshold per target
 
 
 def metric_row(condition: str, severity: int, m: MetricValue, flag: str | None = None) -> dict:
     return {"condition": condition, "severity": severity, **vars(m), "flag": flag}
 
 
-DERIVED_SLICES = {"age_bin": "age"}
+DERIVED_SLICES = {"age_bin": "age", "num_findings": "findings"}
 """Slice columns the harness derives, and the manifest column each is derived from."""
 
 
@@ -83,7 +114,12 @@ def check_slices(slices: tuple[str, ...], columns: list[str], where: str) -> Non
 
 
 def slice_values(meta: pd.DataFrame, column: str) -> pd.Series:
-    """A metadata column as slice values; `age_bin` is derived from `age`."""
+    """A metadata column as slice values; `age_bin` is derived from `age`, `num_findings` (case
+    complexity: 0, 1 or 2+ findings) from `findings`."""
+    if column == "num_findings":
+        normal = "No Finding"  # harness.adapters.base.NO_FINDING (importing it here would make a cycle)
+        named = meta["findings"].fillna("").str.split("|").map(lambda fs: sum(f not in ("", normal) for f in fs))
+        return named.clip(upper=2).map({0: "0", 1: "1", 2: "2+"})
     if column == "age_bin":
         return pd.cut(meta["age"].astype(float), [0, 40, 60, 200], right=False, labels=["<40", "40-59", "60+"]).astype(
             str
