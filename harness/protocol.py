@@ -66,7 +66,8 @@ class Prediction:
     `maps`: (B, h, w) anomaly maps, or (B, K, h, w) one map per finding on multi-label boards;
     any size (the harness stores them at most 64x64); None unless the card `produces_maps`.
     `variance`: optional, the scores' shape: each score's variance over stochastic passes
-    (MC-dropout, test-time augmentation), stored and evaluated as the method's uncertainty."""
+    (MC-dropout, test-time augmentation; on the scale the method documents, such as the
+    probabilities), stored and evaluated as the method's uncertainty."""
 
     scores: torch.Tensor
     maps: torch.Tensor | None = None

@@ -158,26 +158,36 @@ class Supervised(Method):
 
     def predict(self, batch: torch.Tensor) -> Prediction:
         """The logits; with `mc_dropout` and/or `tta`, the mean logit over the stochastic passes
-        (every view with every dropout sample) and each logit's variance over them."""
+        (every view with every dropout sample) and the variance of each finding's probability
+        over them (a logit's own variance grows with its size, so confident logits would look
+        the most uncertain)."""
         p = self.params
         if not (p["mc_dropout"] or p["tta"]):
             return Prediction(scores=self.forward(batch).float().cpu())
         seed = batch_seed(batch, self.seed)
         gen = torch.Generator().manual_seed(seed)
         views = [tta_view(batch.cpu(), gen).to(batch.device) for _ in range(p["tta"])] or [batch]
-        dropout = [m for m in self.model.modules() if isinstance(m, nn.Dropout)]
-        passes = []
+        samples = []
         with seeded(seed):
-            for module in dropout if p["mc_dropout"] else ():
-                module.train()
-            try:
-                for view in views:
-                    passes += [self.forward(view).float().cpu() for _ in range(max(1, p["mc_dropout"]))]
-            finally:
-                for module in dropout:
-                    module.eval()
-        stacked = torch.stack(passes)
-        return Prediction(scores=stacked.mean(0), variance=stacked.var(0, correction=0))
+            for view in views:
+                features = self.model.forward_features(self.model_input(view))
+                samples += self.head_samples(features, p["mc_dropout"])
+        stacked = torch.stack(samples).float().cpu()
+        return Prediction(scores=stacked.mean(0), variance=torch.sigmoid(stacked).var(0, correction=0))
+
+    def head_samples(self, features: torch.Tensor, n: int) -> list[torch.Tensor]:
+        """The head's logits on the backbone's features: once, or `n` times with its dropout
+        active (the backbone runs once: only the head is stochastic, timm's `drop_rate`)."""
+        if not n:
+            return [self.model.forward_head(features)]
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        try:
+            self.model.train()  # dropout on, whether a module or functional (ResNet's)
+            for norm in norms:
+                norm.eval()  # running statistics stay as trained
+            return [self.model.forward_head(features) for _ in range(n)]
+        finally:
+            self.model.eval()
 
     def weights(self) -> WeightsInfo:
         """The trained weights, identified by the initial weights and the checkpoint's hash."""

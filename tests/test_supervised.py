@@ -153,3 +153,28 @@ def test_tta_views_are_seeded_small_and_never_flipped():
     assert not torch.equal(views[0], views[2])
     left, right = views[2][..., :32].mean(), views[2][..., 32:].mean()
     assert left > 0.5 and right < 0.05  # the bright side stays on the left
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "densenet121", "convnext_tiny"])
+def test_mc_dropout_samples_the_head_whatever_form_its_dropout_takes(backbone):
+    """ResNet applies dropout functionally, DenseNet and ConvNeXt as modules: every form must be
+    sampled, the same samples on a second call, the model left in eval mode."""
+    from harness.backbones import create_timm_model
+    from harness.registry import create_method
+
+    method = create_method("supervised", {"dropout": "0.5", "mc_dropout": "6"})
+    method.model, _ = create_timm_model(backbone, "none", 0, 64, num_classes=3, drop_rate=0.5)
+    method.model.eval()
+    method.seed = 0
+    images = torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        first, second = method.predict(images), method.predict(images)
+        plain = method.model(method.model_input(images))
+    assert (first.variance > 0).all()
+    torch.testing.assert_close(first.scores, second.scores)
+    torch.testing.assert_close(first.variance, second.variance)
+    assert not method.model.training  # back in eval mode
+    no_passes = create_method("supervised", {"dropout": "0.5"})
+    no_passes.model, no_passes.seed = method.model, 0
+    with torch.no_grad():
+        torch.testing.assert_close(no_passes.predict(images).scores, plain)  # without passes: the plain logits

@@ -112,6 +112,31 @@ def fit_calibrators(val_logits: np.ndarray, val_targets: np.ndarray) -> tuple[di
     return {"none": expit, "temperature": lambda s: expit(s / temperature)}, temperature
 
 
+def point_values(metric: str, y: np.ndarray, s: np.ndarray, cuts: np.ndarray | None) -> np.ndarray:
+    """One value per column: a decision metric at its thresholds `cuts`, or a ranking metric."""
+    if cuts is not None:
+        return np.array([decision_metric(metric, y[:, j], s[:, j] >= cuts[j]) for j in range(y.shape[1])])
+    return np.array([METRIC_FNS[metric](y[:, j], s[:, j]) for j in range(y.shape[1])])
+
+
+def resampled_values(
+    metrics: tuple[str, ...], y: np.ndarray, s: np.ndarray, cuts: dict[str, np.ndarray], resamples: Resamples
+) -> dict[str, np.ndarray]:
+    """Each metric of every column in every kept resample (R, K), counted, not copied; the
+    curve metrics share one construction of the resampled curves."""
+    on_curves = tuple(ON_CURVES[METRIC_FNS[m]] for m in metrics if m in METRIC_FNS and METRIC_FNS[m] in ON_CURVES)
+    curves = counted.curve_metrics(y, s, resamples, on_curves) if on_curves else {}
+    samples = {}
+    for m in metrics:
+        if m in cuts:
+            samples[m] = resampled_decisions(m, y, s >= cuts[m][None, :], resamples)
+        elif METRIC_FNS[m] in ON_CURVES:
+            samples[m] = curves[ON_CURVES[METRIC_FNS[m]]]
+        else:
+            samples[m] = COUNTED[METRIC_FNS[m]](y, s, resamples)
+    return samples
+
+
 def multilabel_metrics(
     targets_true: np.ndarray,
     logits: np.ndarray,
@@ -135,28 +160,10 @@ def multilabel_metrics(
     left_out = [names[k] for k in unusable]
     y, s = targets_true[:, usable], logits[:, usable]
     cuts = {m: thresholded(m, np.asarray(thresholds)[usable]) for m in metrics if m in THRESHOLD_METRICS}
-    point = {
-        m: np.array(
-            [
-                decision_metric(m, y[:, j], s[:, j] >= cuts[m][j]) if m in cuts else METRIC_FNS[m](y[:, j], s[:, j])
-                for j in range(len(usable))
-            ]
-        )
-        for m in metrics
-    }
+    point = {m: point_values(m, y, s, cuts.get(m)) for m in metrics}
     # Resamples in which a finding lost one of its classes are skipped for every finding.
     resamples = Resamples.keeping_both_classes(y, groups, n_resamples, seed) if len(usable) else None
-    samples = {}
-    if resamples is not None:
-        on_curves = tuple(ON_CURVES[METRIC_FNS[m]] for m in metrics if m in METRIC_FNS and METRIC_FNS[m] in ON_CURVES)
-        curves = counted.curve_metrics(y, s, resamples, on_curves) if on_curves else {}
-        for m in metrics:
-            if m in cuts:
-                samples[m] = resampled_decisions(m, y, s >= cuts[m][None, :], resamples)
-            elif METRIC_FNS[m] in ON_CURVES:
-                samples[m] = curves[ON_CURVES[METRIC_FNS[m]]]
-            else:
-                samples[m] = COUNTED[METRIC_FNS[m]](y, s, resamples)
+    samples = resampled_values(metrics, y, s, cuts, resamples) if resamples is not None else {}
     n_any = int(y.any(axis=1).sum()) if len(usable) else 0
     rows: list[tuple[MetricValue, str | None]] = []
     for m in metrics:
