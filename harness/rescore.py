@@ -71,15 +71,18 @@ def _equal(a: object, b: object) -> bool:
     return bool(a == b)
 
 
+def _with_abstain_by(frame: pd.DataFrame) -> pd.DataFrame:
+    """Risk-coverage rows with `abstain_by` filled in: missing means by confidence."""
+    values = frame["abstain_by"].astype(object) if "abstain_by" in frame else pd.Series(None, frame.index, object)
+    return frame.assign(abstain_by=values.where(values.notna(), "confidence"))
+
+
 def _compare(report: Rescore, table: str, stored: pd.DataFrame, recomputed: pd.DataFrame) -> None:
     keys, values = COMPARED[table]
     if stored.empty and recomputed.empty:
         return
     if table == "risk_coverage":  # the confidence curve is stored without abstain_by
-        stored, recomputed = (
-            f.assign(abstain_by=f.get("abstain_by", pd.Series(index=f.index, dtype=object)).fillna("confidence"))
-            for f in (stored, recomputed)
-        )
+        stored, recomputed = _with_abstain_by(stored), _with_abstain_by(recomputed)
     if keys:
         stored, recomputed = stored.set_index(keys), recomputed.set_index(keys)
     else:

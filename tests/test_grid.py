@@ -132,4 +132,7 @@ def test_workers_give_the_predictions_of_a_sequential_grid_and_survive_a_killed_
     with ResultStore(killed) as store:
         statuses = store.query("SELECT method, status, error FROM runs ORDER BY started_at")
     dead = statuses[statuses["status"] == "failed"]
-    assert dead["method"].tolist() == ["dies-once-for-grid"] and "worker process died" in dead["error"].iloc[0]
+    # The broken pool takes down a run still in flight on the other worker too (timing): it is
+    # recorded failed for the same reason and its cell resubmitted, as the dead one's.
+    assert "dies-once-for-grid" in dead["method"].tolist()
+    assert all("worker process died" in error for error in dead["error"])
