@@ -104,7 +104,7 @@ def test_chexpert_uncertainty_semantics_on_the_real_file(roots):
     said_normal = raw["No Finding"] == 1
     uncertain_only = uncertain & ~positive
     nothing_said = ~positive & ~uncertain & ~said_normal
-    assert int(nothing_said.sum()) == 4184  # the count: reports neither normal nor abnormal
+    assert int(nothing_said.sum()) == 4184  # reports neither normal nor abnormal (the card gives this count)
     for policy, normal, unlabelled in (
         ("ignore", said_normal, uncertain_only | nothing_said),
         ("zeros", said_normal | uncertain_only, nothing_said),
