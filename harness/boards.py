@@ -124,6 +124,7 @@ GROUND_TRUTH_KEYS = {
     "masks": str,
     "masks_sha256": str,
 }
+BOX_FORMATS = ("nih", "rsna", "dentex")  # boxes file layouts harness.groundtruth.box_reader reads
 RANGES = {
     "version": (1, None),
     "resolution": (8, 4096),
@@ -159,6 +160,11 @@ def check_board_table(raw: dict, path: Path) -> None:
         if not isinstance(value, GROUND_TRUTH_KEYS.get(key, type(None))):
             wanted = ", ".join(GROUND_TRUTH_KEYS)
             raise XRBenchError(f"board file {path}: [ground_truth] {key} = {value!r} is not allowed (keys: {wanted})")
+    box_format = raw.get("ground_truth", {}).get("box_format", "nih")
+    if box_format not in BOX_FORMATS:
+        raise XRBenchError(
+            f"board file {path}: [ground_truth] box_format {box_format!r} is not one of {', '.join(BOX_FORMATS)}"
+        )
     if raw.get("ground_truth") and "boxes" not in raw["ground_truth"]:
         raise XRBenchError(f"board file {path}: [ground_truth] needs a boxes file")
     for table in ("dataset", "test_dataset"):

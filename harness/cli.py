@@ -639,8 +639,7 @@ def split_frame(
     if test_entries is not None:
         return cross_dataset_split(entries, test_entries, spec["n_train"], counts("val"), counts("test"), seed)
     if spec.get("test") == "boxed":
-        reader = box_reader(board.ground_truth.get("box_format", "nih"))
-        boxed = set(reader(source.root / board.ground_truth["boxes"])["image_id"])
+        boxed = set(box_reader(board.ground_truth)(source.root / board.ground_truth["boxes"])["image_id"])
         return boxed_test_split(entries, boxed, spec["n_train"], counts("val"), seed)
     if spec.get("official_test"):
         return official_test_split(entries, spec["val_fraction"], seed)

@@ -8,7 +8,7 @@ test images come from), their SHA-256 and the pixel space of the boxes:
     boxes = "BBox_List_2017.csv"      # Image Index, Finding Label, Bbox [x, y, w, h]
     boxes_sha256 = "..."
     box_space = [1024, 1024]          # width, height of the images the boxes were drawn on
-    box_format = "rsna"               # optional: the boxes file's layout (BOX_FORMATS; default nih)
+    box_format = "rsna"               # optional: the boxes file's layout (boards.BOX_FORMATS; default nih)
     masks = "masks.npz"               # optional: one bool array per "<image id>|<finding>"
     masks_sha256 = "..."              # over the masks' contents (`masks_sha256`)
 """
@@ -99,21 +99,24 @@ def masks_sha256(masks: dict[str, np.ndarray]) -> str:
 # --- reading (every board) -----------------------------------------------------------------------
 
 
-def box_reader(box_format: str) -> Callable[[Path], pd.DataFrame]:
-    """The reader of a boxes file layout: image_id, finding, x, y, w, h per box."""
+def box_reader(spec: dict) -> Callable[[Path], pd.DataFrame]:
+    """The reader of a `[ground_truth]` table's boxes file layout (`box_format`, NIH's by
+    default; the board file checks the name): image_id, finding, x, y, w, h per box."""
     from harness.adapters.dentex import read_boxes as read_dentex_boxes
     from harness.adapters.rsna import read_boxes as read_rsna_boxes
 
     readers = {"nih": read_bbox_list, "rsna": read_rsna_boxes, "dentex": read_dentex_boxes}
-    if box_format not in readers:
-        raise XRBenchError(f"[ground_truth] box_format {box_format!r}: choose one of {', '.join(readers)}")
-    return readers[box_format]
+    return readers[spec.get("box_format", "nih")]
 
 
-def read_boxes(path: Path, known_images: set[str], known_findings: set[str], box_format: str = "nih") -> pd.DataFrame:
+def read_boxes(
+    path: Path,
+    known_images: set[str],
+    known_findings: set[str],
+    reader: Callable[[Path], pd.DataFrame] = read_bbox_list,
+) -> pd.DataFrame:
     """The boxes of a boxes file, refusing a box of an unknown image or finding, or one with no
     area, naming the file and the line."""
-    reader = box_reader(box_format)
     try:
         boxes = reader(path)
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
@@ -186,7 +189,7 @@ def load_ground_truth(
     space = spec.get("box_space")
     if not (isinstance(space, list) and len(space) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in space)):
         raise XRBenchError(f"{where}: [ground_truth] box_space must be [width, height] in pixels, not {space!r}")
-    boxes = read_boxes(boxes_path, known_images, findings, spec.get("box_format", "nih"))
+    boxes = read_boxes(boxes_path, known_images, findings, box_reader(spec))
     check_inside(boxes, tuple(space), boxes_path)
     on_board = set(images["image_id"])
     size = (resolution, resolution)

@@ -64,6 +64,7 @@ class _Checker:
     def __init__(self, method: Method, task: Task, board: Board, image_ids: list[str], what: str):
         self.method, self.task, self.board, self.ids, self.what = method, task, board, image_ids, what
         self.map_size: tuple[int, ...] | None = None
+        self.with_variance = False
 
     def fail(self, start: int, index: int, problem: str) -> MethodOutputError:
         image = self.ids[start + index] if start + index < len(self.ids) else "?"
@@ -85,7 +86,15 @@ class _Checker:
             raise self.fail(start, int(bad[0]), f"returned non-finite scores for {len(bad)} images")
         return out
 
-    def variance(self, variance: object, start: int, n: int) -> np.ndarray:
+    def variance(self, variance: object, start: int, n: int) -> np.ndarray | None:
+        """The batch's variances, or None for a method without them; a method reports them for
+        every batch of a split or for none (the first batch decides)."""
+        if start == 0:
+            self.with_variance = variance is not None
+        if not self.with_variance:
+            if variance is not None:
+                raise self.fail(start, 0, "returned a variance for this batch but none for the split's first")
+            return None
         expected = self.task.score_shape(n, self.board)
         if not isinstance(variance, torch.Tensor) or tuple(variance.shape) != expected:
             shape = tuple(variance.shape) if isinstance(variance, torch.Tensor) else type(variance).__name__
@@ -154,8 +163,9 @@ def predict_split(
                 problem = f"failed while predicting {what}, batch from image {image_ids[start]}"
                 raise MethodFailure(f"method {method.card.name} {problem}: {type(exc).__name__}: {exc}") from exc
             scores.append(check.scores(prediction.scores, start, n))
-            if prediction.variance is not None or variances:
-                variances.append(check.variance(prediction.variance, start, n))
+            variance = check.variance(prediction.variance, start, n)
+            if variance is not None:
+                variances.append(variance)
             batch_maps = check.maps(prediction.maps, start, n) if explainer is None else None
             keep = [k for k in range(n) if image_ids[start + k] in keep_maps]
             if keep and explainer is not None:

@@ -16,8 +16,12 @@ def risk_coverage(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np
     """
     confidence = np.maximum(probs, 1 - probs)
     errors = ((probs >= 0.5).astype(int) != labels).astype(float)
-    order = np.argsort(-confidence, kind="stable")
-    cumulative = np.cumsum(errors[order])
-    k = np.arange(1, len(labels) + 1)
-    risk = cumulative / k
-    return k / len(labels), risk, float(risk.mean())
+    coverage, risk = deferral_curve(errors, np.argsort(-confidence, kind="stable"))
+    return coverage, risk, float(risk.mean())
+
+
+def deferral_curve(errors: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage k/N and risk (the error rate of the first k) when decisions are accepted in
+    `order` and the rest deferred."""
+    k = np.arange(1, len(errors) + 1)
+    return k / len(errors), np.cumsum(errors[order]) / k

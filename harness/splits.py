@@ -96,21 +96,19 @@ def anomaly_split(
     rows_of = entries.groupby("patient_id", sort=False).indices
     labels = entries["label"].to_numpy().astype(int)
     queue = PatientQueue(patients, {p: bool(labels[rows_of[p]].max()) for p in patients})
-    chosen: list[tuple[str, list[int]]] = []
+    rows: list[int] = []
+    splits: list[str] = []
     for split, target in (("test", n_test), ("val", n_val), ("train", (n_train, 0))):
         counts = [0, 0]
         while counts[0] < target[0] or counts[1] < target[1]:
             pick = queue.take(abnormal=counts[1] < target[1])
             if pick is None:
                 raise XRBenchError(f"not enough patients to fill the {split} split (normal, abnormal) = {target}")
-            taken = []
             for row in rows_of[pick]:
                 if counts[labels[row]] < target[labels[row]]:
                     counts[labels[row]] += 1
-                    taken.append(row)
-            chosen.append((split, taken))
-    rows = [row for _, taken in chosen for row in taken]
-    splits = [split for split, taken in chosen for _ in taken]
+                    rows.append(row)
+                    splits.append(split)
     return in_manifest_order(entries.iloc[rows].assign(split=splits))
 
 

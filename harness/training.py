@@ -112,11 +112,7 @@ class SingleLoss(Objective):
     def step(self, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, progress: float) -> float:
         with self.precision.autocast():
             loss = self.loss(images, labels, gen, progress)
-        if self.accumulate == 1:
-            self.precision.minimise(loss, self.optimiser)
-            self._advance_schedule()
-            return float(loss.item())
-        self.precision.backward(loss / self.accumulate)
+        self.precision.backward(loss / self.accumulate)  # dividing by 1 changes no bit
         self.pending += 1
         if self.pending == self.accumulate:
             self.end_epoch()
@@ -126,11 +122,8 @@ class SingleLoss(Objective):
         if self.pending:
             self.precision.update(self.optimiser)
             self.pending = 0
-            self._advance_schedule()
-
-    def _advance_schedule(self) -> None:
-        if self.schedule is not None:
-            self.schedule.step()
+            if self.schedule is not None:
+                self.schedule.step()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.metrics import MetricValue, auroc
+from harness.selective import deferral_curve
 from harness.tasks.base import Evaluation, Fitted, metric_row
 
 NAN = float("nan")
@@ -24,11 +25,6 @@ def decisions(scores: np.ndarray, fitted: Fitted) -> np.ndarray:
     """Positive decisions at the validation threshold(s), the scores' shape."""
     threshold = fitted.thresholds if fitted.thresholds is not None else fitted.threshold
     return scores >= np.asarray(threshold)
-
-
-def ordered_risk(errors: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Risk at coverage k/N when pairs are accepted in `order`."""
-    return np.cumsum(errors[order]) / np.arange(1, len(errors) + 1)
 
 
 def uncertainty_rows(
@@ -44,11 +40,11 @@ def uncertainty_rows(
     out.metrics.append(
         metric_row(condition, severity, MetricValue("uncertainty_auroc", value, NAN, NAN, n_images, n_errors), flag)
     )
-    risk = ordered_risk(errors, np.argsort(spread, kind="stable"))
+    coverage, risk = deferral_curve(errors, np.argsort(spread, kind="stable"))
     out.metrics.append(
         metric_row(
             condition, severity, MetricValue("aurc_uncertainty", float(risk.mean()), NAN, NAN, n_images, n_errors)
         )
     )
-    out.add_curve(np.arange(1, len(errors) + 1) / len(errors), risk, condition, severity, "uncertainty")
+    out.add_curve(coverage, risk, condition, severity, "uncertainty")
     return out

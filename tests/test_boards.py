@@ -43,6 +43,10 @@ def test_a_valid_board_loads_with_its_defaults(tmp_path):
         (lambda t: t.replace("resolution = 64", 'resolution = 64\nslices = ["sex", 3]'), "slices must be a list of"),
         (lambda t: t + "\n[corruptions]\njpeg = []\n", r"\[corruptions\] jpeg must list one number"),
         (lambda t: t + "[[broken", "is not valid TOML"),
+        (
+            lambda t: t + '\n[ground_truth]\nboxes = "b.csv"\nbox_format = "coco"\n',
+            r"\[ground_truth\] box_format 'coco' is not one of nih, rsna, dentex",
+        ),
         (lambda t: t.replace('task = "anomaly"', 'task = "multilabel"'), "a multilabel board lists its `targets`"),
         (lambda t: t.replace("resolution = 64", 'resolution = 64\ntargets = ["Mass"]'), "an anomaly board lists no"),
         (lambda t: t.replace("resolution = 64", 'resolution = 64\nprimary_metric = "accuracy"'), "primary_metric"),

@@ -9,7 +9,9 @@ import torch
 from conftest import publish
 
 from harness.boards import load_board
-from harness.errors import XRBenchError
+from harness.errors import MethodOutputError, XRBenchError
+from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.registry import register
 from harness.runner import run_bench
 from harness.store import ResultStore
 
@@ -178,3 +180,26 @@ def test_mc_dropout_samples_the_head_whatever_form_its_dropout_takes(backbone):
     no_passes.model, no_passes.seed = method.model, 0
     with torch.no_grad():
         torch.testing.assert_close(no_passes.predict(images).scores, plain)  # without passes: the plain logits
+
+
+@register
+class VarianceLater(Method):
+    """Reports a variance from its second batch of a split on: an inconsistent method."""
+
+    card = MethodCard("test-variance-later", "test", "variance on later batches only", "-", "-", ("multilabel",))
+
+    def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
+        self.batches, self.width = 0, len(ctx.targets)
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        self.batches += 1
+        scores = batch.mean(dim=(1, 2, 3))[:, None].expand(-1, self.width).clone()
+        return Prediction(scores=scores, variance=torch.ones_like(scores) if self.batches > 1 else None)
+
+
+def test_a_variance_on_some_batches_only_is_refused_and_nothing_stored(tiny_multilabel_board, tmp_path):
+    db = tmp_path / "r.duckdb"
+    with pytest.raises(MethodOutputError, match="returned a variance for this batch but none for the split's first"):
+        run_bench("test-variance-later", tiny_multilabel_board, db=db, device="cpu", corruptions=False)
+    with ResultStore(db) as store:
+        assert store.query("SELECT count(*) AS n FROM predictions")["n"].iloc[0] == 0

@@ -42,6 +42,9 @@ def read_chexpert(
     policy and the findings read as present when uncertain. `views` keeps those AP/PA values
     only; `support_devices = false` leaves out images with support devices positive or
     uncertain (the UPD protocol's anomaly boards)."""
+    for option, value in (("views", views), ("uncertain_positive", uncertain_positive)):
+        if isinstance(value, str):
+            raise XRBenchError(f"chexpert option {option} must be a list, such as [{value!r}], not {value!r}")
     frames = []
     for name, split in (("train.csv", "train"), ("valid.csv", "valid")):
         if name == "valid.csv" and not (root / name).exists():
