@@ -23,12 +23,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.adapters import synthetic
-from harness.boards import DatasetSpec, load_board
-from harness.runner import run_bench
-from harness.splits import anomaly_split
-from harness.store import ResultStore
-from harness.testing import write_synthetic_board
+from harness.boards.files import load_board
+from harness.boards.spec import DatasetSpec
+from harness.boards.splits import anomaly_split
+from harness.conformance.checks import write_synthetic_board
+from harness.data.adapters import synthetic
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
 
 IMAGES_PER_PATIENT = 1.7  # the synthetic cohort's mean (1 + Binomial(2, 0.35))
 

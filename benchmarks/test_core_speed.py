@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.coreset import greedy_coreset
-from harness.metrics import binary_metrics
-from harness.neighbors import NearestNeighbors
-from harness.synth.cohort import draw_cohort, render_record
+from harness.components.coreset import greedy_coreset
+from harness.components.neighbors import NearestNeighbors
+from harness.data.synth.cohort import draw_cohort, render_record
+from harness.scoring.metrics import binary_metrics
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def nih_cls_sized():
 
 def test_multilabel_macro_auroc_1000_resamples_nih_cls_size(benchmark, nih_cls_sized):
     """The macro AUROC with its interval of one stress condition at the board's 1,000 resamples."""
-    from harness.tasks.multilabel import multilabel_metrics
+    from harness.scoring.multilabel import multilabel_metrics
 
     names = tuple(f"f{k}" for k in range(14))
     benchmark.pedantic(multilabel_metrics, args=(*nih_cls_sized, names, 1000, 0, 30), rounds=1, iterations=1)
@@ -59,7 +59,7 @@ def test_multilabel_macro_auroc_1000_resamples_nih_cls_size(benchmark, nih_cls_s
 
 def test_multilabel_clean_per_finding_auroc_and_auprc_1000_resamples_nih_cls_size(benchmark, nih_cls_sized):
     """The clean condition's macro and per-finding AUROC and AUPRC with their intervals."""
-    from harness.tasks.multilabel import multilabel_metrics
+    from harness.scoring.multilabel import multilabel_metrics
 
     names = tuple(f"f{k}" for k in range(14))
     kwargs = {"metrics": ("auroc", "auprc"), "per_finding": True}
@@ -78,8 +78,8 @@ def test_bootstrap_auprcs_30_resamples_counted_vs_copied(benchmark, nih_cls_size
     """The same 30 resamples' 14 AUPRCs: counted (the harness) against scikit-learn on each copy."""
     from sklearn.metrics import average_precision_score
 
-    from harness import counted
-    from harness.resampling import Resamples, patient_resamples
+    from harness.scoring import counted
+    from harness.scoring.resampling import Resamples, patient_resamples
 
     targets, logits, groups = nih_cls_sized
 
@@ -98,8 +98,8 @@ def test_bootstrap_auprcs_30_resamples_counted_vs_copied(benchmark, nih_cls_size
 @pytest.mark.parametrize("way", ["counted", "copied"])
 def test_bootstrap_aurocs_100_resamples_counted_vs_copied(benchmark, nih_cls_sized, way):
     """The same 100 resamples' 14 AUROCs: counted (the harness) against ranking each copy."""
-    from harness.metrics import auroc, bootstrap_aurocs
-    from harness.resampling import patient_resamples
+    from harness.scoring.metrics import auroc, bootstrap_aurocs
+    from harness.scoring.resampling import patient_resamples
 
     targets, logits, groups = nih_cls_sized
 
@@ -111,8 +111,8 @@ def test_bootstrap_aurocs_100_resamples_counted_vs_copied(benchmark, nih_cls_siz
 
 
 def test_whole_corruption_suite_on_400_images(benchmark):
-    from harness.boards import load_board
-    from harness.corruptions import apply
+    from harness.boards.files import load_board
+    from harness.data.corruptions import apply
 
     images = torch.randint(0, 256, (400, 1, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     ids = [f"{i:08d}_000.png" for i in range(400)]
@@ -128,7 +128,7 @@ def test_whole_corruption_suite_on_400_images(benchmark):
 
 def test_duckdb_write_of_one_run(benchmark, tmp_path):
     """One run's tables (about 9,000 predictions and 600 metric rows) in one transaction."""
-    from harness.store import ResultStore
+    from harness.results.store import ResultStore
 
     rng = np.random.default_rng(0)
     predictions = pd.DataFrame(
@@ -170,7 +170,7 @@ def test_maps_of_one_default_run(benchmark):
     of 128 x 128 area-averaged to 64 x 64, encoded as float16 and hashed."""
     import torch.nn.functional as F
 
-    from harness.maps import map_rows, maps_sha256, stored_size
+    from harness.core.maps import map_rows, maps_sha256, stored_size
 
     maps = torch.rand(600, 1, 128, 128, generator=torch.Generator().manual_seed(0))
     ids = [f"{i:08d}_000.png" for i in range(600)]
@@ -195,7 +195,7 @@ def _test_split_with_ground_truth(rng: np.random.Generator):
     """400 test images of 200 patients as synth-cxr-ad's: half abnormal, each abnormal image
     with one or two findings drawn as ellipses of the phantoms' sizes (1% to 13% of the image)
     at the board's 128 px, and a box per region."""
-    from harness.groundtruth import GroundTruth, mask_boxes
+    from harness.data.groundtruth import GroundTruth, mask_boxes
 
     yy, xx = np.mgrid[0:128, 0:128]
     rows, boxes, masks = [], [], {}
@@ -217,7 +217,7 @@ def test_localization_scoring_of_a_default_run(benchmark):
     """Localization of a default PatchCore run: 400 test images, maps 64 x 64 as stored
     (float16 values), masks and boxes at the board's 128 px, 1,000 patient-bootstrap resamples
     (every metric, overall and per finding)."""
-    from harness.localization import Localizer, localization_metrics
+    from harness.scoring.localization import Localizer, localization_metrics
 
     rng = np.random.default_rng(0)
     test, truth = _test_split_with_ground_truth(rng)

@@ -4,11 +4,11 @@ first run), and reading the verified cache back. Images per second = n_images / 
 import numpy as np
 import pytest
 
-from harness import data
-from harness.adapters import synthetic, synthetic_dental
-from harness.boards import DatasetSpec
-from harness.data import cached_images
-from harness.paths import cache_root
+from harness.boards.spec import DatasetSpec
+from harness.core.paths import cache_root
+from harness.data import cache as data
+from harness.data.adapters import synthetic, synthetic_dental
+from harness.data.cache import cached_images
 
 DATASETS = {
     "chest-png-256": (synthetic, DatasetSpec("synth-cxr", {"seed": 11, "n_patients": 250, "image_size": 256})),

@@ -7,9 +7,9 @@ import io
 import pytest
 from rich.console import Console
 
-from harness.grid import RunOptions, mark_done, plan_grid, run_grid
-from harness.runner import run_bench
-from harness.testing import write_tiny_board
+from harness.conformance.checks import write_tiny_board
+from harness.run.grid import RunOptions, mark_done, plan_grid, run_grid
+from harness.run.runner import run_bench
 
 METHODS = ["intensity", "random", "knn"]
 
@@ -56,7 +56,7 @@ def test_grid_of_12_cells(benchmark, boards, tmp_path, workers):
 
 def test_grid_of_12_cells_on_ray(benchmark, boards, tmp_path):
     """The same grid as Ray tasks on a local 2-CPU cluster, Ray's start-up and shutdown included."""
-    from harness.grid_ray import connect, run_on_ray, shutdown
+    from harness.run.grid_ray import connect, run_on_ray, shutdown
 
     def on_ray(db):
         ray = connect(None, cpus=2)
@@ -73,6 +73,6 @@ def test_grid_of_12_cells_on_ray(benchmark, boards, tmp_path):
 
 
 def test_ray_start_and_shutdown(benchmark):
-    from harness.grid_ray import connect, shutdown
+    from harness.run.grid_ray import connect, shutdown
 
     benchmark.pedantic(lambda: shutdown(connect(None, cpus=2)), rounds=2, iterations=1)

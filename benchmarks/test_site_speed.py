@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from harness.site import build_site
-from harness.store import ResultStore
+from harness.results.store import ResultStore
+from harness.site.builder import build_site
 
 CORRUPTIONS = [
     "gaussian_noise",

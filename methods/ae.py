@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.protocol import MethodCard
-from harness.reconstruction import (
+from harness.api.protocol import MethodCard
+from harness.api.registry import register, variant
+from harness.components.reconstruction import (
     CHOICES,
     DEFAULTS,
     RANGES,
@@ -18,7 +19,6 @@ from harness.reconstruction import (
     down_path,
     up_path,
 )
-from harness.registry import register, variant
 
 
 class ConvAE(nn.Module):

@@ -7,12 +7,20 @@ from typing import Any
 
 import torch
 
-from harness.backbones import check_backbone, to_backbone_input
-from harness.clip import CLIP_MEAN, CLIP_STD, ClipImageEncoder, load_clip
-from harness.errors import ParameterError, WeightsUnavailable
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
-from harness.registry import register
-from harness.weights import CLIP_PREFIX, resolve_weights
+from harness.api.protocol import (
+    FitContext,
+    ImageBatches,
+    Method,
+    MethodCard,
+    ParameterError,
+    Prediction,
+    WeightsInfo,
+    WeightsUnavailable,
+)
+from harness.api.registry import register
+from harness.components.backbones import check_backbone, to_backbone_input
+from harness.components.clip import CLIP_MEAN, CLIP_STD, ClipImageEncoder, load_clip
+from harness.components.weights import CLIP_PREFIX, resolve_weights
 
 NORMAL_PROMPTS = (
     "a normal chest radiograph",

@@ -1,5 +1,5 @@
 """CutPaste: a backbone trained in-harness to spot pasted patches, then Gaussian densities on
-its features (the augmentation lives in harness.augment for other methods to reuse).
+its features (the augmentation lives in harness.components.augment for other methods to reuse).
 
 The image score is the Mahalanobis distance of the pooled embedding, as in the paper's
 image-level model. The map is the paper's patch-level idea on the same features: a second
@@ -14,11 +14,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from harness.embedding import image_maps
-from harness.features import build_extractor, global_embedding
-from harness.protocol import FitContext, ImageBatches, Prediction
-from harness.registry import register
-from harness.scorers import GaussianScorer
+from harness.api.protocol import FitContext, ImageBatches, Prediction
+from harness.api.registry import register
+from harness.components.embedding import image_maps
+from harness.components.features import build_extractor, global_embedding
+from harness.components.scorers import GaussianScorer
 from methods.mahalanobis import Mahalanobis
 
 

@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from harness.errors import ParameterError
-from harness.protocol import FitContext, MethodCard
-from harness.reconstruction import CHOICES, DEFAULTS, RANGES, SMOKE, ReconstructionMethod
-from harness.registry import register
-from harness.training import Objective, SingleLoss
+from harness.api.protocol import FitContext, MethodCard, ParameterError
+from harness.api.registry import register
+from harness.components.reconstruction import CHOICES, DEFAULTS, RANGES, SMOKE, ReconstructionMethod
+from harness.components.training import Objective, SingleLoss
 
 TRAIN_TIMESTEPS = 1000
 NOISE_SEED = 0

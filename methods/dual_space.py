@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.embedding import PATCH_DEFAULTS, PATCH_RANGES, BackboneMethod, PatchBank, patch_prediction
-from harness.features import (
+from harness.api.protocol import FitContext, ImageBatches, MethodCard, Prediction
+from harness.api.registry import register
+from harness.components.embedding import PATCH_DEFAULTS, PATCH_RANGES, BackboneMethod, PatchBank, patch_prediction
+from harness.components.features import (
     EXTRACTOR_CHOICES,
     EXTRACTOR_DEFAULTS,
     EXTRACTOR_RANGES,
@@ -16,9 +18,7 @@ from harness.features import (
     global_embedding,
     patch_features,
 )
-from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
-from harness.registry import register
-from harness.scorers import KNNScorer, Standardiser
+from harness.components.scorers import KNNScorer, Standardiser
 
 
 @register

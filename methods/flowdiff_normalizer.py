@@ -32,12 +32,20 @@ from diffusers import AutoencoderKL, UNet2DModel
 from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
-from harness.errors import ParameterError, WeightsUnavailable
-from harness.fingerprints import state_sha256
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
-from harness.reconstruction import downsized, resize
-from harness.registry import register
-from harness.training import Objective, SingleLoss, TrainConfig, Trained, seeded, train_cached
+from harness.api.protocol import (
+    FitContext,
+    ImageBatches,
+    Method,
+    MethodCard,
+    ParameterError,
+    Prediction,
+    WeightsInfo,
+    WeightsUnavailable,
+    state_sha256,
+)
+from harness.api.registry import register
+from harness.components.reconstruction import downsized, resize
+from harness.components.training import Objective, SingleLoss, TrainConfig, Trained, seeded, train_cached
 
 NOISE_SEED = 0
 SD_VAE = "stabilityai/sd-vae-ft-mse"

@@ -3,11 +3,11 @@ frozen backbone or one pretrained in-harness by a self-supervised algorithm."""
 
 from __future__ import annotations
 
-from harness.embedding import EmbeddingMethod
-from harness.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
-from harness.protocol import MethodCard
-from harness.registry import register, variant
-from harness.scorers import KNNScorer, Scorer
+from harness.api.protocol import MethodCard
+from harness.api.registry import register, variant
+from harness.components.embedding import EmbeddingMethod
+from harness.components.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
+from harness.components.scorers import KNNScorer, Scorer
 
 
 @register

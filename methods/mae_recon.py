@@ -16,14 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.backbones import create_timm_model
-from harness.errors import ParameterError
-from harness.pretrain.common import PretrainConfig
-from harness.pretrain.mae import mae, masked_prediction, normalised_patches
-from harness.protocol import FitContext, MethodCard
-from harness.reconstruction import DEFAULTS, RANGES, SMOKE, ReconstructionMethod
-from harness.registry import register
-from harness.training import Objective, SingleLoss
+from harness.api.protocol import FitContext, MethodCard, ParameterError
+from harness.api.registry import register
+from harness.components.backbones import create_timm_model
+from harness.components.pretrain.common import PretrainConfig
+from harness.components.pretrain.mae import mae, masked_prediction, normalised_patches
+from harness.components.reconstruction import DEFAULTS, RANGES, SMOKE, ReconstructionMethod
+from harness.components.training import Objective, SingleLoss
 
 MASK_SEED = 0
 

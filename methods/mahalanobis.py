@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from harness.embedding import EmbeddingMethod
-from harness.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
-from harness.protocol import MethodCard
-from harness.registry import register, variant
-from harness.scorers import GaussianScorer, Scorer
+from harness.api.protocol import MethodCard
+from harness.api.registry import register, variant
+from harness.components.embedding import EmbeddingMethod
+from harness.components.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
+from harness.components.scorers import GaussianScorer, Scorer
 
 
 @register

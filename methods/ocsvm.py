@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.embedding import EmbeddingMethod
-from harness.errors import ParameterError
-from harness.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
-from harness.protocol import MethodCard
-from harness.registry import register
-from harness.scorers import OneClassSVMScorer, Scorer
+from harness.api.protocol import MethodCard, ParameterError
+from harness.api.registry import register
+from harness.components.embedding import EmbeddingMethod
+from harness.components.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
+from harness.components.scorers import OneClassSVMScorer, Scorer
 
 
 @register

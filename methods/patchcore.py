@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from harness.embedding import PATCH_DEFAULTS, PATCH_RANGES, BackboneMethod, PatchBank, patch_prediction
-from harness.features import (
+from harness.api.protocol import FitContext, ImageBatches, MethodCard, Prediction
+from harness.api.registry import register
+from harness.components.embedding import PATCH_DEFAULTS, PATCH_RANGES, BackboneMethod, PatchBank, patch_prediction
+from harness.components.features import (
     EXTRACTOR_CHOICES,
     EXTRACTOR_DEFAULTS,
     EXTRACTOR_RANGES,
@@ -13,8 +15,6 @@ from harness.features import (
     build_extractor,
     patch_features,
 )
-from harness.protocol import FitContext, ImageBatches, MethodCard, Prediction
-from harness.registry import register
 
 
 @register

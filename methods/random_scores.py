@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
-from harness.registry import register
+from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.api.registry import register
 
 
 @register

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.protocol import FitContext, MethodCard
-from harness.reconstruction import (
+from harness.api.protocol import FitContext, MethodCard
+from harness.api.registry import register
+from harness.components.reconstruction import (
     CHOICES,
     DEFAULTS,
     RANGES,
@@ -35,8 +36,7 @@ from harness.reconstruction import (
     down_path,
     up_path,
 )
-from harness.registry import register
-from harness.training import Objective
+from harness.components.training import Objective
 
 
 class Encoder(nn.Module):

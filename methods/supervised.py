@@ -13,15 +13,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.augment import gaussian_noise, random_view, tta_view
-from harness.backbones import IMAGENET_MEAN, IMAGENET_STD, create_timm_model, to_backbone_input
-from harness.errors import XRBenchError
-from harness.losses import LOSSES, class_weights, multilabel_loss, positive_weights
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
-from harness.registry import register, variant
-from harness.saliency import SaliencyTarget, last_stage
-from harness.tasks.multilabel import macro_auroc
-from harness.training import SingleLoss, TrainConfig, seeded, train_cached
+from harness.api.protocol import (
+    FitContext,
+    ImageBatches,
+    Method,
+    MethodCard,
+    Prediction,
+    SaliencyTarget,
+    WeightsInfo,
+    XRBenchError,
+)
+from harness.api.registry import register, variant
+from harness.components.augment import gaussian_noise, random_view, tta_view
+from harness.components.backbones import IMAGENET_MEAN, IMAGENET_STD, create_timm_model, last_stage, to_backbone_input
+from harness.components.losses import LOSSES, class_weights, multilabel_loss, positive_weights
+from harness.components.selection import macro_auroc
+from harness.components.training import SingleLoss, TrainConfig, seeded, train_cached
 
 
 @register
@@ -61,7 +68,7 @@ class Supervised(Method):
             "epochs": 12,
             "lr": 1e-3,
             "weight_decay": 1e-4,
-            "augment": 0.5,  # strength of harness.augment.random_view; 0 switches it off
+            "augment": 0.5,  # strength of harness.components.augment.random_view; 0 switches it off
             "noise": 0.0,  # standard deviation of Gaussian noise added to training images (0-1 scale)
             "loss": "bce",  # bce-weighted: positives weighted negatives/positives per finding; focal
             "gamma": 2.0,  # focal loss focusing
@@ -74,7 +81,7 @@ class Supervised(Method):
             "batch_size": 0,  # training batch size; 0: the board's
             "resolution": 0,  # the model's input size; 0: the board's (images are resized on the fly)
             "mc_dropout": 0,  # stochastic passes with dropout active at prediction (needs dropout > 0)
-            "tta": 0,  # seeded test-time views (harness.augment.tta_view) per image
+            "tta": 0,  # seeded test-time views (harness.components.augment.tta_view) per image
         },
     )
 

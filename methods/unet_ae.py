@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.protocol import MethodCard
-from harness.reconstruction import (
+from harness.api.protocol import MethodCard
+from harness.api.registry import register
+from harness.components.reconstruction import (
     CHOICES,
     DEFAULTS,
     RANGES,
@@ -20,7 +21,6 @@ from harness.reconstruction import (
     down_path,
     up,
 )
-from harness.registry import register
 
 
 class UNetAE(nn.Module):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.boards import DatasetSpec
-from harness.leaderboard import assemble_all
-from harness.site import build_site
-from harness.splits import anomaly_split, write_manifest
-from harness.store import ResultStore
-from harness.testing import TINY_DATASET, TINY_TARGETS, write_tiny_board
+from harness.boards.spec import DatasetSpec
+from harness.boards.splits import anomaly_split, write_manifest
+from harness.conformance.checks import TINY_DATASET, TINY_TARGETS, write_tiny_board
+from harness.results.leaderboard import assemble_all
+from harness.results.store import ResultStore
+from harness.site.builder import build_site
 
 TINY_CORRUPTIONS = {
     "gaussian_noise": [10, 50],
@@ -44,7 +44,7 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
-    """A reduced anomaly board (see harness.testing.write_tiny_board) with a stress suite."""
+    """A reduced anomaly board (see harness.conformance.checks.write_tiny_board) with a stress suite."""
     return write_tiny_board(tmp_path_factory.mktemp("tiny-board"), "anomaly", corruptions=TINY_CORRUPTIONS)
 
 
@@ -68,7 +68,7 @@ def frozen_board(folder: Path, name: str, frame, spec: DatasetSpec, content_sha2
 @pytest.fixture(scope="session")
 def tiny_dental_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
     """A reduced synth-dental board: DICOM phantoms read through the dental adapter."""
-    from harness.adapters import synthetic_dental
+    from harness.data.adapters import synthetic_dental
 
     spec = DatasetSpec("synth-dental", dict(TINY_DENTAL))
     source = synthetic_dental.prepare(spec, workers=1)

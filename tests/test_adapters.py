@@ -9,15 +9,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from harness.adapters.base import NIH_COLUMNS
-from harness.adapters.chexpert import read_chexpert
-from harness.adapters.chexpert_labels import OBSERVATIONS, anomaly_labels
-from harness.adapters.local import check_files, read_entries
-from harness.adapters.mimic import image_path, read_mimic
-from harness.adapters.nih import read_bbox_list, read_nih
-from harness.cli import main
-from harness.errors import XRBenchError
-from harness.paths import REPO_ROOT
+from harness.cli.main import main
+from harness.core.errors import XRBenchError
+from harness.core.paths import REPO_ROOT
+from harness.data.adapters.base import NIH_COLUMNS
+from harness.data.adapters.chexpert import read_chexpert
+from harness.data.adapters.chexpert_labels import OBSERVATIONS, anomaly_labels
+from harness.data.adapters.mimic import image_path, read_mimic
+from harness.data.adapters.nih import read_bbox_list, read_nih
+from harness.data.datasets import read_entries
+from harness.data.local import check_files
 
 
 def _png(path, value=128):
@@ -218,8 +219,8 @@ def test_the_real_nih_box_list_is_read_in_1024_pixel_space_with_data_entry_names
 
     import torchxrayvision
 
-    from harness.fingerprints import file_sha256
-    from harness.groundtruth import check_inside, scale_boxes
+    from harness.core.fingerprints import file_sha256
+    from harness.data.groundtruth import check_inside, scale_boxes
 
     packed = Path(torchxrayvision.__file__).parent / "data" / "BBox_List_2017.csv.gz"
     path = tmp_path / "BBox_List_2017.csv"
@@ -259,7 +260,7 @@ def test_data_check_command_reports_and_fails_on_unusable_images(tmp_path, capsy
 
 
 def test_official_test_list_split_keeps_the_release_test_set(tmp_path):
-    from harness.splits import official_test_split
+    from harness.boards.splits import official_test_split
 
     rows = [
         [f"{p:08d}_{i:03d}.png", "No Finding" if p % 3 else "Mass", i, p, 50, "F", "PA", 1, 1, 0.1, 0.1]
@@ -281,8 +282,8 @@ def test_official_test_list_split_keeps_the_release_test_set(tmp_path):
 
 
 def test_committed_nih_cls_manifest_matches_its_board():
-    from harness.boards import load_board
-    from harness.splits import read_manifest, target_matrix, verify_manifest
+    from harness.boards.files import load_board
+    from harness.boards.splits import read_manifest, target_matrix, verify_manifest
 
     board = load_board("nih-cls")
     verify_manifest(board.split_manifest, board.split_sha256)
@@ -319,8 +320,8 @@ def _rsna_tree(root, headers_table: bool):
 
 @pytest.mark.parametrize("headers_table", [False, True])
 def test_rsna_adapter_reads_labels_boxes_and_headers(tmp_path, headers_table):
-    from harness.adapters.local import read_entries
-    from harness.adapters.rsna import read_boxes
+    from harness.data.adapters.rsna import read_boxes
+    from harness.data.datasets import read_entries
 
     _rsna_tree(tmp_path, headers_table)
     entries = read_entries("rsna", tmp_path).set_index("image_id")
@@ -340,8 +341,8 @@ def test_rsna_adapter_reads_labels_boxes_and_headers(tmp_path, headers_table):
 
 
 def test_vindr_adapter_takes_the_majority_of_readers_in_either_layout(tmp_path):
-    from harness.adapters.local import read_entries
-    from harness.adapters.vindr import read_boxes
+    from harness.data.adapters.vindr import read_boxes
+    from harness.data.datasets import read_entries
 
     rows = [
         *[["n", "No finding", f"R{r}", "", "", "", ""] for r in (1, 2, 3)],
@@ -375,7 +376,7 @@ def test_vindr_adapter_takes_the_majority_of_readers_in_either_layout(tmp_path):
 
 
 def test_an_unknown_dataset_option_is_refused_naming_the_options(tmp_path):
-    from harness.adapters.local import read_entries
+    from harness.data.datasets import read_entries
 
     with pytest.raises(XRBenchError, match=r"dataset chexpert has no option 'uncertanity' \(its options: uncertainty"):
         read_entries("chexpert", tmp_path, uncertanity="zeros")
@@ -384,7 +385,7 @@ def test_an_unknown_dataset_option_is_refused_naming_the_options(tmp_path):
 
 
 def test_rsna_boxes_are_a_board_s_ground_truth_at_its_resolution(tmp_path):
-    from harness.groundtruth import load_ground_truth
+    from harness.data.groundtruth import load_ground_truth
 
     _rsna_tree(tmp_path, headers_table=True)
     images = pd.DataFrame({"image_id": ["a1", "b2"], "findings": ["No Finding", "Lung Opacity"]})
@@ -394,10 +395,10 @@ def test_rsna_boxes_are_a_board_s_ground_truth_at_its_resolution(tmp_path):
         ["b2", "Lung Opacity", 2.5, 5.0, 25.0, 50.0],
         ["b2", "Lung Opacity", 125.0, 5.0, 25.0, 50.0],
     ]
-    from harness.boards import BOX_FORMATS
-    from harness.groundtruth import box_reader
+    from harness.boards.datasets import box_formats
+    from harness.data.groundtruth import box_reader
 
-    assert all(callable(box_reader({"box_format": name})) for name in BOX_FORMATS)  # every format the board allows
+    assert all(callable(box_reader({"box_format": name})) for name in box_formats())  # every format the board allows
 
 
 def _dentex_tree(root) -> None:
@@ -433,10 +434,11 @@ def _dentex_tree(root) -> None:
 
 
 def test_dentex_quadrants_are_entries_cropped_from_their_xray(tmp_path):
-    from harness.adapters.base import DatasetSource
-    from harness.adapters.dentex import read_boxes
-    from harness.adapters.local import entry_crops, read_entries
-    from harness.data import decode_all
+    from harness.data.adapters.base import DatasetSource
+    from harness.data.adapters.dentex import read_boxes
+    from harness.data.cache import decode_all
+    from harness.data.datasets import read_entries
+    from harness.data.local import entry_crops
 
     _dentex_tree(tmp_path)
     entries = read_entries("dentex", tmp_path)
@@ -472,7 +474,7 @@ def test_dentex_quadrants_are_entries_cropped_from_their_xray(tmp_path):
 def test_the_dentex_board_definition_freezes_on_a_copy_in_the_published_layout(tmp_path, monkeypatch):
     import re
 
-    from harness.boards import load_board
+    from harness.boards.files import load_board
 
     _dentex_tree(tmp_path)
     monkeypatch.setenv("XRBENCH_DENTEX_ROOT", str(tmp_path))

@@ -2,9 +2,9 @@ import pytest
 import timm
 import torch
 
-from harness.backbones import FeatureExtractor, create_backbone
-from harness.errors import WeightsUnavailable
-from harness.weights import resolve_weights
+from harness.components.backbones import FeatureExtractor, create_backbone
+from harness.components.weights import resolve_weights
+from harness.core.errors import WeightsUnavailable
 
 
 def test_random_init_is_seeded_and_leaves_global_rng_alone():
@@ -57,7 +57,7 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
     ],
 )
 def test_every_listed_backbone_gives_global_and_patch_features(arch, channels):
-    from harness.features import global_embedding, patch_features
+    from harness.components.features import global_embedding, patch_features
 
     extractor = FeatureExtractor(arch, "none", seed=0, layers="auto", device=torch.device("cpu"), resolution=64)
     maps = extractor(torch.rand(2, 1, 64, 64))
@@ -68,7 +68,7 @@ def test_every_listed_backbone_gives_global_and_patch_features(arch, channels):
 
 
 def test_vit_input_is_resized_to_a_multiple_of_the_patch_size():
-    from harness.backbones import vit_input_size
+    from harness.components.backbones import vit_input_size
 
     assert vit_input_size("vit_small_patch14_dinov2", 128) == 126
     assert vit_input_size("vit_small_patch16_224", 128) == 128
@@ -77,7 +77,7 @@ def test_vit_input_is_resized_to_a_multiple_of_the_patch_size():
 
 
 def test_layers_must_be_auto_or_integers():
-    from harness.backbones import parse_layers
+    from harness.components.backbones import parse_layers
 
     assert parse_layers("auto", "convnext_tiny") == (1, 2) and parse_layers("1, 2") == (1, 2)
     with pytest.raises(ValueError, match="auto"):

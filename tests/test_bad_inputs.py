@@ -53,12 +53,12 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.cli import main
-from harness.errors import DataIntegrityError, ParameterError, UnknownMethodError, XRBenchError
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
-from harness.registry import create_method, register
-from harness.runner import run_bench
-from harness.store import ResultStore
+from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.api.registry import create_method, register
+from harness.cli.main import main
+from harness.core.errors import DataIntegrityError, ParameterError, UnknownMethodError, XRBenchError
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
 
 # --- caches -------------------------------------------------------------------------------------
 
@@ -68,8 +68,8 @@ def own_copy(tiny_board, tmp_path, monkeypatch):
     """The tiny board's dataset copied to a private data folder and cache."""
     import shutil
 
-    from harness.adapters import synthetic
-    from harness.boards import load_board
+    from harness.boards.files import load_board
+    from harness.data.adapters import synthetic
 
     source = synthetic.dataset_folder(load_board(tiny_board).dataset.params)
     shutil.copytree(source.parent.parent, tmp_path / "data")
@@ -79,8 +79,8 @@ def own_copy(tiny_board, tmp_path, monkeypatch):
 
 
 def _load(tiny_board):
-    from harness.boards import load_board
-    from harness.loading import load_board_data
+    from harness.boards.files import load_board
+    from harness.data.loading import load_board_data
 
     return load_board_data(load_board(tiny_board))
 
@@ -108,7 +108,7 @@ def test_a_missing_source_image_is_found_before_fitting(tiny_board, own_copy, tm
 
 @pytest.mark.parametrize("damaged", ["images.npy", "images.json", "sources.npy"])
 def test_a_damaged_image_cache_is_rebuilt_with_a_notice(tiny_board, own_copy, caplog, damaged):
-    from harness.paths import cache_root
+    from harness.core.paths import cache_root
 
     first = _load(tiny_board).splits["test"].images.clone()
     target = next((cache_root() / "tensors").glob(f"*/{damaged}"))
@@ -119,8 +119,8 @@ def test_a_damaged_image_cache_is_rebuilt_with_a_notice(tiny_board, own_copy, ca
 
 
 def test_a_damaged_corrupted_test_set_is_rendered_again(tiny_board, own_copy, caplog):
-    from harness.boards import load_board
-    from harness.stress import corrupted_conditions, corrupted_file, corrupted_folder
+    from harness.boards.files import load_board
+    from harness.data.stress import corrupted_conditions, corrupted_file, corrupted_folder
 
     board, data = load_board(tiny_board), _load(tiny_board)
     test = data.splits["test"]
@@ -136,7 +136,7 @@ def test_a_damaged_corrupted_test_set_is_rendered_again(tiny_board, own_copy, ca
 def test_an_altered_checkpoint_is_trained_again(tmp_path, monkeypatch, caplog):
     import logging
 
-    from harness.checkpoints import cached_checkpoint
+    from harness.components.checkpoints import cached_checkpoint
 
     monkeypatch.setenv("XRBENCH_CACHE", str(tmp_path))
     calls = []
@@ -161,7 +161,7 @@ def test_an_altered_checkpoint_is_trained_again(tmp_path, monkeypatch, caplog):
 
 
 def test_compare_refuses_a_run_whose_predictions_were_altered(tiny_board, tmp_path):
-    from harness.compare import compare_runs
+    from harness.results.compare import compare_runs
 
     db = tmp_path / "r.duckdb"
     a = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
@@ -255,7 +255,7 @@ def _refrozen(tiny_board, tmp_path, boxes: Path) -> Path:
     """The tiny board with its boxes hash set to the edited file's (as a contributor re-freezing would)."""
     import re
 
-    from harness.fingerprints import file_sha256
+    from harness.core.fingerprints import file_sha256
 
     text = re.sub(r'boxes_sha256 = "\w+"', f'boxes_sha256 = "{file_sha256(boxes)}"', tiny_board.read_text())
     return _edited_board_text(tiny_board, tmp_path, text)
@@ -311,7 +311,7 @@ def test_a_bad_box_is_refused_naming_file_and_line(tiny_board, own_copy, tmp_pat
 
 
 def _nih_table(path: Path, ages: list, follow_ups: list) -> Path:
-    from harness.adapters.base import NIH_COLUMNS
+    from harness.data.adapters.base import NIH_COLUMNS
 
     rows = [[f"{i:08d}_000.png", "No Finding", f, str(i), a, "F", "PA", 1, 1, 0.1, 0.1]
             for i, (a, f) in enumerate(zip(ages, follow_ups, strict=True))]  # fmt: skip
@@ -320,7 +320,7 @@ def _nih_table(path: Path, ages: list, follow_ups: list) -> Path:
 
 
 def test_nih_metadata_values_are_checked_naming_file_line_and_column(tmp_path):
-    from harness.adapters.nih import read_data_entry
+    from harness.data.adapters.nih import read_data_entry
 
     table = read_data_entry(_nih_table(tmp_path / "a.csv", ["058Y", "31"], [0, 1]))
     assert table["age"].tolist() == [58, 31]  # the year suffix of early releases is read
@@ -337,7 +337,7 @@ def test_nih_metadata_values_are_checked_naming_file_line_and_column(tmp_path):
 
 @pytest.fixture(scope="module")
 def dicom_files(tmp_path_factory):
-    from harness.synth.dental_cohort import DentalRecord, write_dicom
+    from harness.data.synth.dental_cohort import DentalRecord, write_dicom
 
     folder = tmp_path_factory.mktemp("dicom")
     values = (np.random.default_rng(0).random((48, 96)) * 4000).astype(np.uint16)
@@ -348,7 +348,7 @@ def dicom_files(tmp_path_factory):
 
 
 def test_a_dicom_cut_inside_its_pixel_data_is_named_as_damaged_without_warnings(dicom_files, tmp_path):
-    from harness.dicom import read_dicom
+    from harness.data.dicom import read_dicom
 
     for rle in (0, 1):
         data = (dicom_files / f"whole-{rle}.dcm").read_bytes()
@@ -362,7 +362,7 @@ def test_a_dicom_cut_inside_its_pixel_data_is_named_as_damaged_without_warnings(
 
 
 def test_a_dicom_cut_inside_its_header_is_named_by_the_dental_reader(dicom_files, tmp_path):
-    from harness.adapters.dental import read_dental
+    from harness.data.adapters.dental import read_dental
 
     root = tmp_path / "tree"
     (root / "normal").mkdir(parents=True)
@@ -401,12 +401,12 @@ def test_a_failing_method_is_one_line_with_the_traceback_under_verbose(tiny_boar
 
 
 def test_ctrl_c_before_a_run_exists_says_nothing_was_stored(monkeypatch, capsys, tmp_path):
-    import harness.store
+    import harness.results.store
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness.store.ResultStore, "__init__", interrupted)
+    monkeypatch.setattr(harness.results.store.ResultStore, "__init__", interrupted)
     assert main(["runs", "--db", str(tmp_path / "r.duckdb")]) == 130
     assert "interrupted: no run had started; nothing was stored" in capsys.readouterr().err
 
@@ -431,7 +431,7 @@ def _env(tmp_path) -> dict:
 
 def test_sigterm_during_a_run_marks_it_failed(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    command = [sys.executable, "-m", "harness.cli", "bench", "--method", "patchcore", "--board", str(tiny_board),
+    command = [sys.executable, "-m", "harness.cli.main", "bench", "--method", "patchcore", "--board", str(tiny_board),
                "--db", str(db), "--device", "cpu"]  # fmt: skip
     process = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -487,15 +487,15 @@ class HoldsTheDatabase(Method):
 
 
 def test_a_finished_run_is_kept_when_the_database_stays_locked(tiny_board, tmp_path, monkeypatch):
-    import harness.store
+    import harness.results.store
 
     db = tmp_path / "r.duckdb"
     monkeypatch.setattr(HoldsTheDatabase, "db_path", str(db))
-    monkeypatch.setattr(harness.store, "LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(harness.results.store, "LOCK_WAIT_SECONDS", 0.5)
     with pytest.raises(XRBenchError, match=r"is locked by another process.*kept in .*r\.duckdb\.pending"):
         run_bench("test-holds-the-db", tiny_board, db=db, device="cpu", corruptions=False)
     time.sleep(4.5)  # the other process lets go
-    monkeypatch.setattr(harness.store, "LOCK_WAIT_SECONDS", 60.0)
+    monkeypatch.setattr(harness.results.store, "LOCK_WAIT_SECONDS", 60.0)
     with ResultStore(db) as store:
         assert store.load_pending() and not list((tmp_path / "r.duckdb.pending").glob("*.duckdb"))
         run = store.query("SELECT run_id, status FROM runs").iloc[0]

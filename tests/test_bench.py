@@ -8,12 +8,12 @@ import pytest
 import torch
 from conftest import check_clean_auroc
 
-from harness.errors import DataIntegrityError, ManifestHashMismatch, MethodFailure, MethodOutputError
-from harness.fingerprints import predictions_sha256
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
-from harness.registry import register
-from harness.runner import run_bench
-from harness.store import ResultStore
+from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.api.registry import register
+from harness.core.errors import DataIntegrityError, ManifestHashMismatch, MethodFailure, MethodOutputError
+from harness.core.fingerprints import predictions_sha256
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
 
 FAST_PATCHCORE = {"coreset_ratio": "0.1"}
 
@@ -155,8 +155,8 @@ def test_a_changed_manifest_is_refused(tiny_board, tmp_path):
 
 
 def test_missing_and_corrupt_images_are_all_reported(tiny_board, tmp_path, monkeypatch):
-    from harness.adapters import synthetic
-    from harness.boards import load_board
+    from harness.boards.files import load_board
+    from harness.data.adapters import synthetic
 
     board = load_board(tiny_board)
     source_dir = synthetic.dataset_folder(board.dataset.params)
@@ -175,7 +175,7 @@ def test_missing_and_corrupt_images_are_all_reported(tiny_board, tmp_path, monke
 
 
 def test_calibrators_and_threshold_see_validation_scores_only(tiny_board, tmp_path, monkeypatch):
-    import harness.tasks.anomaly as anomaly
+    import harness.scoring.anomaly as anomaly
 
     seen = []
 

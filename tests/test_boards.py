@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness.boards import load_board
-from harness.errors import UnknownBoardError, XRBenchError
+from harness.boards.files import load_board
+from harness.core.errors import UnknownBoardError, XRBenchError
 
 BASE = """name = "b"
 version = 1

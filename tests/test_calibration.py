@@ -3,14 +3,14 @@ import pytest
 import torch
 from sklearn.calibration import calibration_curve
 
-from harness.calibration import (
+from harness.scoring.calibration import (
     calibration_metrics,
     expected_calibration_error,
     fit_calibrator,
     fit_temperature,
     reliability_bins,
 )
-from harness.selective import risk_coverage
+from harness.scoring.selective import risk_coverage
 
 
 @pytest.fixture

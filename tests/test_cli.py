@@ -1,4 +1,4 @@
-from harness.cli import main
+from harness.cli.main import main
 
 
 def test_list_shows_methods_and_boards(capsys):
@@ -22,7 +22,7 @@ def test_bench_prints_a_summary(tiny_board, tmp_path, capsys):
 
 
 def test_compare_two_runs(tiny_board, tmp_path, capsys):
-    from harness.runner import run_bench
+    from harness.run.runner import run_bench
 
     db = tmp_path / "r.duckdb"
     a = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False)

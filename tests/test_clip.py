@@ -7,9 +7,9 @@ import open_clip
 import pytest
 import torch
 
-from harness.backbones import FeatureExtractor
-from harness.errors import WeightsUnavailable
-from harness.runner import run_bench
+from harness.components.backbones import FeatureExtractor
+from harness.core.errors import WeightsUnavailable
+from harness.run.runner import run_bench
 
 TINY = "xrbench-tiny-clip"
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from harness.metrics import auroc
-from harness.significance import delong_covariance, delong_test, tied_with_leader
-from harness.tasks.anomaly import AnomalyTask
+from harness.scoring.anomaly import AnomalyTask
+from harness.scoring.metrics import auroc
+from harness.scoring.significance import delong_covariance, delong_test, tied_with_leader
 
 
 @pytest.fixture
@@ -61,10 +61,10 @@ def test_tie_groups(data):
 
 
 def test_compare_runs_refuses_failed_runs_and_runs_on_other_boards(tiny_board, tiny_multilabel_board, tmp_path):
-    from harness.compare import compare_runs
-    from harness.errors import XRBenchError
-    from harness.runner import run_bench
-    from harness.store import ResultStore
+    from harness.core.errors import XRBenchError
+    from harness.results.compare import compare_runs
+    from harness.results.store import ResultStore
+    from harness.run.runner import run_bench
 
     db = tmp_path / "r.duckdb"
     anomaly = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id

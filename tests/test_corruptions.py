@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.boards import load_board
-from harness.corruptions import CORRUPTIONS, apply, image_seed
-from harness.errors import XRBenchError
+from harness.boards.files import load_board
+from harness.core.errors import XRBenchError
+from harness.data.corruptions import CORRUPTIONS, apply, image_seed
 
 IDS = [f"img{i}" for i in range(6)]
 
@@ -76,9 +76,9 @@ def test_unknown_corruption_lists_the_known_ones(images):
 
 
 def test_every_method_reads_the_same_cached_corrupted_bytes(tiny_board):
-    from harness.boards import load_board
-    from harness.loading import load_board_data
-    from harness.stress import corrupted_conditions, corrupted_file, corrupted_folder
+    from harness.boards.files import load_board
+    from harness.data.loading import load_board_data
+    from harness.data.stress import corrupted_conditions, corrupted_file, corrupted_folder
 
     board = load_board(tiny_board)
     data = load_board_data(board)

@@ -10,15 +10,16 @@ import pandas as pd
 import pytest
 from conftest import TINY_DATASET, TINY_DENTAL
 
-from harness.adapters import synthetic, synthetic_dental
-from harness.boards import DatasetSpec, load_board
-from harness.cli import main
-from harness.data import decode_images
-from harness.errors import XRBenchError
-from harness.local_prepare import rows_from
-from harness.runner import load_board_data, run_bench
-from harness.splits import cross_dataset_split, read_manifest
-from harness.store import ResultStore
+from harness.boards.files import load_board
+from harness.boards.spec import DatasetSpec
+from harness.boards.splits import cross_dataset_split, read_manifest
+from harness.cli.main import main
+from harness.core.errors import XRBenchError
+from harness.data.adapters import synthetic, synthetic_dental
+from harness.data.cache import decode_images
+from harness.data.prepare import rows_from
+from harness.results.store import ResultStore
+from harness.run.runner import load_board_data, run_bench
 
 OTHER_DATASET = TINY_DENTAL
 SPLIT = {"n_train": 30, "n_val_normal": 8, "n_val_abnormal": 8, "n_test_normal": 12, "n_test_abnormal": 12}
@@ -110,7 +111,7 @@ def test_data_prepare_checks_only_a_datasets_own_rows():
 
 
 def _nih_to_chexpert_board():
-    from harness.boards import Board
+    from harness.boards.spec import Board
 
     return Board(
         name="x",
@@ -138,7 +139,7 @@ def test_cross_dataset_split_keeps_colliding_patient_ids_apart():
 
 
 def test_freezing_writes_each_hash_into_its_own_table_in_any_order():
-    from harness.cli import set_board_value
+    from harness.boards.freeze import set_board_value
 
     text = 'split_sha256 = ""\n\n[test_dataset]\nname = "b"\ncontent_sha256 = ""\n\n[dataset]\ncontent_sha256 = ""\n'
     text = set_board_value(text, "dataset", "content_sha256", "aaa")

@@ -9,11 +9,11 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from harness.adapters.dental import read_dental
-from harness.data import read_pixels
-from harness.dicom import is_dicom, read_dicom
-from harness.errors import DataIntegrityError, XRBenchError
-from harness.synth.dental_cohort import DentalRecord, write_dicom
+from harness.core.errors import DataIntegrityError, XRBenchError
+from harness.data.adapters.dental import read_dental
+from harness.data.cache import read_pixels
+from harness.data.dicom import is_dicom, read_dicom
+from harness.data.synth.dental_cohort import DentalRecord, write_dicom
 
 
 def _real(name: str) -> str:
@@ -136,7 +136,7 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_dct_scale_close_to_the_full_decode
     (256 x 208, both sides still >= 128) and, once resized, is close to the full decode."""
     from PIL import Image
 
-    from harness.data import _decode
+    from harness.data.cache import _decode
 
     y, x = np.mgrid[0:1664, 0:2048]
     pixels = 127 + 60 * np.sin(x / 150) * np.cos(y / 110) + 40 * (((x - 900) ** 2 + (y - 800) ** 2) < 300**2)

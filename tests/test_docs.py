@@ -4,7 +4,7 @@ import re
 import types
 from pathlib import Path
 
-from harness.testing import check_method
+from harness.conformance.checks import check_method
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "adding-a-method.md"
 

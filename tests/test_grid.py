@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.errors import ParameterError, UnknownMethodError
-from harness.grid import RunOptions, counts, mark_done, parse_overrides, plan_grid, run_grid
-from harness.protocol import Method, MethodCard, Prediction
-from harness.registry import register
-from harness.store import ResultStore
+from harness.api.protocol import Method, MethodCard, Prediction
+from harness.api.registry import register
+from harness.cli.main import main
+from harness.core.errors import ParameterError, UnknownMethodError
+from harness.results.store import ResultStore
+from harness.run.grid import RunOptions, counts, mark_done, parse_overrides, plan_grid, run_grid
 
 
 @register

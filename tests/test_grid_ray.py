@@ -12,10 +12,10 @@ import pytest
 import ray
 from test_grid import _hashes, grid  # also registers the grid's test methods
 
-from harness.errors import XRBenchError
-from harness.grid import RunOptions, plan_grid, run_grid
-from harness.grid_ray import connect, run_on_ray, shutdown
-from harness.store import RUN_TABLES, ResultStore
+from harness.core.errors import XRBenchError
+from harness.results.store import RUN_TABLES, ResultStore
+from harness.run.grid import RunOptions, plan_grid, run_grid
+from harness.run.grid_ray import connect, run_on_ray, shutdown
 
 
 @pytest.fixture(scope="module")
@@ -93,20 +93,20 @@ def test_the_local_executor_is_unchanged(tiny_board, tmp_path):
 
 
 def test_a_locked_database_keeps_the_finished_runs_beside_it(local_ray, tiny_board, tmp_path, monkeypatch):
-    import harness.store
+    import harness.results.store
 
     db = tmp_path / "locked.duckdb"
     ResultStore(db).close()
     code = f"import duckdb, sys; c = duckdb.connect({str(db)!r}); print('locked', flush=True); sys.stdin.readline()"
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
-    monkeypatch.setattr(harness.store, "LOCK_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(harness.results.store, "LOCK_WAIT_SECONDS", 0.2)
     try:
         plan = _ray_grid(local_ray, tiny_board, db, ["random"], [0])
     finally:
         holder.communicate("let go\n")  # the other process closes the database and exits
     assert plan.cells[0].state == "failed" and "xrbench runs --load-pending" in plan.cells[0].error
-    monkeypatch.setattr(harness.store, "LOCK_WAIT_SECONDS", 60.0)
+    monkeypatch.setattr(harness.results.store, "LOCK_WAIT_SECONDS", 60.0)
     with ResultStore(db) as store:
         assert store.load_pending() == [plan.cells[0].run_id]
         assert store.query("SELECT status FROM runs")["status"].tolist() == ["ok"]

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from harness.fingerprints import file_sha256
-from harness.groundtruth import masks_sha256
-from harness.synth import chest, cohort, dental, dental_cohort
+from harness.core.fingerprints import file_sha256
+from harness.data.groundtruth import masks_sha256
+from harness.data.synth import chest, cohort, dental, dental_cohort
 
 
 def _changes(render, masks, scene, findings):
@@ -60,8 +60,8 @@ def _boxes(path):
 def test_boxes_are_the_connected_regions_of_the_masks_and_the_board_holds_their_hashes(request, board):
     """On the reduced boards, generated here by the same code as the shipped ones (whose
     files are checked against their frozen hashes whenever a run loads them)."""
-    from harness.boards import load_board
-    from harness.loading import load_manifest
+    from harness.boards.files import load_board
+    from harness.data.loading import load_manifest
 
     board = load_board(request.getfixturevalue(board))
     spec = board.ground_truth

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from harness.cli import main
-from harness.latency import LatencyConfig, measure, peak_memory
-from harness.protocol import Method, MethodCard, Prediction
-from harness.store import ResultStore
+from harness.api.protocol import Method, MethodCard, Prediction
+from harness.cli.main import main
+from harness.results.store import ResultStore
+from harness.run.latency import LatencyConfig, measure, peak_memory
 
 CPU = torch.device("cpu")
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from harness.leaderboard import assemble
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
-from harness.registry import register
-from harness.runner import run_bench
-from harness.significance import delong_test
-from harness.store import ResultStore
+from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.api.registry import register
+from harness.results.leaderboard import assemble
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
+from harness.scoring.significance import delong_test
 
 
 @register
@@ -105,7 +105,7 @@ def _runs(rows):
 
 
 def test_methods_with_several_seeds_rank_on_their_mean_not_their_luckiest_seed():
-    from harness.leaderboard import ranked_runs, seed_statistics
+    from harness.results.leaderboard import ranked_runs, seed_statistics
 
     runs = _runs([
         ("a0", "a", "a", 0, 0.90, 1), ("a1", "a", "a", 1, 0.50, 2), ("a2", "a", "a", 2, 0.60, 3),

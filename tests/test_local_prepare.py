@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from harness.adapters.base import NIH_COLUMNS
-from harness.adapters.nih import read_nih
-from harness.cli import main
-from harness.errors import XRBenchError
-from harness.runner import run_bench
-from harness.splits import anomaly_split, write_manifest
-from harness.store import ResultStore
+from harness.boards.splits import anomaly_split, write_manifest
+from harness.cli.main import main
+from harness.core.errors import XRBenchError
+from harness.data.adapters.base import NIH_COLUMNS
+from harness.data.adapters.nih import read_nih
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
 
 
 def _nih_copy(root, n_patients=40):
@@ -113,7 +113,7 @@ def test_a_clean_copy_runs_under_the_board_hash(nih_project, tmp_path):
 
 
 def _chexpert_copy(root, n_patients=70):
-    from harness.adapters.chexpert_labels import OBSERVATIONS
+    from harness.data.adapters.chexpert_labels import OBSERVATIONS
 
     rng = np.random.default_rng(1)
     rows = []
@@ -141,8 +141,8 @@ def _chexpert_copy(root, n_patients=70):
 
 
 def test_licensed_board_commits_ids_only_and_checks_the_labels_hash(tmp_path, monkeypatch):
-    from harness.errors import ManifestHashMismatch
-    from harness.splits import ID_COLUMNS
+    from harness.boards.splits import ID_COLUMNS
+    from harness.core.errors import ManifestHashMismatch
 
     copy, project = tmp_path / "chexpert", tmp_path / "project"
     _chexpert_copy(copy)

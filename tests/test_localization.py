@@ -8,8 +8,8 @@ import pytest
 from reference import region_aupro
 from sklearn.metrics import roc_auc_score
 
-from harness.groundtruth import mask_boxes, masks_sha256, resize_mask
-from harness.localization import (
+from harness.data.groundtruth import mask_boxes, masks_sha256, resize_mask
+from harness.scoring.localization import (
     Pixels,
     Pooled,
     Resampled,

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
-from harness.losses import class_weights, focal_loss, multilabel_loss, positive_weights
+from harness.components.losses import class_weights, focal_loss, multilabel_loss, positive_weights
 
 
 def _batch(seed: int = 0):

@@ -9,11 +9,11 @@ from conftest import check_clean_auroc
 from sklearn.covariance import LedoitWolf
 from sklearn.svm import OneClassSVM
 
-from harness.loading import split_batches
-from harness.protocol import FitContext
-from harness.registry import discover, get_method
-from harness.runner import prepare, run_bench
-from harness.testing import check_method
+from harness.api.protocol import FitContext
+from harness.api.registry import discover, get_method
+from harness.conformance.checks import check_method
+from harness.run.batches import split_batches
+from harness.run.runner import prepare, run_bench
 
 SHIPPED = sorted(n for n, cls in discover().items() if cls.__module__.startswith("methods."))
 NEEDS_REAL_WEIGHTS = {"clip-zero-shot"}  # checked on a tiny saved CLIP model in test_clip.py
@@ -58,7 +58,7 @@ def test_variants_share_one_implementation():
 
 def test_gaussian_scorer_matches_scikit_learn():
     rng = np.random.default_rng(0)
-    from harness.scorers import GaussianScorer
+    from harness.components.scorers import GaussianScorer
 
     normal, queries = rng.normal(size=(50, 80)), rng.normal(size=(7, 80)) * 2
     expected = np.sqrt(LedoitWolf().fit(normal).mahalanobis(queries))
@@ -69,7 +69,7 @@ def test_ocsvm_scorer_is_minus_the_decision_function():
     rng = np.random.default_rng(1)
     from sklearn.preprocessing import StandardScaler
 
-    from harness.scorers import OneClassSVMScorer
+    from harness.components.scorers import OneClassSVMScorer
 
     normal, queries = rng.normal(size=(60, 5)), rng.normal(size=(9, 5)) * 3
     scaler = StandardScaler().fit(normal)
@@ -81,7 +81,7 @@ def test_ocsvm_scorer_is_minus_the_decision_function():
 
 def test_knn_scorer_matches_brute_force():
     rng = np.random.default_rng(2)
-    from harness.scorers import KNNScorer
+    from harness.components.scorers import KNNScorer
 
     normal, queries = rng.normal(size=(40, 6)).astype(np.float32), rng.normal(size=(5, 6)).astype(np.float32)
     d = np.sqrt(((queries[:, None] - normal[None]) ** 2).sum(-1))
@@ -103,8 +103,8 @@ def test_padim_gaussians_equal_numpy_mean_and_covariance(tiny_board, tmp_path):
 
 
 def test_check_method_catches_an_unseeded_method():
-    from harness.protocol import Method, MethodCard, Prediction
-    from harness.testing import MethodCheckError
+    from harness.api.protocol import Method, MethodCard, Prediction
+    from harness.conformance.checks import MethodCheckError
 
     class Unseeded(Method):
         card = MethodCard("test-unseeded", "test", "-", "-", "-")
@@ -120,8 +120,8 @@ def test_check_method_catches_an_unseeded_method():
 
 
 def test_check_method_catches_missing_maps_and_weights_without_a_hash():
-    from harness.protocol import Method, MethodCard, Prediction, WeightsInfo
-    from harness.testing import MethodCheckError
+    from harness.api.protocol import Method, MethodCard, Prediction, WeightsInfo
+    from harness.conformance.checks import MethodCheckError
 
     class NoHash(Method):
         card = MethodCard("test-no-hash", "test", "-", "-", "-")

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 
-from harness.metrics import auroc, best_f1_threshold, binary_metrics, cluster_bootstrap, sensitivity_at_specificity
+from harness.scoring.metrics import (
+    auroc,
+    best_f1_threshold,
+    binary_metrics,
+    cluster_bootstrap,
+    sensitivity_at_specificity,
+)
 
 
 @pytest.fixture

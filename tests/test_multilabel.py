@@ -10,14 +10,14 @@ import torch
 from conftest import publish
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from harness.boards import load_board
-from harness.errors import MethodOutputError, XRBenchError
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
-from harness.registry import register
-from harness.runner import run_bench
-from harness.splits import patient_split, target_matrix
-from harness.store import ResultStore
-from harness.tasks.multilabel import compare_multilabel, fit_calibrators, multilabel_metrics
+from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.api.registry import register
+from harness.boards.files import load_board
+from harness.boards.splits import patient_split, target_matrix
+from harness.core.errors import MethodOutputError, XRBenchError
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
+from harness.scoring.multilabel import compare_multilabel, fit_calibrators, multilabel_metrics
 
 NAMES = ("A", "B", "C")
 FAST_SUPERVISED = {"epochs": "1", "augment": "0"}
@@ -55,7 +55,7 @@ def test_macro_and_per_finding_values_equal_scikit_learn():
 def test_auprc_intervals_equal_the_copy_loop_skipping_a_resample_for_every_finding():
     """A resample in which one finding loses a class is skipped for all findings; the counted
     per-finding values are scikit-learn's on the copied images, bit for bit."""
-    from harness.resampling import patient_resamples
+    from harness.scoring.resampling import patient_resamples
 
     targets, logits, groups = _data(n=60, seed=2)
     logits = np.round(logits, 1)
@@ -81,8 +81,8 @@ def test_the_decision_metrics_and_sensitivity_equal_scikit_learn_on_every_copied
     specificity: point values and every resample's value equal scikit-learn on the copies."""
     from sklearn.metrics import f1_score, precision_score, recall_score, roc_curve
 
-    from harness.resampling import patient_resamples
-    from harness.tasks.multilabel import DETAILED_METRICS, validation_thresholds
+    from harness.scoring.multilabel import DETAILED_METRICS, validation_thresholds
+    from harness.scoring.resampling import patient_resamples
 
     targets, logits, groups = _data(n=90, seed=5)
     logits = np.round(logits, 1)  # ties
@@ -124,8 +124,8 @@ def test_the_decision_metrics_and_sensitivity_equal_scikit_learn_on_every_copied
 def test_micro_auroc_aurc_and_thresholds_of_a_clean_evaluation(tiny_multilabel_board):
     from sklearn.metrics import roc_auc_score
 
-    from harness.selective import risk_coverage
-    from harness.tasks.multilabel import MultilabelTask
+    from harness.scoring.multilabel import MultilabelTask
+    from harness.scoring.selective import risk_coverage
 
     board = load_board(tiny_multilabel_board)
     targets, logits, groups = _data(n=120, seed=6)
@@ -265,7 +265,7 @@ def test_supervised_training_is_deterministic_and_compares(tiny_multilabel_board
         a, b = (store.run(r.run_id) for r in runs)
         assert a["predictions_sha256"] == b["predictions_sha256"]
         assert a["weights_sha256"] == b["weights_sha256"] and a["weights_id"] == "none+trained"
-        from harness.compare import compare_runs
+        from harness.results.compare import compare_runs
 
         same = compare_runs(store, runs[0].run_id, runs[1].run_id, n_resamples=100)
         other = compare_runs(store, runs[0].run_id, random.run_id, n_resamples=100)
@@ -286,11 +286,11 @@ def test_compare_multilabel_separates_a_good_from_a_random_model():
 
 @pytest.mark.parametrize("exact_float32_below", [2**23, 0])  # the float32 path, and the float64 one
 def test_counted_bootstrap_aurocs_equal_ranking_the_resampled_copies(exact_float32_below, monkeypatch):
-    import harness.counted
-    from harness.metrics import auroc, bootstrap_aurocs
-    from harness.resampling import patient_resamples
+    import harness.scoring.counted
+    from harness.scoring.metrics import auroc, bootstrap_aurocs
+    from harness.scoring.resampling import patient_resamples
 
-    monkeypatch.setattr(harness.counted, "FLOAT32_EXACT_LIMIT", exact_float32_below)
+    monkeypatch.setattr(harness.scoring.counted, "FLOAT32_EXACT_LIMIT", exact_float32_below)
     targets, logits, groups = _data(n=120)
     logits = np.round(logits, 1)  # ties within and across classes
     fast = bootstrap_aurocs(targets, logits, groups, 40, seed=7)
@@ -308,7 +308,7 @@ def test_supervised_training_survives_a_last_batch_of_one_image(tiny_multilabel_
     board = tmp_path / "tiny-cls.toml"
     text = tiny_multilabel_board.read_text().replace("batch_size = 16", f"batch_size = {train_size - 1}")
     board.write_text(text.replace('split_manifest = "', f'split_manifest = "{tiny_multilabel_board.parent}/'))
-    from harness.runner import load_board_data
+    from harness.run.runner import load_board_data
 
     assert len(load_board_data(load_board(board)).splits["train"]) == train_size
     result = run_bench("supervised", board, params=FAST_SUPERVISED, db=tmp_path / "r.duckdb", corruptions=False)
@@ -320,8 +320,8 @@ def test_uncertainty_rows_against_an_independent_computation():
     first, against scikit-learn and a loop over coverages."""
     from sklearn.metrics import roc_auc_score
 
-    from harness.tasks.base import Fitted
-    from harness.uncertainty import uncertainty_rows
+    from harness.scoring.evaluation import Fitted
+    from harness.scoring.uncertainty import uncertainty_rows
 
     targets, logits, _ = _data(n=80, seed=7)
     gen = np.random.default_rng(0)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.coreset import FullSelection, PrunedSelection, greedy_coreset, project
-from harness.neighbors import NearestNeighbors
+from harness.components.coreset import FullSelection, PrunedSelection, greedy_coreset, project
+from harness.components.neighbors import NearestNeighbors
 
 
 def test_faiss_distances_match_brute_force():
@@ -81,7 +81,7 @@ def test_pruned_selection_chooses_what_computing_every_distance_chooses(seed):
 
 
 def test_torch_search_matches_faiss_and_ignores_autocast():
-    from harness.neighbors import NearestNeighbors, TorchNearestNeighbors
+    from harness.components.neighbors import NearestNeighbors, TorchNearestNeighbors
 
     gen = torch.Generator().manual_seed(0)
     bank, queries = torch.randn(500, 48, generator=gen), torch.randn(300, 48, generator=gen)

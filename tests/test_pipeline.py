@@ -9,15 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.cli import main
-from harness.errors import DataIntegrityError, MethodOutputError, UnknownRunError, XRBenchError
-from harness.fingerprints import predictions_sha256
-from harness.maps import decode, maps_sha256
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
-from harness.registry import register
-from harness.rescore import rescore_run
-from harness.runner import run_bench
-from harness.store import ResultStore
+from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.api.registry import register
+from harness.cli.main import main
+from harness.core.errors import DataIntegrityError, MethodOutputError, UnknownRunError, XRBenchError
+from harness.core.fingerprints import predictions_sha256
+from harness.core.maps import decode, maps_sha256
+from harness.results.rescore import rescore_run
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
 
 
 class _Fixed(Method):
@@ -184,8 +184,8 @@ def test_maps_are_kept_for_clean_images_and_the_case_study_downsampled_as_float1
     )
     assert (all_maps[["channels", "height", "width"]].to_numpy() == [1, 64, 64]).all()  # 64 px board: kept as is
     assert result.maps_bytes == len(all_maps) * 64 * 64 * 2
-    from harness.boards import load_board
-    from harness.loading import load_board_data
+    from harness.boards.files import load_board
+    from harness.data.loading import load_board_data
 
     test = load_board_data(load_board(tiny_board)).splits["test"]
     expected = (test.images[:, 0].double() / 255) ** 2
@@ -213,8 +213,8 @@ def test_large_maps_are_area_averaged_to_64_and_large_values_survive(tiny_board,
     run = run_bench("test-large-maps", tiny_board, db=db, device="cpu", corruptions=False).run_id
     with ResultStore(db) as store:
         row = store.maps(run, "val").iloc[0]
-    from harness.boards import load_board
-    from harness.loading import load_board_data
+    from harness.boards.files import load_board
+    from harness.data.loading import load_board_data
 
     val = load_board_data(load_board(tiny_board)).splits["val"]
     image = val.images[val.meta["image_id"].tolist().index(row["image_id"]), 0].double().numpy() / 255
@@ -260,8 +260,8 @@ def test_runs_record_the_task_card_and_code_of_their_method(tiny_board, tmp_path
     run = run_bench("knn", tiny_board, db=db, device="cpu", corruptions=False).run_id
     with ResultStore(db) as store:
         row = store.run(run)
-    from harness.fingerprints import file_sha256
-    from harness.paths import REPO_ROOT
+    from harness.core.fingerprints import file_sha256
+    from harness.core.paths import REPO_ROOT
 
     assert row["task"] == "anomaly" and json.loads(row["method_card"])["name"] == "knn"
     assert json.loads(row["method_code"]) == {"files": {"methods/knn.py": file_sha256(REPO_ROOT / "methods/knn.py")}}
@@ -320,20 +320,20 @@ def test_the_site_builds_where_torch_cannot_be_imported(tiny_board, tmp_path):
         "        if name.split('.')[0] == 'torch':\n"
         "            raise ImportError('torch is not installed here')\n"
         "sys.meta_path.insert(0, NoTorch())\n"
-        "from harness.cli import main\n"
+        "from harness.cli.main import main\n"
         f"assert main(['site', '--db', {str(db)!r}, '--out', {str(tmp_path / 'site')!r}]) == 0\n"
         "print(sorted(m for m in sys.modules if m.startswith(('harness', 'methods'))))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     loaded = done.stdout
-    assert "harness.registry" not in loaded and "harness.runner" not in loaded and "methods" not in loaded
+    assert "harness.api.registry" not in loaded and "harness.run.runner" not in loaded and "methods" not in loaded
     page = next((tmp_path / "site" / "boards").glob("tiny-ad-*.html")).read_text()
     assert "patchcore" in page and "intensity" in page
 
 
 def test_leaderboard_ranks_ties_and_mce_are_assembled_and_stored(tiny_board, tmp_path):
-    from harness.leaderboard import assemble
+    from harness.results.leaderboard import assemble
 
     db = tmp_path / "r.duckdb"
     runs = {m: run_bench(m, tiny_board, db=db, device="cpu").run_id for m in ("intensity", "random")}

@@ -6,11 +6,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from harness import pretrain
-from harness.augment import cutpaste, gaussian_noise, random_view
-from harness.fingerprints import state_sha256
-from harness.pretrain import PretrainConfig, default_config, pretrained_weights, train_model
-from harness.protocol import FitContext, ImageBatches
+from harness.api.protocol import FitContext, ImageBatches
+from harness.components.augment import cutpaste, gaussian_noise, random_view
+from harness.components.pretrain import pretraining as pretrain
+from harness.components.pretrain.pretraining import PretrainConfig, default_config, pretrained_weights, train_model
+from harness.core.fingerprints import state_sha256
 
 
 def _train(n: int = 16, size: int = 32) -> ImageBatches:

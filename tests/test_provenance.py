@@ -4,7 +4,7 @@ import subprocess
 
 import torch
 
-from harness import provenance
+from harness.core import provenance
 
 
 def _git(repo, *args):

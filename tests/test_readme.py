@@ -4,7 +4,7 @@ import re
 import types
 from pathlib import Path
 
-from harness.runner import run_bench
+from harness.run.runner import run_bench
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.adapters.chexpert import read_chexpert
-from harness.adapters.packaged import FILES, metadata_root
-from harness.boards import load_board
-from harness.cli import main
-from harness.fingerprints import file_sha256
-from harness.splits import read_manifest, target_matrix
+from harness.boards.files import load_board
+from harness.boards.splits import read_manifest, target_matrix
+from harness.cli.main import main
+from harness.core.fingerprints import file_sha256
+from harness.data.adapters.chexpert import read_chexpert
+from harness.data.adapters.packaged import FILES, metadata_root
 
 pytest.importorskip("torchxrayvision")
 

@@ -22,11 +22,11 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from harness.leaderboard import assemble
-from harness.protocol import Method, MethodCard, Prediction
-from harness.registry import register
-from harness.runner import run_bench
-from harness.store import ResultStore
+from harness.api.protocol import Method, MethodCard, Prediction
+from harness.api.registry import register
+from harness.results.leaderboard import assemble
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
 
 EXACT = 1e-12
 
@@ -226,8 +226,8 @@ def test_localization_metrics_equal_independent_computations(anomaly_runs, tiny_
     """Pixel AUROC (scikit-learn, and its interval from the patient loop), AUPRO (region by
     region), best Dice, the pointing game and IoBB hits from the stored maps and the dataset's
     own mask and box files (64 px masks, 64 px maps: no resizing)."""
-    from harness.adapters.synthetic import dataset_folder
-    from harness.testing import TINY_DATASET
+    from harness.conformance.checks import TINY_DATASET
+    from harness.data.adapters.synthetic import dataset_folder
 
     db, run_id, _ = anomaly_runs
     manifest, stored = _manifest(tiny_board), _stored(db, run_id)
@@ -296,10 +296,10 @@ def test_localization_metrics_equal_independent_computations(anomaly_runs, tiny_
 def test_gallery_holds_the_largest_errors_at_the_threshold_and_the_case_study(anomaly_runs, tiny_board):
     from PIL import Image
 
-    from harness.adapters.synthetic import dataset_folder
-    from harness.boards import load_board
-    from harness.loading import load_board_data
-    from harness.testing import TINY_DATASET
+    from harness.boards.files import load_board
+    from harness.conformance.checks import TINY_DATASET
+    from harness.data.adapters.synthetic import dataset_folder
+    from harness.data.loading import load_board_data
 
     db, run_id, _ = anomaly_runs
     manifest = _manifest(tiny_board)

@@ -10,14 +10,14 @@ import pytest
 import torch
 from conftest import publish
 
-from harness.pretrain.mae import patchify
-from harness.protocol import FitContext, ImageBatches
-from harness.reconstruction import residual_map
-from harness.registry import get_method
-from harness.runner import run_bench
-from harness.store import ResultStore
-from harness.testing import _fit_and_predict
-from harness.training import SingleLoss, TrainConfig, train_cached
+from harness.api.protocol import FitContext, ImageBatches
+from harness.api.registry import get_method
+from harness.components.pretrain.mae import patchify
+from harness.components.reconstruction import residual_map
+from harness.components.training import SingleLoss, TrainConfig, train_cached
+from harness.conformance.checks import _fit_and_predict
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
 from methods.ae import ConvAE
 from methods.ddpm_recon import TRAIN_TIMESTEPS, denoising_steps, noise_to
 from methods.flowdiff_normalizer import normalizer_map, top_share_mean

@@ -1,8 +1,8 @@
 import pytest
 
-from harness import registry
-from harness.errors import ParameterError, UnknownMethodError, XRBenchError
-from harness.protocol import Method, MethodCard
+from harness.api import registry
+from harness.api.protocol import Method, MethodCard
+from harness.core.errors import ParameterError, UnknownMethodError, XRBenchError
 
 
 def test_shipped_methods_are_discovered_with_cards():
@@ -110,8 +110,8 @@ def test_plugin_methods_record_their_distribution_and_version(monkeypatch):
 
 
 def test_methods_in_the_repository_record_their_source_files():
-    from harness.fingerprints import file_sha256
-    from harness.paths import REPO_ROOT
+    from harness.core.fingerprints import file_sha256
+    from harness.core.paths import REPO_ROOT
 
     origin = registry.method_origin(registry.get_method("cutpaste"))
     assert origin == {

@@ -10,15 +10,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from harness.boards import load_board
-from harness.cli import main
-from harness.errors import XRBenchError
-from harness.loading import load_board_data
-from harness.registry import get_method
-from harness.runner import run_bench
-from harness.saliency import Explainer
-from harness.store import ResultStore
-from harness.testing import _fit_and_predict
+from harness.api.registry import get_method
+from harness.boards.files import load_board
+from harness.cli.main import main
+from harness.conformance.checks import _fit_and_predict
+from harness.core.errors import XRBenchError
+from harness.data.loading import load_board_data
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
+from harness.run.saliency import Explainer
 
 
 def _fitted(name, board, **params):

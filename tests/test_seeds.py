@@ -7,11 +7,11 @@ from conftest import publish
 from scipy.stats import ttest_rel
 from sklearn.metrics import roc_auc_score
 
-from harness.cli import main
-from harness.errors import XRBenchError
-from harness.runner import run_bench
-from harness.seeds import compare_seeds
-from harness.store import ResultStore
+from harness.cli.main import main
+from harness.core.errors import XRBenchError
+from harness.results.seeds import compare_seeds
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
 
 
 @pytest.fixture(scope="module")

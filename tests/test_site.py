@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import publish
 
-from harness.runner import run_bench
-from harness.site import slug
-from harness.store import ResultStore
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
+from harness.site.builder import slug
 
 HOSTILE = "<script>alert('x')</script>"
 

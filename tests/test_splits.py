@@ -3,9 +3,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from harness.boards import load_board
-from harness.errors import ManifestHashMismatch, XRBenchError
-from harness.splits import anomaly_split, check_patient_disjoint, read_manifest, verify_manifest
+from harness.boards.files import load_board
+from harness.boards.splits import anomaly_split, check_patient_disjoint, read_manifest, verify_manifest
+from harness.core.errors import ManifestHashMismatch, XRBenchError
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def _entries(n_patients: int, seed: int = 0) -> pd.DataFrame:
 
 
 def test_a_boxed_test_split_holds_every_boxed_image_and_view_matched_normals():
-    from harness.splits import boxed_test_split
+    from harness.boards.splits import boxed_test_split
 
     entries = _entries(400)
     abnormal = entries[entries["label"] == 1]
@@ -119,7 +119,7 @@ def test_the_shipped_nih_localization_board_tests_every_boxed_image(tmp_path):
 
     import torchxrayvision
 
-    from harness.adapters.nih import read_bbox_list
+    from harness.data.adapters.nih import read_bbox_list
 
     board = load_board("nih-loc")
     verify_manifest(board.split_manifest, board.split_sha256)

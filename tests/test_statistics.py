@@ -15,9 +15,11 @@ from reference import aurc as reference_aurc
 from reference import pairwise_auroc, patient_loop_resamples, step_auprc
 from scipy.stats import norm
 
-from harness.boards import Board, DatasetSpec
-from harness.calibration import calibration_metrics, reliability_bins
-from harness.metrics import (
+from harness.boards.slices import slice_values
+from harness.boards.spec import Board, DatasetSpec
+from harness.scoring.anomaly import AnomalyTask, slice_masks
+from harness.scoring.calibration import calibration_metrics, reliability_bins
+from harness.scoring.metrics import (
     auroc,
     best_f1_threshold,
     binary_metric_fns,
@@ -27,12 +29,10 @@ from harness.metrics import (
     counted_samples,
     sensitivity_at_specificity,
 )
-from harness.resampling import Resamples
-from harness.robustness import corruption_errors, robustness_summary
-from harness.selective import risk_coverage
-from harness.significance import bootstrap_difference, delong_covariance, delong_test, paired_bootstrap
-from harness.tasks.anomaly import AnomalyTask, slice_masks
-from harness.tasks.base import slice_values
+from harness.scoring.resampling import Resamples
+from harness.scoring.robustness import corruption_errors, robustness_summary
+from harness.scoring.selective import risk_coverage
+from harness.scoring.significance import bootstrap_difference, delong_covariance, delong_test, paired_bootstrap
 
 # --- direct computations ------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ def test_counted_curves_cover_the_float64_path_chunks_and_single_image_patients(
     time must not depend on the chunk size."""
     from sklearn.metrics import average_precision_score
 
-    import harness.counted
+    import harness.scoring.counted
 
     y, scores, _ = correlated_tied_scores(4, 30, 90)
     groups = np.arange(len(y))  # one image per patient
@@ -138,9 +138,9 @@ def test_counted_curves_cover_the_float64_path_chunks_and_single_image_patients(
         if y[idx].min() != y[idx].max()
     ]
     for limit, chunk in ((0, 7), (2**23, 64)):
-        monkeypatch.setattr(harness.counted, "FLOAT32_EXACT_LIMIT", limit)
-        monkeypatch.setattr(harness.counted, "CURVE_CHUNK", chunk)
-        got = harness.counted.average_precisions(y[:, None], scores[:, None], resamples)[:, 0]
+        monkeypatch.setattr(harness.scoring.counted, "FLOAT32_EXACT_LIMIT", limit)
+        monkeypatch.setattr(harness.scoring.counted, "CURVE_CHUNK", chunk)
+        got = harness.scoring.counted.average_precisions(y[:, None], scores[:, None], resamples)[:, 0]
         np.testing.assert_array_equal(got, expected)
 
 

@@ -2,7 +2,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from harness.store import ResultStore
+from harness.results.store import ResultStore
 
 
 def _start(store: ResultStore, run_id: str) -> None:

@@ -10,17 +10,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import bundles as bundle_format
-from harness.bundles import PREDICTIONS, REPORTED, SUBMISSION, toml_text, write_bundle, write_parquet, write_sums
-from harness.cli import main
-from harness.errors import XRBenchError
-from harness.leaderboard import assemble
-from harness.rescore import rescore_run
-from harness.runner import run_bench
-from harness.site import build_site
-from harness.store import ResultStore
-from harness.submissions import import_verified
-from harness.verify import verify_bundle
+from harness.cli.main import main
+from harness.core.errors import XRBenchError
+from harness.results.leaderboard import assemble
+from harness.results.rescore import rescore_run
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
+from harness.site.builder import build_site
+from harness.submissions import bundles as bundle_format
+from harness.submissions.bundles import (
+    PREDICTIONS,
+    REPORTED,
+    SUBMISSION,
+    toml_text,
+    write_bundle,
+    write_parquet,
+    write_sums,
+)
+from harness.submissions.importing import import_verified
+from harness.submissions.verify import verify_bundle
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +223,7 @@ def tampered(bundle, boards, tmp_path):
 
 
 def _hash(frame):
-    from harness.fingerprints import predictions_sha256
+    from harness.core.fingerprints import predictions_sha256
 
     return predictions_sha256(frame)
 
@@ -242,7 +250,7 @@ def test_import_refuses_a_failed_bundle_and_flags_it_when_asked(bundle, boards, 
 
 
 def test_an_import_that_fails_halfway_writes_nothing(bundle, boards, tmp_path, monkeypatch):
-    import harness.submissions as submissions
+    import harness.submissions.importing as submissions
 
     real = submissions.insert_rows
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from conftest import publish
 
-from harness.boards import load_board
-from harness.errors import MethodOutputError, XRBenchError
-from harness.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
-from harness.registry import register
-from harness.runner import run_bench
-from harness.store import ResultStore
+from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
+from harness.api.registry import register
+from harness.boards.files import load_board
+from harness.core.errors import MethodOutputError, XRBenchError
+from harness.results.store import ResultStore
+from harness.run.runner import run_bench
 
 FAST_SUPERVISED = {"epochs": "1", "augment": "0"}
 
@@ -41,8 +41,8 @@ def test_supervised_training_options_train_different_weights_kept_apart_by_the_c
 def test_clahe_is_kornias_equalisation_before_the_backbone_input():
     import kornia
 
-    from harness.backbones import to_backbone_input
-    from harness.registry import create_method
+    from harness.api.registry import create_method
+    from harness.components.backbones import to_backbone_input
 
     gen = torch.Generator().manual_seed(0)
     images = 0.4 + 0.1 * torch.rand(2, 1, 64, 64, generator=gen)  # low contrast
@@ -56,7 +56,7 @@ def test_clahe_is_kornias_equalisation_before_the_backbone_input():
 
 def test_gradient_accumulation_equals_one_batch_as_large():
     """Two batches of 8 accumulated make the same AdamW step as one batch of 16."""
-    from harness.training import Precision, SingleLoss
+    from harness.components.training import Precision, SingleLoss
 
     gen = torch.Generator().manual_seed(0)
     images, targets = torch.randn(16, 6, generator=gen), torch.randn(16, 1, generator=gen)
@@ -79,7 +79,7 @@ def test_gradient_accumulation_equals_one_batch_as_large():
 
 
 def test_resolution_resizes_the_model_input():
-    from harness.registry import create_method
+    from harness.api.registry import create_method
 
     images = torch.rand(2, 1, 64, 64)
     assert create_method("supervised", {"resolution": "96"}).model_input(images).shape == (2, 3, 96, 96)
@@ -93,9 +93,9 @@ def test_mc_dropout_and_tta_store_variances_that_are_evaluated_rescored_and_veri
     carried through a submission bundle that verifies."""
     from sklearn.metrics import roc_auc_score
 
-    from harness.bundles import write_bundle
-    from harness.rescore import rescore_run
-    from harness.verify import verify_bundle
+    from harness.results.rescore import rescore_run
+    from harness.submissions.bundles import write_bundle
+    from harness.submissions.verify import verify_bundle
 
     db = tmp_path / "r.duckdb"
     params = FAST_SUPERVISED | {"dropout": "0.3", "mc_dropout": "3", "tta": "2"}
@@ -124,7 +124,7 @@ def test_mc_dropout_and_tta_store_variances_that_are_evaluated_rescored_and_veri
     assert v.ok, v.summary()
     assert not v.comparison["differs"].any()
     # The run page: the per-finding table with intervals, per-finding curves, both risk curves.
-    from harness.site import slug
+    from harness.site.builder import slug
 
     out = tmp_path / "site"
     publish(db, out)
@@ -146,7 +146,7 @@ def test_mc_dropout_without_dropout_is_refused(tiny_multilabel_board, tmp_path):
 
 
 def test_tta_views_are_seeded_small_and_never_flipped():
-    from harness.augment import tta_view
+    from harness.components.augment import tta_view
 
     images = torch.zeros(4, 1, 64, 64)
     images[:, :, :, :20] = 1.0  # a bright left third
@@ -161,8 +161,8 @@ def test_tta_views_are_seeded_small_and_never_flipped():
 def test_mc_dropout_samples_the_head_whatever_form_its_dropout_takes(backbone):
     """ResNet applies dropout functionally, DenseNet and ConvNeXt as modules: every form must be
     sampled, the same samples on a second call, the model left in eval mode."""
-    from harness.backbones import create_timm_model
-    from harness.registry import create_method
+    from harness.api.registry import create_method
+    from harness.components.backbones import create_timm_model
 
     method = create_method("supervised", {"dropout": "0.5", "mc_dropout": "6"})
     method.model, _ = create_timm_model(backbone, "none", 0, 64, num_classes=3, drop_rate=0.5)

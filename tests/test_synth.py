@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.adapters.base import NIH_COLUMNS
-from harness.synth.chest import FINDINGS
-from harness.synth.cohort import ImageRecord, draw_cohort, render_record, write_dataset
+from harness.data.adapters.base import NIH_COLUMNS
+from harness.data.synth.chest import FINDINGS
+from harness.data.synth.cohort import ImageRecord, draw_cohort, render_record, write_dataset
 
 # SHA-256 over the first ten images (normal and abnormal, both sites) of cohort seed 0 at 64 px.
 # A change here changes every synthetic board's pixels: bump GENERATOR_VERSION and re-freeze

@@ -4,10 +4,10 @@ import numpy as np
 import pydicom
 from conftest import check_clean_auroc
 
-from harness.adapters import synthetic_dental
-from harness.boards import DatasetSpec
-from harness.runner import run_bench
-from harness.synth.dental_cohort import draw_cohort, write_dataset
+from harness.boards.spec import DatasetSpec
+from harness.data.adapters import synthetic_dental
+from harness.data.synth.dental_cohort import draw_cohort, write_dataset
+from harness.run.runner import run_bench
 
 
 def test_generation_is_deterministic_and_mixes_encodings(tmp_path):
@@ -24,7 +24,7 @@ def test_generation_is_deterministic_and_mixes_encodings(tmp_path):
 
 
 def test_findings_change_the_image_locally():
-    from harness.synth.dental import draw_acquisition, draw_finding, draw_patient, render_panoramic
+    from harness.data.synth.dental import draw_acquisition, draw_finding, draw_patient, render_panoramic
 
     patient = draw_patient(np.random.default_rng(0))
     acquisition = draw_acquisition(np.random.default_rng(1))
@@ -45,7 +45,7 @@ def test_dental_board_runs_end_to_end(tiny_dental_board, tmp_path):
 def test_the_board_refuses_a_dataset_with_other_pixels(tiny_dental_board):
     import pytest
 
-    from harness.errors import DataIntegrityError
+    from harness.core.errors import DataIntegrityError
 
     with pytest.raises(DataIntegrityError, match="content SHA-256"):
         synthetic_dental.prepare(
@@ -58,9 +58,9 @@ def test_parallel_decoding_equals_serial_and_reports_every_failure(tiny_dental_b
 
     import pytest
 
-    from harness.boards import load_board
-    from harness.data import decode_images
-    from harness.errors import DataIntegrityError
+    from harness.boards.files import load_board
+    from harness.core.errors import DataIntegrityError
+    from harness.data.cache import decode_images
 
     board = load_board(tiny_dental_board)
     source = synthetic_dental.prepare(board.dataset)

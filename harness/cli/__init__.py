@@ -1,0 +1,1 @@
+"""The `xrbench` command: parsing and printing over the stages."""

@@ -1,0 +1,241 @@
+"""The leaderboard of every board, assembled from the stored runs and stored back in the
+`leaderboard` table, which the site reads.
+
+Assembly is where results of several runs meet: which board edition (frozen split and dataset
+hashes) is current, each method's best run on it by the board's primary metric (for a method
+run with several seeds: its best configuration by the mean across seeds, shown by the run of
+the median seed), mean and standard deviation across seeds, ranks, tie
+marks (the task's paired test of each method's best run against the leader's) and corruption
+errors relative to the board's reference method. A run whose predictions no longer match
+their recorded hash is never ranked: it is listed with a flag.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.results.compare import tie_p_values
+from harness.core.errors import DataIntegrityError
+from harness.scoring.robustness import corruption_errors
+from harness.results.store import ResultStore, insert_rows, now
+
+TIE_ALPHA = 0.05
+# Runs that differ only in their seed: the same method, parameters, code, weights, precision
+# and device type. A method is ranked on the mean of its best such group across seeds.
+SEED_GROUP_COLUMNS = (
+    "method", "params", "method_code", "weights_id", "precision", "explain", "split_part(device, ':', 1)",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Edition:
+    """The board file a leaderboard ranks runs of, as the database recorded it."""
+
+    board: str
+    version: int | None
+    task: str
+    primary_metric: str
+    split_sha256: str
+    dataset_sha256: str | None
+    reference_method: str | None
+    description: str = ""
+    targets: tuple[str, ...] = ()
+
+
+def edition(store: ResultStore, board: str) -> Edition | None:
+    """The newest recorded edition of a board (highest version, then most recently recorded);
+    for a database written before editions were recorded, that of the board's latest run."""
+    rows = store.query(
+        "SELECT * FROM boards WHERE board = ? ORDER BY version DESC NULLS LAST, recorded_at DESC LIMIT 1", [board]
+    )
+    if not rows.empty:
+        r = rows.iloc[0]
+        targets = tuple(json.loads(r["targets"])) if isinstance(r["targets"], str) else ()
+        dataset = r["dataset_sha256"] if isinstance(r["dataset_sha256"], str) else None
+        return Edition(
+            board,
+            int(r["version"]),
+            r["task"],
+            r["primary_metric"],
+            r["split_sha256"],
+            dataset,
+            r["reference_method"] if isinstance(r["reference_method"], str) else None,
+            r["description"] or "",
+            targets,
+        )
+    runs = store.query(
+        "SELECT board_version, task, split_sha256, dataset_sha256, targets FROM runs WHERE board = ? "
+        "AND status = 'ok' ORDER BY finished_at DESC LIMIT 1",
+        [board],
+    )
+    if runs.empty:
+        return None
+    r = runs.iloc[0]
+    targets = tuple(json.loads(r["targets"])) if isinstance(r["targets"], str) else ()
+    version = None if pd.isna(r["board_version"]) else int(r["board_version"])
+    return Edition(board, version, r["task"], "auroc", r["split_sha256"], r["dataset_sha256"], None, "", targets)
+
+
+def edition_runs(store: ResultStore, ed: Edition) -> tuple[pd.DataFrame, int]:
+    """(ok runs ranked on the edition, number of ok runs on other editions). Without a dataset
+    hash (real datasets) the runs on the board's split with the latest run's dataset hash; with
+    none on the board's split, the latest run's split and dataset."""
+    runs = store.query(
+        "SELECT run_id, method, seed, finished_at, split_sha256, dataset_sha256, "
+        f"md5(concat_ws('|', {', '.join(f'coalesce({c}, chr(0))' for c in SEED_GROUP_COLUMNS)})) AS seed_group "
+        "FROM runs "
+        "WHERE board = ? AND status = 'ok' ORDER BY finished_at",
+        [ed.board],
+    )
+    if runs.empty:
+        return runs, 0
+    split, dataset = ed.split_sha256, ed.dataset_sha256
+    if dataset is None:
+        on_split = runs[runs["split_sha256"] == split]
+        latest = (on_split if not on_split.empty else runs).iloc[-1]
+        split, dataset = latest["split_sha256"], latest["dataset_sha256"]
+    current = (runs["split_sha256"] == split) & (runs["dataset_sha256"] == dataset)
+    return runs[current].reset_index(drop=True), int((~current).sum())
+
+
+def _primary_values(store: ResultStore, run_ids: list[str], metric: str) -> pd.DataFrame:
+    return store.query(
+        "SELECT run_id, value, ci_low, ci_high FROM metrics WHERE condition = 'clean' AND slice = 'all' "
+        "AND metric = ? AND run_id IN (SELECT unnest(?))",
+        [metric, run_ids],
+    ).set_index("run_id")
+
+
+def _condition_aurocs(store: ResultStore, run_ids: list[str]) -> dict[str, dict[tuple[str, int], float]]:
+    rows = store.query(
+        "SELECT run_id, condition, severity, value FROM metrics WHERE slice = 'all' AND metric = 'auroc' "
+        "AND run_id IN (SELECT unnest(?))",
+        [run_ids],
+    )
+    out: dict[str, dict[tuple[str, int], float]] = {r: {} for r in run_ids}
+    for r in rows.itertuples():
+        out[r.run_id][(r.condition, int(r.severity))] = float(r.value)
+    return out
+
+
+def _corruption_errors(runs: pd.DataFrame, aurocs: dict, reference_method: str | None) -> pd.DataFrame:
+    """mCE and relative mCE of each run against the newest run of the reference method that was
+    measured on every condition of it (the reference method against itself)."""
+    references = runs[runs["method"] == reference_method].sort_values("finished_at", ascending=False)
+    rows = []
+    for r in runs.itertuples():
+        needed = set(aurocs[r.run_id])
+        if r.method == reference_method:
+            ref_id = r.run_id
+        else:
+            ref_id = next((x for x in references["run_id"] if needed <= set(aurocs[x])), None)
+        mce, relative = corruption_errors(aurocs[r.run_id], aurocs[ref_id]) if ref_id else (None, None)
+        rows.append({"run_id": r.run_id, "mce": mce, "relative_mce": relative, "reference_run_id": ref_id})
+    return pd.DataFrame(rows, columns=["run_id", "mce", "relative_mce", "reference_run_id"]).set_index("run_id")
+
+
+def _verified(store: ResultStore, run_ids: list[str]) -> dict[str, str | None]:
+    """run id -> None, or why it cannot be ranked: its predictions no longer match their hash,
+    or it is a submission that failed verification (imported with --unverified)."""
+    failed = store.query(
+        "SELECT run_id, failed_check, message FROM submissions WHERE status <> 'verified' "
+        "AND run_id IN (SELECT unnest(?))",
+        [run_ids],
+    )
+    flags: dict[str, str | None] = {
+        r.run_id: f"submission failed verification (check '{r.failed_check}'): {r.message}" for r in failed.itertuples()
+    }
+    for run_id in set(run_ids) - set(flags):
+        try:
+            store.predictions(run_id)
+            flags[run_id] = None
+        except DataIntegrityError as exc:
+            flags[run_id] = str(exc)
+    return flags
+
+
+def newest_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The newest run of each seed of each seed group: a seed run again replaces its older run."""
+    return runs.sort_values("finished_at", ascending=False).drop_duplicates(["seed_group", "seed"])
+
+
+def seed_statistics(rankable: pd.DataFrame) -> pd.DataFrame:
+    """Per rankable run: its seed group's number of seeds, mean and standard deviation (ddof 1)
+    of the primary metric across seeds, the newest run of each seed counting once."""
+    newest = newest_per_seed(rankable)
+    stats = newest.groupby("seed_group")["value"].agg(seeds="count", seed_mean="mean", seed_std="std")
+    per_run = rankable[["run_id", "seed_group"]].join(stats, on="seed_group")
+    return per_run.drop(columns="seed_group").set_index("run_id")
+
+
+def ranked_runs(rankable: pd.DataFrame) -> pd.DataFrame:
+    """One run per method, best first: of the method's seed group with the highest mean (then
+    the newest), the run of the median seed (the lower of the two middle ones), so that a
+    method with several seeds is neither ranked nor shown on its luckiest one."""
+    newest = newest_per_seed(rankable)
+    order = newest.assign(last=newest.groupby("seed_group")["finished_at"].transform("max"))
+    order = order.sort_values(["seed_mean", "last"], ascending=[False, False])
+    best_groups = order.drop_duplicates("method")["seed_group"]
+    picked = []
+    for group in best_groups:
+        members = newest[newest["seed_group"] == group].sort_values(["value", "seed"])
+        picked.append(members.iloc[(len(members) - 1) // 2])
+    return pd.DataFrame(picked, columns=rankable.columns)
+
+
+def assemble(store: ResultStore, board: str) -> pd.DataFrame:
+    """Rank the board's current edition and store the result (replacing the board's rows)."""
+    ed = edition(store, board)
+    if ed is None:
+        return pd.DataFrame()
+    runs, _ = edition_runs(store, ed)
+    ids = runs["run_id"].tolist()
+    flags = _verified(store, ids)
+    table = runs.join(_primary_values(store, ids, ed.primary_metric), on="run_id")
+    table = table.join(_corruption_errors(runs, _condition_aurocs(store, ids), ed.reference_method), on="run_id")
+    table["flag"] = table["run_id"].map(flags)
+    table["primary_metric"] = ed.primary_metric
+    rankable = table[table["flag"].isna() & table["value"].notna()]
+    table = table.join(seed_statistics(rankable), on="run_id")
+    best = ranked_runs(table.loc[table["run_id"].isin(rankable["run_id"])])
+    table["best"] = table["run_id"].isin(best["run_id"])
+    ranks = {run_id: k + 1 for k, run_id in enumerate(best["run_id"])}
+    table["rank"] = table["run_id"].map(ranks)
+    leaders_first = best["run_id"].tolist()
+    p_values = tie_p_values(store, ed.task, leaders_first, ed.primary_metric) if leaders_first else []
+    ties = dict(zip(leaders_first, p_values, strict=True))
+    table["tie_p"] = table["run_id"].map(ties)
+    table["tied"] = (table["tie_p"] >= TIE_ALPHA) & (table["rank"] > 1)
+    table["board"], table["assembled_at"] = board, now()
+    columns = ["board", "run_id", "method", "primary_metric", "value", "ci_low", "ci_high", "best", "rank", "tie_p"]
+    columns += ["tied", "mce", "relative_mce", "reference_run_id", "flag", "seeds", "seed_mean", "seed_std"]
+    columns += ["seed_group", "assembled_at"]
+    out = table[columns].sort_values(["rank", "value"], ascending=[True, False], na_position="last")
+    with store.transaction() as con:
+        con.execute("DELETE FROM leaderboard WHERE board = ?", [board])
+        insert_rows(con, "leaderboard", out)
+    return out.reset_index(drop=True)
+
+
+def assemble_all(store: ResultStore) -> list[str]:
+    """Assemble the leaderboard of every board with a completed run; returns their names."""
+    boards = store.query("SELECT DISTINCT board FROM runs WHERE status = 'ok' ORDER BY board")["board"].tolist()
+    for board in boards:
+        assemble(store, board)
+    stale = store.query("SELECT DISTINCT board FROM leaderboard WHERE board NOT IN (SELECT unnest(?))", [boards])
+    for board in stale["board"]:
+        store.con.execute("DELETE FROM leaderboard WHERE board = ?", [board])
+    return boards
+
+
+def run_entry(store: ResultStore, run_id: str) -> dict:
+    """A run's leaderboard row (rank, ties, mCE), or {} when it is not on a current edition."""
+    rows = store.query("SELECT * FROM leaderboard WHERE run_id = ?", [run_id])
+    if rows.empty:
+        return {}
+    row = rows.iloc[0].to_dict()
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}

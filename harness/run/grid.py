@@ -1,0 +1,271 @@
+"""`xrbench grid`: run methods x boards x seeds, resumably.
+
+Every cell has a key (`harness.run.runner.cell_key`: method, parameters and code, board edition,
+seed, device type, run options). A cell whose key has an `ok` run in the database is done and
+skipped; a failed one runs again; `force` re-runs everything. A cell that raises is recorded
+failed (by the run itself) and the grid goes on; Ctrl-C stops scheduling and keeps every
+finished run.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.api.registry import create_method, discover, get_method
+from harness.boards.files import load_board
+from harness.boards.spec import Board
+from harness.core.errors import ParameterError, XRBenchError
+from harness.results.store import ResultStore
+from harness.run.runner import cell_key, resolve_device, run_bench
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `xrbench bench` takes besides method, board and seed; the same for every cell."""
+
+    db: Path
+    device: str = "auto"
+    corruptions: bool = True
+    precision: str = "fp32"
+
+
+@dataclass
+class Cell:
+    method: str
+    board: str
+    seed: int
+    params: dict[str, Any]
+    key: str = ""
+    attempts: int = 0  # runs started in a worker process that died
+    state: str = "pending"  # pending | done (before the grid) | running | ok | failed | interrupted
+    run_id: str | None = None
+    seconds: float = 0.0
+    value: float | None = None  # the board's primary metric on the clean test split
+    error: str | None = None
+
+    def take_outcome(self, finished: Cell) -> None:
+        """Copy what a run of this cell in another process ended with."""
+        for name in ("state", "run_id", "seconds", "value", "error"):
+            setattr(self, name, getattr(finished, name))
+
+    @property
+    def name(self) -> str:
+        board = Path(self.board).stem if self.board.endswith(".toml") else self.board  # a board file's path
+        return f"{self.method} · {board} · seed {self.seed}"
+
+
+@dataclass
+class Plan:
+    cells: list[Cell] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # method, board, why
+
+
+def parse_overrides(pairs: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
+    """`method:key=value` options as method -> {key: value}; a method outside the grid is refused."""
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        method, sep, assignment = pair.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not sep or not eq or not key:
+            raise ParameterError(f"--param {pair!r}: expected METHOD:KEY=VALUE")
+        if method not in methods:
+            raise ParameterError(f"--param {pair!r}: method {method!r} is not in the grid ({', '.join(methods)})")
+        out.setdefault(method, {})[key] = value
+    return out
+
+
+def plan_grid(
+    methods: list[str] | None, boards: list[str], seeds: list[int] | None, overrides: dict[str, dict[str, str]],
+    options: RunOptions,
+) -> Plan:  # fmt: skip
+    """The cells of the grid, keyed; `methods=None` is every registered method that supports a
+    board's task (the others are listed as skipped with the reason); `seeds=None` is each
+    board's own seed."""
+    plan = Plan()
+    device = resolve_device("auto").type if options.device == "auto" else options.device  # cell_key keeps the type
+    registered = discover()
+    for board_name in boards:
+        board = load_board(board_name)
+        for method_name in methods if methods is not None else sorted(registered):
+            method = create_method(method_name, overrides.get(method_name))
+            if board.task not in method.card.tasks:
+                plan.skipped.append(
+                    (method_name, board.name, f"supports {', '.join(method.card.tasks)}, not {board.task}")
+                )
+                continue
+            for seed in seeds if seeds is not None else [board.seed]:
+                key = cell_key(board, method, seed, device, options.corruptions, options.precision, None)
+                plan.cells.append(Cell(method_name, board_name, seed, dict(overrides.get(method_name, {})), key))
+    return plan
+
+
+def mark_done(plan: Plan, db: Path, force: bool) -> None:
+    """Cells whose key has an ok run in the database are done (unless `force`)."""
+    if force or not db.exists():
+        return
+    with ResultStore(db) as store:
+        done = store.query("SELECT cell_key, max(run_id) AS run_id FROM runs WHERE status = 'ok' GROUP BY cell_key")
+    runs = dict(zip(done["cell_key"], done["run_id"], strict=True))
+    for cell in plan.cells:
+        if cell.key in runs:
+            cell.state, cell.run_id = "done", runs[cell.key]
+
+
+def primary_value(db: Path, run_id: str, board: Board) -> float | None:
+    with ResultStore(db) as store:
+        rows = store.query(
+            "SELECT value FROM metrics WHERE run_id = ? AND condition = 'clean' AND slice = 'all' AND metric = ?",
+            [run_id, board.primary_metric],
+        )
+    return None if rows.empty else float(rows["value"].iloc[0])
+
+
+def run_cell(cell: Cell, options: RunOptions) -> None:
+    """Run one cell in this process; its outcome is stored on the cell (and in the database)."""
+    cell.state, start = "running", time.perf_counter()
+    quiet = Console(file=io.StringIO())  # the grid shows its own table, not each run's bars
+    try:
+        result = run_bench(
+            cell.method, cell.board, seed=cell.seed, params=cell.params, db=options.db, device=options.device,
+            console=quiet, corruptions=options.corruptions, precision=options.precision,
+        )  # fmt: skip
+        cell.state, cell.run_id = "ok", result.run_id
+        cell.value = primary_value(options.db, result.run_id, load_board(cell.board))
+    except KeyboardInterrupt:
+        cell.state, cell.error = "interrupted", "interrupted (the run is marked failed)"
+        raise
+    except Exception as exc:  # any failure of a cell is recorded and the grid goes on
+        cell.state, cell.error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        cell.seconds = time.perf_counter() - start
+
+
+def run_grid(plan: Plan, options: RunOptions, on_change: Callable[[], None] = lambda: None, workers: int = 1) -> None:
+    """Run the pending cells, in order in this process or on `workers` processes (Ctrl-C
+    propagates after the running cells are marked failed). `harness.run.grid_ray` runs them on Ray."""
+    if workers > 1:
+        run_parallel(plan, options, workers, on_change)
+        return
+    for cell in plan.cells:
+        if cell.state != "pending":
+            continue
+        cell.state = "running"
+        on_change()
+        run_cell(cell, options)
+        on_change()
+
+
+def _start_worker(threads: int, gpus: Any, modules: list[str]) -> None:
+    """Each worker gets its share of the CPU threads, its own GPU when there are several, and
+    the methods registered outside `methods/` and plugins (by importing their modules)."""
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())
+    import importlib
+
+    import torch
+
+    torch.set_num_threads(threads)
+    for module in modules:
+        importlib.import_module(module)
+
+
+def registering_modules(cells: list[Cell]) -> list[str]:
+    """Modules a fresh process must import to know the cells' methods."""
+    modules = {get_method(c.method).__module__ for c in cells}
+    return sorted(m for m in modules if not m.startswith("methods.") and m != "__main__")
+
+
+def _cell_in_worker(cell: Cell, options: RunOptions) -> Cell:
+    run_cell(cell, options)
+    return cell
+
+
+def run_parallel(plan: Plan, options: RunOptions, workers: int, on_change: Callable[[], None]) -> None:
+    """Cells on `workers` fresh processes. A cell whose worker dies (killed, out of memory) is
+    run once more, then recorded failed; the other cells of a broken pool are simply resubmitted."""
+    context = multiprocessing.get_context("spawn")
+    gpus = _gpu_queue(context, options, workers)
+    workers = min(workers, gpus.qsize()) if gpus is not None else workers
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pending = [c for c in plan.cells if c.state == "pending"]
+    while pending:
+        broken = False
+        setup = (threads, gpus, registering_modules(pending))
+        with ProcessPoolExecutor(workers, context, _start_worker, setup) as pool:
+            futures = {pool.submit(_cell_in_worker, cell, options): cell for cell in pending}
+            for cell in pending:
+                cell.state = "queued"
+            on_change()
+            for future in as_completed(futures):
+                cell = futures[future]
+                try:
+                    finished = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    continue
+                cell.take_outcome(finished)
+                on_change()
+        pending = _after_broken_pool(plan, options.db) if broken else []
+        on_change()
+
+
+def _after_broken_pool(plan: Plan, db: Path) -> list[Cell]:
+    """Mark the runs the dead workers left `running` failed; their cells count an attempt (a
+    second one fails the cell), every other unfinished cell is resubmitted."""
+    with ResultStore(db) as store:
+        stale = store.stale_runs()
+        for run_id in stale:
+            store.fail_run(run_id, "its worker process died (killed, or out of memory)")
+        keys = set(store.query("SELECT cell_key FROM runs WHERE run_id IN (SELECT unnest(?))", [stale])["cell_key"])
+    again = []
+    for cell in (c for c in plan.cells if c.state in ("queued", "running")):
+        if cell.key in keys:
+            cell.attempts += 1
+            if cell.attempts >= 2:
+                cell.state, cell.error = "failed", "its worker process died twice (killed, or out of memory)"
+                continue
+        cell.state = "pending"
+        again.append(cell)
+    return again
+
+
+def _gpu_queue(context: Any, options: RunOptions, workers: int) -> Any:
+    """With several visible GPUs and a CUDA device, a queue of GPU indices: one worker per GPU."""
+    import torch
+
+    if not options.device.startswith(("cuda", "auto")) or torch.cuda.device_count() < 2:
+        return None
+    queue = context.Queue()
+    for index in range(min(workers, torch.cuda.device_count())):
+        queue.put(index)
+    return queue
+
+
+def counts(plan: Plan) -> dict[str, int]:
+    """Cells per state; cells done before the grid count as skipped."""
+    out: dict[str, int] = {}
+    for cell in plan.cells:
+        state = "skipped (done before)" if cell.state == "done" else cell.state
+        out[state] = out.get(state, 0) + 1
+    return out
+
+
+def split_list(text: str, what: str) -> list[str] | None:
+    """`all` -> None, else the comma-separated names."""
+    if text == "all":
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise XRBenchError(f"--{what}: give names separated by commas, or all")
+    return names

@@ -1,0 +1,1 @@
+"""Submission bundles: their format, verification and import into the results database."""

@@ -1,0 +1,442 @@
+"""Submission bundles: a stored run as files a pull request can carry, and reading them back.
+
+A bundle is a folder:
+
+    submission.toml      what was run: board edition, method, parameters, seed, code, weights
+    predictions.parquet  every prediction (validation and each test condition), scores only
+    maps.parquet         optional: the run's stored maps (needed to verify localization)
+    reported.json        the run's metrics as it computed them
+    SHA256SUMS           SHA-256 of each file above
+
+Predictions carry no labels and no patient ids: those come from the board's frozen manifest
+when the bundle is verified, so a bundle never redistributes a licensed dataset's labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from harness.core.errors import XRBenchError
+from harness.core.fingerprints import PREDICTION_KEY, file_sha256, predictions_sha256
+from harness.core.paths import project_root
+from harness.results.store import ResultStore
+
+FORMAT = 1
+SUBMISSION, PREDICTIONS, MAPS, REPORTED, SUMS = (
+    "submission.toml",
+    "predictions.parquet",
+    "maps.parquet",
+    "reported.json",
+    "SHA256SUMS",
+)
+REQUIRED_FILES = (SUBMISSION, PREDICTIONS, REPORTED, SUMS)
+MAX_BUNDLE_BYTES = 25 * 1024 * 1024
+"""A bundle larger than this is refused (a default PatchCore bundle is about 0.2 MB)."""
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+PREDICTION_COLUMNS = {"image_id": "VARCHAR", "split": "VARCHAR", "condition": "VARCHAR", "severity": "INTEGER"}
+SCORE_COLUMNS = {"anomaly": ("score", "DOUBLE"), "multilabel": ("scores", "DOUBLE[]")}
+VARIANCES = "variances"  # optional: the scores' variances, for methods that report them
+ROBUSTNESS_KEYS = (
+    "clean_auroc",
+    "mean_corrupted_auroc",
+    "worst_condition",
+    "worst_severity",
+    "worst_auroc",
+    "auroc_drop",
+)
+METRIC_KEYS = ("condition", "severity", "slice", "metric", "value", "ci_low", "ci_high", "n", "n_pos", "flag")
+
+
+class BundleError(XRBenchError):
+    """A bundle that cannot be written or read as a bundle."""
+
+
+def submissions_dir() -> Path:
+    return project_root() / "leaderboards" / "submissions"
+
+
+# --- the schema of submission.toml --------------------------------------------------------
+# key -> type, "?" marks an optional key, {..} a table, ("map", type) a table of any keys.
+STR, INT, BOOL = str, int, bool
+SCALAR = (str, int, float, bool)
+SCHEMA: dict[str, Any] = {
+    "format": INT,
+    "run_id": STR,
+    "seed": INT,
+    "device": STR,
+    "precision": STR,
+    "corruptions": BOOL,
+    "finished_at": STR,
+    "scoring_version": INT,
+    "predictions_sha256": STR,
+    "maps_sha256?": STR,
+    "explain?": STR,
+    "board": {
+        "name": STR,
+        "version": INT,
+        "task": STR,
+        "split_sha256": STR,
+        "dataset_sha256?": STR,
+        "targets?": ("list", STR),
+    },
+    "method": {
+        "name": STR,
+        "params": ("map", SCALAR),
+        "card": {
+            "name": STR,
+            "family": STR,
+            "description": STR,
+            "reference": STR,
+            "license": STR,
+            "learning": STR,
+            "produces_maps": BOOL,
+            "tasks": ("list", STR),
+        },
+    },
+    "code": {"commit": STR, "dirty?": BOOL, "files?": ("map", STR), "plugin?": ("map", STR)},
+    "weights": {"id": STR, "sha256?": STR},
+    "environment": {"python": STR, "torch": STR, "timm": STR, "xrbench": STR, "versions": ("map", STR)},
+}
+
+
+def check_schema(data: dict, schema: dict = SCHEMA, where: str = "") -> None:
+    """Refuse a missing key, an unknown key or a value of the wrong type, naming the key."""
+    wanted = {k.rstrip("?"): (spec, k.endswith("?")) for k, spec in schema.items()}
+    unknown = sorted(set(data) - set(wanted))
+    if unknown:
+        raise BundleError(f"{SUBMISSION}: unknown key {where}{unknown[0]}")
+    for key, (spec, optional) in wanted.items():
+        if key not in data:
+            if optional:
+                continue
+            raise BundleError(f"{SUBMISSION}: missing key {where}{key}")
+        _check_value(data[key], spec, f"{where}{key}")
+
+
+def _check_value(value: object, spec: object, key: str) -> None:
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise BundleError(f"{SUBMISSION}: {key} must be a table")
+        check_schema(value, spec, f"{key}.")
+        return
+    if isinstance(spec, tuple) and spec and spec[0] in ("list", "map"):
+        kind, inner = spec
+        items = value if kind == "list" else (value.values() if isinstance(value, dict) else None)
+        if not isinstance(value, list if kind == "list" else dict) or items is None:
+            raise BundleError(f"{SUBMISSION}: {key} must be a {'list' if kind == 'list' else 'table'}")
+        if not all(_is(v, inner) for v in items):
+            raise BundleError(f"{SUBMISSION}: {key} holds a value of the wrong type")
+        return
+    if not _is(value, spec):
+        names = spec.__name__ if isinstance(spec, type) else "a scalar"
+        raise BundleError(f"{SUBMISSION}: {key} must be {names}, not {type(value).__name__}")
+
+
+def _is(value: object, kind: object) -> bool:
+    if kind is int:  # TOML's booleans are not integers
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)  # type: ignore[arg-type]
+
+
+def toml_text(data: dict, prefix: str = "") -> str:
+    """`data` as TOML (scalars, lists of scalars and nested tables; None values are left out)."""
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if v is not None and not isinstance(v, dict)]
+    for key, table in ((k, v) for k, v in data.items() if isinstance(v, dict)):
+        name = f"{prefix}{_toml_key(key)}"
+        lines += ["", f"[{name}]", toml_text(table, f"{name}.").strip("\n")]
+    return "\n".join(line for line in lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+# --- writing a bundle ---------------------------------------------------------------------
+
+
+def submission_record(run: dict) -> dict:
+    """submission.toml's content from a stored run."""
+    code = json.loads(run["method_code"]) if isinstance(run.get("method_code"), str) else {}
+    if not code:
+        raise BundleError(f"run {run['run_id']} was stored before runs recorded their method's code; run it again")
+    if None in code.get("files", {}).values():
+        raise BundleError(
+            f"run {run['run_id']}: its method was not defined in a file; only file or plugin methods can be submitted"
+        )
+    card = json.loads(run["method_card"] or "{}")
+    env = {k: run[f"{k}_version"] for k in ("python", "torch", "timm", "xrbench")}
+    return {
+        "format": FORMAT,
+        "run_id": run["run_id"],
+        "seed": int(run["seed"]),
+        "device": run["device"],
+        "precision": run.get("precision") or "fp32",
+        "corruptions": False,  # set by write_bundle from the predictions
+        "finished_at": str(run["finished_at"]),
+        "scoring_version": int(run.get("scoring_version") or 1),
+        "predictions_sha256": "",  # set by write_bundle from the predictions
+        "maps_sha256": None,
+        "explain": run.get("explain") if isinstance(run.get("explain"), str) else None,
+        "board": {
+            "name": run["board"],
+            "version": int(run["board_version"]),
+            "task": run["task"],
+            "split_sha256": run["split_sha256"],
+            "dataset_sha256": _json_value(run["dataset_sha256"]) or None,
+            "targets": json.loads(run["targets"]) if isinstance(run.get("targets"), str) else None,
+        },
+        "method": {"name": run["method"], "params": run["params"], "card": card},
+        "code": {"commit": run["git_commit"], "dirty": _json_value(run.get("git_dirty")), **code},
+        "weights": {"id": run["weights_id"], "sha256": _json_value(run.get("weights_sha256")) or None},
+        "environment": {**env, "versions": json.loads(run.get("versions") or "{}")},
+    }
+
+
+def reported_record(store: ResultStore, run: dict) -> dict:
+    """reported.json's content: every metric the run stored, its validation-fitted values, its
+    robustness summary and what it measured of itself (timings, latency)."""
+    run_id = run["run_id"]
+    metrics = store.query(f"SELECT {', '.join(METRIC_KEYS)} FROM metrics WHERE run_id = ? ORDER BY ALL", [run_id])
+    robustness = store.query(f"SELECT {', '.join(ROBUSTNESS_KEYS)} FROM robustness WHERE run_id = ?", [run_id])
+    latency = store.query(
+        "SELECT * EXCLUDE (run_id, measured_at) FROM latency WHERE run_id = ? ORDER BY batch_size", [run_id]
+    )
+    timings = ("fit_seconds", "predict_seconds", "fit_peak_memory_bytes", "decode_ips", "cache_read_ips")
+    return {
+        "scoring_version": int(run.get("scoring_version") or 1),
+        "run_values": {k: _json_value(run.get(k)) for k in ("threshold", "temperature", "map_level")},
+        "metrics": _records(metrics),
+        "robustness": _records(robustness)[0] if not robustness.empty else {},
+        "measured": {k: _json_value(run.get(k)) for k in timings},
+        "latency": _records(latency),
+        "diagnostics": json.loads(run["diagnostics"]) if isinstance(run.get("diagnostics"), str) else None,
+    }
+
+
+def json_lines(record: dict) -> str:
+    """JSON with one line per key, and one line per item of a list: compact, and a changed
+    metric shows as one changed line."""
+    parts = []
+    for key in sorted(record):
+        value = record[key]
+        if isinstance(value, list) and value:
+            items = ",\n  ".join(json.dumps(item, sort_keys=True) for item in value)
+            parts.append(f"{json.dumps(key)}: [\n  {items}\n ]")
+        else:
+            parts.append(f"{json.dumps(key)}: {json.dumps(value, sort_keys=True)}")
+    return "{\n " + ",\n ".join(parts) + "\n}\n"
+
+
+def _json_value(value: object) -> object:
+    """JSON-safe: numpy scalars as Python ones, NaN and NA as null."""
+    if hasattr(value, "item"):
+        value = value.item()  # type: ignore[union-attr]
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    try:
+        if pd.isna(value):  # type: ignore[arg-type]
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def default_bundle_dir(run: dict) -> Path:
+    finished = pd.Timestamp(run["finished_at"])
+    return submissions_dir() / run["board"] / run["method"] / f"{finished:%Y%m%d}-{run['run_id'][-6:]}"
+
+
+def write_bundle(store: ResultStore, run_id: str, out: Path | None = None, maps: bool = False) -> Path:
+    """Write a run's bundle to `out` (default: `default_bundle_dir`), whole or not at all."""
+    run = store.run(run_id)
+    if run["status"] != "ok":
+        raise BundleError(f"run {run_id} has status {run['status']}; only completed runs can be submitted")
+    if isinstance(run.get("excluded_images"), str):
+        raise BundleError(f"run {run_id} left out images of the frozen manifest; a submission must cover every image")
+    out = Path(out) if out else default_bundle_dir(run)
+    if out.exists():
+        raise BundleError(f"{out} already exists; remove it or choose another --out")
+    if maps and not isinstance(run.get("maps_sha256"), str):
+        raise BundleError(f"run {run_id} kept no maps; submit it without --maps")
+    predictions = store.predictions(run_id)  # verified against the run's hash
+    record = submission_record(run)
+    record["corruptions"] = bool((predictions["condition"] != "clean").any())
+    record["predictions_sha256"] = predictions_sha256(predictions)  # the current scheme, whatever the run's
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
+    try:
+        score = SCORE_COLUMNS[record["board"]["task"]][0]
+        uncertain = [VARIANCES] if predictions[VARIANCES].notna().any() else []
+        write_parquet(store.con, predictions[[*PREDICTION_COLUMNS, score, *uncertain]], tmp / PREDICTIONS)
+        if maps:
+            write_parquet(store.con, store.maps(run_id), tmp / MAPS)
+            record["maps_sha256"] = run["maps_sha256"]
+        (tmp / SUBMISSION).write_text(toml_text(record))
+        (tmp / REPORTED).write_text(json_lines(reported_record(store, run)))
+        write_sums(tmp)
+        tmp.chmod(0o755)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_parquet(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, path: Path) -> None:
+    con.register("bundle_rows", frame)
+    try:
+        con.execute(f"COPY (SELECT * FROM bundle_rows) TO {_sql_path(path)} (FORMAT parquet, COMPRESSION zstd)")
+    finally:
+        con.unregister("bundle_rows")
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def write_sums(folder: Path) -> None:
+    """SHA256SUMS over every other file of the folder, in `sha256sum` format."""
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != SUMS)
+    (folder / SUMS).write_text("".join(f"{file_sha256(folder / name)}  {name}\n" for name in files))
+
+
+# --- reading a bundle ---------------------------------------------------------------------
+
+
+@dataclass
+class Bundle:
+    path: Path
+    submission: dict
+    reported: dict
+    predictions: pd.DataFrame
+    maps: pd.DataFrame | None
+
+    @property
+    def board(self) -> str:
+        return self.submission["board"]["name"]
+
+    @property
+    def method(self) -> str:
+        return self.submission["method"]["name"]
+
+    @property
+    def run_id(self) -> str:
+        return self.submission["run_id"]
+
+    def sums_sha256(self) -> str:
+        """Identifies the bundle's content (its checksum file covers every other file)."""
+        return file_sha256(self.path / SUMS)
+
+
+def read_layout(path: Path) -> Bundle:
+    """Check 1, layout and schema: the files, their size, submission.toml's keys and types,
+    reported.json's structure and the predictions' columns."""
+    if not path.is_dir():
+        raise BundleError(f"{path} is not a bundle folder")
+    names = {p.name for p in path.iterdir()}
+    missing = [f for f in REQUIRED_FILES if f not in names]
+    if missing:
+        raise BundleError(f"missing file {missing[0]}")
+    unexpected = sorted(names - {*REQUIRED_FILES, MAPS})
+    if unexpected:
+        raise BundleError(f"unexpected file {unexpected[0]} (a bundle holds {', '.join(REQUIRED_FILES)} and {MAPS})")
+    size = sum((path / n).stat().st_size for n in names)
+    if size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"the bundle is {size / 2**20:.1f} MiB, over the {MAX_BUNDLE_BYTES / 2**20:.0f} MiB limit")
+    submission = _read_submission(path / SUBMISSION)
+    reported = _read_reported(path / REPORTED)
+    task = submission["board"]["task"]
+    predictions = _read_parquet(
+        path / PREDICTIONS,
+        {**PREDICTION_COLUMNS, SCORE_COLUMNS[task][0]: SCORE_COLUMNS[task][1]},
+        optional={VARIANCES: "DOUBLE[]"},
+    )
+    maps = _read_parquet(path / MAPS, None) if MAPS in names else None
+    return Bundle(path, submission, reported, predictions, maps)
+
+
+def _read_submission(path: Path) -> dict:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{SUBMISSION} is not valid TOML: {exc}") from exc
+    check_schema(data)
+    if data["format"] != FORMAT:
+        raise BundleError(f"{SUBMISSION}: format {data['format']} is not one this xrbench reads ({FORMAT})")
+    for key, name in (("board", data["board"]["name"]), ("method", data["method"]["name"])):
+        if not NAME.match(name):
+            raise BundleError(f"{SUBMISSION}: {key} name {name!r} is not lower-case letters, digits and dashes")
+    if data["method"]["card"]["name"] != data["method"]["name"]:
+        raise BundleError(f"{SUBMISSION}: method.card.name is not the method's name {data['method']['name']!r}")
+    if data["board"]["task"] not in SCORE_COLUMNS:
+        raise BundleError(f"{SUBMISSION}: board.task must be one of {', '.join(SCORE_COLUMNS)}")
+    if ("files" in data["code"]) == ("plugin" in data["code"]):
+        raise BundleError(f"{SUBMISSION}: code needs exactly one of files (a method module) or plugin")
+    return data
+
+
+def _read_reported(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{REPORTED} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), list):
+        raise BundleError(f"{REPORTED}: needs a metrics list")
+    for k, row in enumerate(data["metrics"]):
+        if not isinstance(row, dict) or set(row) != set(METRIC_KEYS):
+            raise BundleError(f"{REPORTED}: metrics[{k}] must have exactly the keys {', '.join(METRIC_KEYS)}")
+    for key in ("run_values", "robustness"):
+        if not isinstance(data.get(key, {}), dict):
+            raise BundleError(f"{REPORTED}: {key} must be an object")
+    return data
+
+
+def _read_parquet(path: Path, columns: dict[str, str] | None, optional: dict[str, str] | None = None) -> pd.DataFrame:
+    """A parquet file's rows; with `columns` (and `optional` ones), refuses other column names
+    or types."""
+    with duckdb.connect() as con:
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_path(path)})").fetchall()
+            types = {row[0]: row[1] for row in described}
+            if columns is not None:
+                present = {name: kind for name, kind in (optional or {}).items() if name in types}
+                columns = {**columns, **present}
+                for name, kind in columns.items():
+                    if name not in types:
+                        raise BundleError(f"{path.name}: missing column {name}")
+                    if types[name] != kind and not (kind == "INTEGER" and types[name] in ("BIGINT", "SMALLINT")):
+                        raise BundleError(f"{path.name}: column {name} is {types[name]}, not {kind}")
+                extra = sorted(set(types) - set(columns))
+                if extra:
+                    raise BundleError(f"{path.name}: unexpected column {extra[0]}")
+            order = f" ORDER BY {', '.join(PREDICTION_KEY)}" if columns is not None else ""
+            return con.execute(f"SELECT * FROM read_parquet({_sql_path(path)}){order}").df()
+        except duckdb.Error as exc:
+            raise BundleError(f"{path.name} is not a readable parquet file: {exc}") from exc
