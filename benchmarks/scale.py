@@ -26,10 +26,10 @@ from rich.table import Table
 from harness.boards.files import load_board
 from harness.boards.spec import DatasetSpec
 from harness.boards.splits import anomaly_split
-from harness.conformance.checks import write_synthetic_board
+from harness.conformance.tiny import write_synthetic_board
 from harness.data.adapters import synthetic
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 IMAGES_PER_PATIENT = 1.7  # the synthetic cohort's mean (1 + Binomial(2, 0.35))
 
@@ -54,7 +54,7 @@ def stage_rows(board: Path, method: str, db: Path, corruptions: bool) -> dict[st
     rest of the run (scoring, calibration, maps, latency, storing)."""
     started = time.perf_counter()
     quiet = Console(file=io.StringIO())
-    result = run_bench(method, board, db=db, device="auto", console=quiet, corruptions=corruptions)
+    result = bench(method, board, db=db, device="auto", console=quiet, corruptions=corruptions)
     total = time.perf_counter() - started
     with ResultStore(db) as store:
         run = store.run(result.run_id)

@@ -7,9 +7,10 @@ import io
 import pytest
 from rich.console import Console
 
-from harness.conformance.checks import write_tiny_board
-from harness.run.grid import RunOptions, mark_done, plan_grid, run_grid
-from harness.run.runner import run_bench
+from harness.conformance.tiny import write_tiny_board
+from harness.run.grid import mark_done, plan_grid, run_grid
+from harness.run.runner import bench
+from harness.run.spec import RunOptions
 
 METHODS = ["intensity", "random", "knn"]
 
@@ -24,10 +25,10 @@ def boards(tmp_path_factory):
 
 
 def _grid(db, methods, boards, seeds, workers=1):
-    options = RunOptions(db, device="cpu", corruptions=False)
+    options = RunOptions(device="cpu", corruptions=False)
     plan = plan_grid(methods, boards, seeds, {}, options)
     mark_done(plan, db, force=False)
-    run_grid(plan, options, workers=workers)
+    run_grid(plan, db, workers=workers)
     assert all(c.state in ("ok", "done") for c in plan.cells)
 
 
@@ -35,7 +36,7 @@ def test_one_run_without_the_grid(benchmark, boards, tmp_path):
     seeds = iter(range(1000))
     quiet = Console(file=io.StringIO())
     benchmark.pedantic(
-        lambda: run_bench("intensity", boards[0], seed=next(seeds), db=tmp_path / "r.duckdb", device="cpu",
+        lambda: bench("intensity", boards[0], seed=next(seeds), db=tmp_path / "r.duckdb", device="cpu",
                           corruptions=False, console=quiet), rounds=5, warmup_rounds=1)  # fmt: skip
 
 
@@ -61,9 +62,9 @@ def test_grid_of_12_cells_on_ray(benchmark, boards, tmp_path):
     def on_ray(db):
         ray = connect(None, cpus=2)
         try:
-            options = RunOptions(db, device="cpu", corruptions=False)
+            options = RunOptions(device="cpu", corruptions=False)
             plan = plan_grid(METHODS, boards, [0, 1], {}, options)
-            run_on_ray(ray, plan, options, lambda: None)
+            run_on_ray(ray, plan, db, lambda: None)
         finally:
             shutdown(ray)
         assert all(c.state == "ok" for c in plan.cells)

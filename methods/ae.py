@@ -3,18 +3,17 @@ AE baseline of the MedIAnomaly benchmark, with its L2, L1 and SSIM variants)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from harness.api.protocol import MethodCard
+from harness.api.protocol import MethodCard, param
 from harness.api.registry import register, variant
 from harness.components.reconstruction import (
-    CHOICES,
-    DEFAULTS,
-    RANGES,
-    SMOKE,
     WIDTHS,
     ReconstructionMethod,
+    ReconstructionParams,
     bottleneck_side,
     down_path,
     up_path,
@@ -38,6 +37,11 @@ class ConvAE(nn.Module):
         return self.decoder(z)
 
 
+@dataclass(frozen=True)
+class AEParams(ReconstructionParams):
+    latent: int = param(128, low=1, help="units of the dense bottleneck")
+
+
 @register
 class AE(ReconstructionMethod):
     card = MethodCard(
@@ -49,12 +53,8 @@ class AE(ReconstructionMethod):
         "Medical Image Analysis 2025 (AE baseline)",
         license="Apache-2.0",
         produces_maps=True,
-        smoke_params=SMOKE,
-        ranges={**RANGES, "latent": (1, None)},
-        choices=CHOICES,
-        defaults={**DEFAULTS, "latent": 128},
+        params=AEParams,
     )
-    training_keys = ("latent",)
     halvings = len(WIDTHS)
 
     def network(self) -> nn.Module:

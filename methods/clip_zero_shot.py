@@ -3,7 +3,7 @@ radiograph prompts. Needs real CLIP weights; there is nothing to fit."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
@@ -13,9 +13,11 @@ from harness.api.protocol import (
     Method,
     MethodCard,
     ParameterError,
+    Params,
     Prediction,
     WeightsInfo,
     WeightsUnavailable,
+    param,
 )
 from harness.api.registry import register
 from harness.components.backbones import check_backbone, to_backbone_input
@@ -36,6 +38,18 @@ ABNORMAL_PROMPTS = (
 )
 
 
+@dataclass(frozen=True)
+class ClipZeroShotParams(Params):
+    model: str = param("ViT-B-32", weights=False, help="open_clip model name")
+    weights: str = param(
+        "openai", weights=False, help="an open_clip pretrained tag found in the local Hugging Face cache, or a file"
+    )
+    normal_prompts: str = param("|".join(NORMAL_PROMPTS), weights=False, help="'|'-separated prompts of normal images")
+    abnormal_prompts: str = param(
+        "|".join(ABNORMAL_PROMPTS), weights=False, help="'|'-separated prompts of abnormal images"
+    )
+
+
 @register
 class ClipZeroShot(Method):
     card = MethodCard(
@@ -47,16 +61,15 @@ class ClipZeroShot(Method):
         license="Apache-2.0",
         tasks=("anomaly",),
         learning="zero-shot",
-        defaults={
-            "model": "ViT-B-32",
-            "weights": "openai",
-            "normal_prompts": "|".join(NORMAL_PROMPTS),
-            "abnormal_prompts": "|".join(ABNORMAL_PROMPTS),
+        params=ClipZeroShotParams,
+        exceptions={
+            "fits": "needs real CLIP weights, which no test can download; tests/test_clip.py runs it on a tiny "
+            "CLIP model saved locally",
         },
     )
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
+    def check_params(cls, params: Params) -> None:
         if params["weights"] == "none":
             raise WeightsUnavailable(
                 "clip-zero-shot compares images with text prompts, which is meaningless with randomly "

@@ -9,17 +9,24 @@ each position of a new image scored against it, upsampled and smoothed.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from harness.api.protocol import FitContext, ImageBatches, Prediction
 from harness.api.registry import register
-from harness.components.embedding import image_maps
-from harness.components.features import build_extractor, global_embedding
+from harness.components.embedding import PatchParams, image_maps
+from harness.components.features import ExtractorParams, build_extractor, global_embedding
 from harness.components.scorers import GaussianScorer
 from methods.mahalanobis import Mahalanobis
+
+
+@dataclass(frozen=True)
+class CutPasteParams(ExtractorParams):
+    layers: str = ExtractorParams.redefault("layers", "4")
+    pretrain: str = ExtractorParams.redefault("pretrain", "cutpaste")
+    smoothing_sigma: float = PatchParams.redefault("smoothing_sigma", 4.0)
 
 
 @register
@@ -31,8 +38,7 @@ class CutPaste(Mahalanobis):
         "density on its final pooled embedding; maps from a Gaussian on its per-position features",
         reference="Li et al., CutPaste: Self-Supervised Learning for Anomaly Detection and Localization, CVPR 2021",
         produces_maps=True,
-        ranges={**Mahalanobis.card.ranges, "smoothing_sigma": (0.0, None)},
-        defaults={**Mahalanobis.card.defaults, "pretrain": "cutpaste", "layers": "4", "smoothing_sigma": 4.0},
+        params=CutPasteParams,
     )
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:

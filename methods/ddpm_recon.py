@@ -6,15 +6,16 @@ are reproducible and a clean and a corrupted image share it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from harness.api.protocol import FitContext, MethodCard, ParameterError
+from harness.api.protocol import FitContext, MethodCard, ParameterError, Params, param
 from harness.api.registry import register
-from harness.components.reconstruction import CHOICES, DEFAULTS, RANGES, SMOKE, ReconstructionMethod
+from harness.components.reconstruction import ReconstructionMethod, ReconstructionParams
 from harness.components.training import Objective, SingleLoss
 
 TRAIN_TIMESTEPS = 1000
@@ -47,6 +48,17 @@ def denoising_steps(t_star: int, steps: int) -> DDIMScheduler:
     return ddim
 
 
+@dataclass(frozen=True)
+class DDPMParams(ReconstructionParams):
+    epochs: int = ReconstructionParams.redefault("epochs", 20)
+    lr: float = ReconstructionParams.redefault("lr", 2e-4)
+    widths: str = param("16,32,32", smoke="16,16", help="channels of the U-Net's levels, comma-separated")
+    t_star: int = param(
+        250, low=1, high=TRAIN_TIMESTEPS - 1, smoke=100, weights=False, help="test images are noised to this step"
+    )
+    steps: int = param(5, low=1, smoke=2, weights=False, help="DDIM steps back from t_star to a reconstruction")
+
+
 @register
 class DDPMReconstruction(ReconstructionMethod):
     card = MethodCard(
@@ -59,15 +71,11 @@ class DDPMReconstruction(ReconstructionMethod):
         "Simplex Noise, CVPR Workshops 2022; Ho et al., DDPM, NeurIPS 2020",
         license="Apache-2.0",
         produces_maps=True,
-        smoke_params={**SMOKE, "widths": "16,16", "t_star": 100, "steps": 2},
-        ranges={**RANGES, "t_star": (1, TRAIN_TIMESTEPS - 1), "steps": (1, None)},
-        choices=CHOICES,
-        defaults={**DEFAULTS, "epochs": 20, "lr": 2e-4, "widths": "16,32,32", "t_star": 250, "steps": 5},
+        params=DDPMParams,
     )
-    training_keys = ("widths",)
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
+    def check_params(cls, params: Params) -> None:
         widths = _widths(params["widths"])
         if params["size"] % 2 ** (len(widths) - 1):
             raise ParameterError(f"size must be a multiple of {2 ** (len(widths) - 1)} for widths {params['widths']}")

@@ -3,22 +3,22 @@ same backbone, each standardised on the validation normals, then mixed."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from harness.api.protocol import FitContext, ImageBatches, MethodCard, Prediction
+from harness.api.protocol import FitContext, ImageBatches, MethodCard, Prediction, param
 from harness.api.registry import register
-from harness.components.embedding import PATCH_DEFAULTS, PATCH_RANGES, BackboneMethod, PatchBank, patch_prediction
-from harness.components.features import (
-    EXTRACTOR_CHOICES,
-    EXTRACTOR_DEFAULTS,
-    EXTRACTOR_RANGES,
-    EXTRACTOR_SMOKE,
-    build_extractor,
-    global_embedding,
-    patch_features,
-)
+from harness.components.embedding import BackboneMethod, PatchBank, PatchParams, patch_prediction
+from harness.components.features import build_extractor, global_embedding, patch_features
 from harness.components.scorers import KNNScorer, Standardiser
+
+
+@dataclass(frozen=True)
+class DualSpaceParams(PatchParams):
+    k: int = param(5, low=1, weights=False, help="nearest normal embeddings of the global kNN score")
+    global_weight: float = param(0.5, low=0.0, high=1.0, weights=False, help="weight of the global score in the mix")
 
 
 @register
@@ -34,10 +34,7 @@ class DualSpace(BackboneMethod):
         license="Apache-2.0",
         tasks=("anomaly",),
         produces_maps=True,
-        smoke_params=EXTRACTOR_SMOKE,
-        ranges={**EXTRACTOR_RANGES, **PATCH_RANGES, "k": (1, None), "global_weight": (0.0, 1.0)},
-        choices=EXTRACTOR_CHOICES,
-        defaults={**EXTRACTOR_DEFAULTS, **PATCH_DEFAULTS, "k": 5, "global_weight": 0.5},
+        params=DualSpaceParams,
     )
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:

@@ -23,6 +23,7 @@ normal validation images) are stored with the run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import kornia
@@ -38,9 +39,11 @@ from harness.api.protocol import (
     Method,
     MethodCard,
     ParameterError,
+    Params,
     Prediction,
     WeightsInfo,
     WeightsUnavailable,
+    param,
     state_sha256,
 )
 from harness.api.registry import register
@@ -193,7 +196,7 @@ class CurriculumObjective(Objective):
     """Generative losses (noise and velocity) throughout; the identity loss on normal images
     from `identity_start` of training on, weighted from 0 up to `lambda_id`."""
 
-    def __init__(self, normalizer: Normalizer, params: dict[str, Any]):
+    def __init__(self, normalizer: Normalizer, params: FlowDiffParams):
         self.normalizer, self.p = normalizer, params
         self.modules = normalizer.unet
         self.optimiser = torch.optim.AdamW(normalizer.unet.parameters(), lr=params["lr"])
@@ -223,6 +226,32 @@ class CurriculumObjective(Objective):
 # --- the method ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class FlowDiffParams(Params):
+    size: int = param(64, low=16, high=1024, smoke=32, help="internal resolution: trained and scored at this size")
+    vae: str = param(
+        "in-harness",
+        choices=("in-harness", "sd-vae-ft-mse"),
+        help="a small VAE trained here, or the Stable Diffusion VAE from the local Hugging Face cache (frozen)",
+    )
+    vae_epochs: int = param(10, low=1, smoke=1, help="training epochs of the in-harness VAE")
+    vae_lr: float = param(1e-3, low=1e-12, help="learning rate of the in-harness VAE")
+    epochs: int = param(20, low=1, smoke=2, help="training epochs of the latent U-Net")
+    lr: float = param(2e-4, low=1e-12, help="learning rate of the latent U-Net")
+    batch_size: int = param(32, low=2, smoke=8, help="training batch size")
+    noise_level: float = param(0.4, low=0.01, high=0.99, help="noise level a test latent is moved to first")
+    sample_steps: int = param(4, low=1, smoke=2, help="Euler steps back to t = 0")
+    sampler: str = param(
+        "both", choices=SAMPLERS, help="velocity: the flow head's, the diffusion head's, or their mean"
+    )
+    lambda_id: float = param(0.1, low=0.0, help="final weight of the identity constraint |G(x) - x|")
+    identity_start: float = param(0.7, low=0.0, high=1.0, help="share of training before the identity term ramps up")
+    ssim_weight: float = param(0.1, low=0.0, help="weight of the SSIM loss of the in-harness VAE")
+    w_grad: float = param(0.5, low=0.0, weights=False, help="weight of the gradient difference in the map")
+    w_lap: float = param(0.3, low=0.0, weights=False, help="weight of the Laplacian difference in the map")
+    score: str = param("top1", choices=("top1", "mean"), weights=False, help="mean of the map's top 1%, or its mean")
+
+
 @register
 class FlowDiffNormalizer(Method):
     card = MethodCard(
@@ -235,45 +264,11 @@ class FlowDiffNormalizer(Method):
         "Image Synthesis with Latent Diffusion Models, CVPR 2022",
         license="Apache-2.0",
         produces_maps=True,
-        smoke_params={"size": 32, "vae_epochs": 1, "epochs": 2, "batch_size": 8, "sample_steps": 2},
-        ranges={
-            "size": (16, 1024),
-            "vae_epochs": (1, None),
-            "epochs": (1, None),
-            "lr": (1e-12, None),
-            "vae_lr": (1e-12, None),
-            "batch_size": (2, None),
-            "noise_level": (0.01, 0.99),
-            "sample_steps": (1, None),
-            "lambda_id": (0.0, None),
-            "identity_start": (0.0, 1.0),
-            "ssim_weight": (0.0, None),
-            "w_grad": (0.0, None),
-            "w_lap": (0.0, None),
-        },
-        choices={"vae": ("in-harness", "sd-vae-ft-mse"), "sampler": SAMPLERS, "score": ("top1", "mean")},
-        defaults={
-            "size": 64,
-            "vae": "in-harness",
-            "vae_epochs": 10,
-            "vae_lr": 1e-3,
-            "epochs": 20,
-            "lr": 2e-4,
-            "batch_size": 32,
-            "noise_level": 0.4,
-            "sample_steps": 4,
-            "sampler": "both",
-            "lambda_id": 0.1,
-            "identity_start": 0.7,
-            "ssim_weight": 0.1,
-            "w_grad": 0.5,
-            "w_lap": 0.3,
-            "score": "top1",
-        },
+        params=FlowDiffParams,
     )
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
+    def check_params(cls, params: Params) -> None:
         factor = latent_factor(params)
         if params["size"] % (2 * factor):
             raise ParameterError(f"size must be a multiple of {2 * factor} with vae={params['vae']}")
@@ -289,10 +284,10 @@ class FlowDiffNormalizer(Method):
         with seeded(ctx.seed):
             unet = two_head_unet(p["size"] // latent_factor(p), 4)
         self.normalizer = Normalizer(vae, unet, scale, p["sampler"])
-        keys = ("size", "batch_size", "lr", "noise_level", "sample_steps", "sampler", "lambda_id", "identity_start")
-        key = {**{k: p[k] for k in keys}, "vae_sha256": self.vae_sha256, "scale": scale}
+        derived = {"vae_sha256": self.vae_sha256, "scale": scale}
         objective = CurriculumObjective(self.normalizer, p)
-        self.unet = train_cached(f"{self.card.name}-unet", key, objective, batches, TrainConfig(p["epochs"]), ctx)
+        config = TrainConfig(p["epochs"])
+        self.unet = train_cached(f"{self.card.name}-unet", p, objective, batches, config, ctx, derived=derived)
         self.normalizer.eval()
         self.identity = identity_diagnostics(self, val)
 
@@ -304,8 +299,7 @@ class FlowDiffNormalizer(Method):
         with seeded(ctx.seed):
             vae = small_vae()
         objective = SingleLoss(vae, lambda x, _l, gen, _t: vae_loss(vae, x, gen, p["ssim_weight"]), p["vae_lr"])
-        key = {k: p[k] for k in ("size", "batch_size", "vae_lr", "ssim_weight")}
-        trained = train_cached(f"{self.card.name}-vae", key, objective, batches, TrainConfig(p["vae_epochs"]), ctx)
+        trained = train_cached(f"{self.card.name}-vae", p, objective, batches, TrainConfig(p["vae_epochs"]), ctx)
         self.vae_record = trained
         return OwnVAE(trained.modules).eval(), trained.sha256
 

@@ -3,11 +3,18 @@ frozen backbone or one pretrained in-harness by a self-supervised algorithm."""
 
 from __future__ import annotations
 
-from harness.api.protocol import MethodCard
+from dataclasses import dataclass
+
+from harness.api.protocol import MethodCard, param
 from harness.api.registry import register, variant
 from harness.components.embedding import EmbeddingMethod
-from harness.components.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
+from harness.components.features import ExtractorParams
 from harness.components.scorers import KNNScorer, Scorer
+
+
+@dataclass(frozen=True)
+class KNNParams(ExtractorParams):
+    k: int = param(5, low=1, weights=False, help="nearest normal training embeddings averaged")
 
 
 @register
@@ -19,10 +26,7 @@ class KNN(EmbeddingMethod):
         reference="Bergman, Cohen & Hoshen, Deep Nearest Neighbor Anomaly Detection, arXiv:2002.10445 (2020)",
         license="Apache-2.0",
         tasks=("anomaly",),
-        smoke_params=EXTRACTOR_SMOKE,
-        ranges={**EXTRACTOR_RANGES, "k": (1, None)},
-        choices=EXTRACTOR_CHOICES,
-        defaults={**EXTRACTOR_DEFAULTS, "k": 5},
+        params=KNNParams,
     )
 
     def make_scorer(self) -> Scorer:

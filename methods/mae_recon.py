@@ -10,18 +10,18 @@ measures structure, not brightness. Map: the squared residual averaged within ea
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.api.protocol import FitContext, MethodCard, ParameterError
+from harness.api.protocol import FitContext, MethodCard, ParameterError, Params, param
 from harness.api.registry import register
 from harness.components.backbones import create_timm_model
 from harness.components.pretrain.common import PretrainConfig
 from harness.components.pretrain.mae import mae, masked_prediction, normalised_patches
-from harness.components.reconstruction import DEFAULTS, RANGES, SMOKE, ReconstructionMethod
+from harness.components.reconstruction import ReconstructionMethod, ReconstructionParams
 from harness.components.training import Objective, SingleLoss
 
 MASK_SEED = 0
@@ -41,6 +41,17 @@ def mask_groups(tokens: int, draws: int) -> list[torch.Tensor]:
     return list(order.tensor_split(draws))
 
 
+@dataclass(frozen=True)
+class MAEReconParams(ReconstructionParams):
+    epochs: int = ReconstructionParams.redefault("epochs", 30)
+    lr: float = ReconstructionParams.redefault("lr", 1.5e-4 * 4)
+    arch: str = param(
+        "vit_tiny_patch16_224", choices=("vit_tiny_patch16_224", "vit_small_patch16_224"), help="timm ViT"
+    )
+    patch: int = param(8, low=2, help="patch size in pixels at the internal resolution")
+    draws: int = param(4, low=2, smoke=2, help="mask draws per image; each masks 1 - 1/draws of the patches")
+
+
 @register
 class MAEReconstruction(ReconstructionMethod):
     card = MethodCard(
@@ -51,15 +62,11 @@ class MAEReconstruction(ReconstructionMethod):
         reference="He et al., Masked Autoencoders Are Scalable Vision Learners, CVPR 2022",
         license="Apache-2.0",
         produces_maps=True,
-        smoke_params={**SMOKE, "patch": 8, "draws": 2},
-        ranges={**RANGES, "patch": (2, None), "draws": (2, None)},
-        choices={"arch": ("vit_tiny_patch16_224", "vit_small_patch16_224")},
-        defaults={**DEFAULTS, "epochs": 30, "lr": 1.5e-4 * 4, "arch": "vit_tiny_patch16_224", "patch": 8, "draws": 4},
+        params=MAEReconParams,
     )
-    training_keys = ("arch", "patch", "draws")
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
+    def check_params(cls, params: Params) -> None:
         if params["size"] % params["patch"]:
             raise ParameterError(f"size ({params['size']}) must be a multiple of patch ({params['patch']})")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.api.protocol import MethodCard
 from harness.api.registry import register, variant
 from harness.components.embedding import EmbeddingMethod
-from harness.components.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
+from harness.components.features import ExtractorParams
 from harness.components.scorers import GaussianScorer, Scorer
 
 
@@ -19,10 +19,7 @@ class Mahalanobis(EmbeddingMethod):
         "Features for Anomaly Detection, ICPR 2020",
         license="Apache-2.0",
         tasks=("anomaly",),
-        smoke_params=EXTRACTOR_SMOKE,
-        ranges={**EXTRACTOR_RANGES},
-        choices=EXTRACTOR_CHOICES,
-        defaults=dict(EXTRACTOR_DEFAULTS),
+        params=ExtractorParams,
     )
 
     def make_scorer(self) -> Scorer:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from harness.api.protocol import MethodCard, ParameterError
+from harness.api.protocol import MethodCard, ParameterError, Params, param
 from harness.api.registry import register
 from harness.components.embedding import EmbeddingMethod
-from harness.components.features import EXTRACTOR_CHOICES, EXTRACTOR_DEFAULTS, EXTRACTOR_RANGES, EXTRACTOR_SMOKE
+from harness.components.features import ExtractorParams
 from harness.components.scorers import OneClassSVMScorer, Scorer
+
+
+@dataclass(frozen=True)
+class OCSVMParams(ExtractorParams):
+    nu: float = param(0.1, low=1e-6, high=1.0, weights=False, help="upper bound on the share of training outliers")
+    gamma: str = param(
+        "scale", weights=False, help="RBF kernel width: scale, auto (scikit-learn's) or a positive number"
+    )
 
 
 @register
@@ -21,14 +30,11 @@ class OCSVM(EmbeddingMethod):
         "Neural Computation 2001",
         license="Apache-2.0",
         tasks=("anomaly",),
-        smoke_params=EXTRACTOR_SMOKE,
-        ranges={**EXTRACTOR_RANGES, "nu": (1e-6, 1.0)},
-        choices=EXTRACTOR_CHOICES,
-        defaults={**EXTRACTOR_DEFAULTS, "nu": 0.1, "gamma": "scale"},
+        params=OCSVMParams,
     )
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
+    def check_params(cls, params: Params) -> None:
         super().check_params(params)
         gamma(params)
 

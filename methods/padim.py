@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from harness.api.protocol import FitContext, ImageBatches, MethodCard, Prediction
+from harness.api.protocol import FitContext, ImageBatches, MethodCard, Prediction, param
 from harness.api.registry import register
-from harness.components.embedding import BackboneMethod, image_maps
-from harness.components.features import (
-    EXTRACTOR_CHOICES,
-    EXTRACTOR_DEFAULTS,
-    EXTRACTOR_RANGES,
-    EXTRACTOR_SMOKE,
-    build_extractor,
-    patch_features,
-)
+from harness.components.embedding import BackboneMethod, PatchParams, image_maps
+from harness.components.features import ExtractorParams, build_extractor, patch_features
+
+
+@dataclass(frozen=True)
+class PaDiMParams(ExtractorParams):
+    layers: str = ExtractorParams.redefault("layers", "1,2,3")
+    channels: int = param(100, low=1, weights=False, help="channels kept, a seeded random subset of the stages' ones")
+    epsilon: float = param(0.01, low=1e-12, weights=False, help="added to each covariance's diagonal before inverting")
+    smoothing_sigma: float = PatchParams.redefault("smoothing_sigma", 4.0)
 
 
 @register
@@ -29,10 +32,7 @@ class PaDiM(BackboneMethod):
         license="Apache-2.0",
         tasks=("anomaly",),
         produces_maps=True,
-        smoke_params=EXTRACTOR_SMOKE,
-        ranges={**EXTRACTOR_RANGES, "channels": (1, None), "epsilon": (1e-12, None), "smoothing_sigma": (0.0, None)},
-        choices=EXTRACTOR_CHOICES,
-        defaults={**EXTRACTOR_DEFAULTS, "layers": "1,2,3", "channels": 100, "epsilon": 0.01, "smoothing_sigma": 4.0},
+        params=PaDiMParams,
     )
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:

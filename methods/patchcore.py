@@ -6,15 +6,8 @@ import torch
 
 from harness.api.protocol import FitContext, ImageBatches, MethodCard, Prediction
 from harness.api.registry import register
-from harness.components.embedding import PATCH_DEFAULTS, PATCH_RANGES, BackboneMethod, PatchBank, patch_prediction
-from harness.components.features import (
-    EXTRACTOR_CHOICES,
-    EXTRACTOR_DEFAULTS,
-    EXTRACTOR_RANGES,
-    EXTRACTOR_SMOKE,
-    build_extractor,
-    patch_features,
-)
+from harness.components.embedding import BackboneMethod, PatchBank, PatchParams, patch_prediction
+from harness.components.features import build_extractor, patch_features
 
 
 @register
@@ -27,10 +20,7 @@ class PatchCore(BackboneMethod):
         license="Apache-2.0",
         tasks=("anomaly",),
         produces_maps=True,
-        smoke_params=EXTRACTOR_SMOKE,
-        ranges={**EXTRACTOR_RANGES, **PATCH_RANGES},
-        choices=EXTRACTOR_CHOICES,
-        defaults={**EXTRACTOR_DEFAULTS, **PATCH_DEFAULTS},
+        params=PatchParams,
     )
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:

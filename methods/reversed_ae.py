@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.api.protocol import FitContext, MethodCard
+from harness.api.protocol import FitContext, MethodCard, param
 from harness.api.registry import register
 from harness.components.reconstruction import (
-    CHOICES,
-    DEFAULTS,
-    RANGES,
-    SMOKE,
     WIDTHS,
     ReconstructionMethod,
+    ReconstructionParams,
     bottleneck_side,
     down_path,
     up_path,
@@ -166,6 +164,18 @@ class IntrospectiveObjective(Objective):
         return self.scale * loss
 
 
+@dataclass(frozen=True)
+class ReversedAEParams(ReconstructionParams):
+    epochs: int = ReconstructionParams.redefault("epochs", 16)
+    lr: float = ReconstructionParams.redefault("lr", 2e-4)
+    latent: int = param(128, low=1, help="latent dimensions of the VAE")
+    beta_rec: float = param(1.0, low=0.0, help="weight of the reconstruction loss")
+    beta_kl: float = param(1.0, low=0.0, help="weight of the KL divergence of real images")
+    beta_neg: float = param(256.0, low=0.0, help="weight of the KL divergence of reconstructions (introspection)")
+    gamma_r: float = param(1e-8, low=0.0, help="weight of the reconstructions' reconstruction loss")
+    embedding_weight: float = param(0.005, low=0.0, help="weight of the multi-scale reversed embedding similarity")
+
+
 @register
 class ReversedAutoencoder(ReconstructionMethod):
     card = MethodCard(
@@ -178,30 +188,8 @@ class ReversedAutoencoder(ReconstructionMethod):
         "Screening, MIDL 2023; Daniel and Tamar, Soft-IntroVAE, CVPR 2021",
         license="Apache-2.0",
         produces_maps=True,
-        smoke_params=SMOKE,
-        ranges={
-            **RANGES,
-            "latent": (1, None),
-            "beta_rec": (0.0, None),
-            "beta_kl": (0.0, None),
-            "beta_neg": (0.0, None),
-            "gamma_r": (0.0, None),
-            "embedding_weight": (0.0, None),
-        },
-        choices=CHOICES,
-        defaults={
-            **DEFAULTS,
-            "epochs": 16,
-            "lr": 2e-4,
-            "latent": 128,
-            "beta_rec": 1.0,
-            "beta_kl": 1.0,
-            "beta_neg": 256.0,
-            "gamma_r": 1e-8,
-            "embedding_weight": 0.005,
-        },
+        params=ReversedAEParams,
     )
-    training_keys = ("latent", "beta_rec", "beta_kl", "beta_neg", "gamma_r", "embedding_weight")
     halvings = len(WIDTHS)
 
     def objective(self, ctx: FitContext) -> Objective:

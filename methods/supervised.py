@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import kornia
@@ -18,10 +19,12 @@ from harness.api.protocol import (
     ImageBatches,
     Method,
     MethodCard,
+    Params,
     Prediction,
     SaliencyTarget,
     WeightsInfo,
     XRBenchError,
+    param,
 )
 from harness.api.registry import register, variant
 from harness.components.augment import gaussian_noise, random_view, tta_view
@@ -29,6 +32,39 @@ from harness.components.backbones import IMAGENET_MEAN, IMAGENET_STD, create_tim
 from harness.components.losses import LOSSES, class_weights, multilabel_loss, positive_weights
 from harness.components.selection import macro_auroc
 from harness.components.training import SingleLoss, TrainConfig, seeded, train_cached
+
+
+@dataclass(frozen=True)
+class SupervisedParams(Params):
+    backbone: str = param("resnet18", help="timm model name")
+    weights: str = param(
+        "none", help="none (seeded random initialisation), imagenet (from the local Hugging Face cache) or a file"
+    )
+    epochs: int = param(12, low=1, smoke=1, help="at most this many epochs; the best by validation macro AUROC is kept")
+    lr: float = param(1e-3, low=1e-12, help="learning rate (AdamW, cosine schedule)")
+    weight_decay: float = param(1e-4, low=0.0, help="AdamW weight decay")
+    augment: float = param(0.5, low=0.0, high=1.0, smoke=0.0, help="strength of the radiograph-safe views (0: off)")
+    noise: float = param(0.0, low=0.0, high=1.0, help="standard deviation of Gaussian noise added to training images")
+    loss: str = param(
+        "bce", choices=LOSSES, help="bce, bce-weighted (positives weighted per finding), focal, focal-weighted"
+    )
+    gamma: float = param(2.0, low=0.0, help="focal loss focusing")
+    alpha: float = param(0.25, low=-1.0, high=1.0, help="focal weight of positives (negatives: 1 - alpha); < 0: none")
+    dropout: float = param(0.0, low=0.0, high=0.99, help="dropout before the classifier head")
+    clahe: bool = param(False, help="contrast-limited adaptive histogram equalisation (kornia) of every input")
+    clahe_clip: float = param(2.0, low=0.0, help="CLAHE clip limit")
+    clahe_grid: int = param(8, low=1, high=64, help="CLAHE tiles per side")
+    accumulate: int = param(1, low=1, high=1024, help="batches per optimiser step (gradient accumulation)")
+    batch_size: int = param(0, low=0, high=65536, help="training batch size (0: the board's)")
+    resolution: int = param(0, low=0, high=4096, help="the model's input size (0: the board's; resized on the fly)")
+    mc_dropout: int = param(
+        0,
+        low=0,
+        high=1000,
+        weights=False,
+        help="stochastic passes with dropout at prediction (needs dropout > 0)",
+    )
+    tta: int = param(0, low=0, high=1000, weights=False, help="seeded test-time views per image")
 
 
 @register
@@ -43,46 +79,7 @@ class Supervised(Method):
         license="Apache-2.0",
         tasks=("multilabel",),
         learning="supervised",
-        smoke_params={"epochs": 1, "augment": 0.0},
-        ranges={
-            "epochs": (1, None),
-            "lr": (1e-12, None),
-            "weight_decay": (0.0, None),
-            "augment": (0.0, 1.0),
-            "noise": (0.0, 1.0),
-            "gamma": (0.0, None),
-            "alpha": (-1.0, 1.0),
-            "dropout": (0.0, 0.99),
-            "clahe_clip": (0.0, None),
-            "clahe_grid": (1, 64),
-            "accumulate": (1, 1024),
-            "mc_dropout": (0, 1000),
-            "tta": (0, 1000),
-            "batch_size": (0, 65536),
-            "resolution": (0, 4096),
-        },
-        choices={"loss": LOSSES},
-        defaults={
-            "backbone": "resnet18",
-            "weights": "none",
-            "epochs": 12,
-            "lr": 1e-3,
-            "weight_decay": 1e-4,
-            "augment": 0.5,  # strength of harness.components.augment.random_view; 0 switches it off
-            "noise": 0.0,  # standard deviation of Gaussian noise added to training images (0-1 scale)
-            "loss": "bce",  # bce-weighted: positives weighted negatives/positives per finding; focal
-            "gamma": 2.0,  # focal loss focusing
-            "alpha": 0.25,  # focal loss weight of positives (negatives 1 - alpha); below 0: none
-            "dropout": 0.0,  # before the classifier head
-            "clahe": False,  # contrast-limited adaptive histogram equalisation (kornia) of every input
-            "clahe_clip": 2.0,  # its clip limit
-            "clahe_grid": 8,  # its tiles per side
-            "accumulate": 1,  # batches per optimiser step (gradient accumulation)
-            "batch_size": 0,  # training batch size; 0: the board's
-            "resolution": 0,  # the model's input size; 0: the board's (images are resized on the fly)
-            "mc_dropout": 0,  # stochastic passes with dropout active at prediction (needs dropout > 0)
-            "tta": 0,  # seeded test-time views (harness.components.augment.tta_view) per image
-        },
+        params=SupervisedParams,
     )
 
     normalisation = (IMAGENET_MEAN, IMAGENET_STD)  # the weights' own once fitted (input_normalisation)
@@ -128,21 +125,13 @@ class Supervised(Method):
 
         steps = max(1, p["epochs"] * -(-len(train) // p["accumulate"]))
         objective = SingleLoss(model, loss, p["lr"], p["weight_decay"], cosine_steps=steps, accumulate=p["accumulate"])
-        key = {k: p[k] for k in ("backbone", "lr", "weight_decay", "augment")}
-        if p["loss"] != "bce" or p["dropout"] > 0 or p["noise"] > 0:  # keys of runs before these stay valid
-            key |= {k: p[k] for k in ("loss", "gamma", "alpha", "dropout", "noise")}
-        if p["clahe"]:
-            key |= {k: p[k] for k in ("clahe", "clahe_clip", "clahe_grid")}
-        if p["accumulate"] > 1:
-            key["accumulate"] = p["accumulate"]
-        if p["resolution"] not in (0, ctx.resolution):
-            key["input_resolution"] = p["resolution"]
-        if self.normalisation != (IMAGENET_MEAN, IMAGENET_STD):
-            key["normalisation"] = self.normalisation
-        key |= {"initial_weights": self.init_weights.sha256 or self.init_weights.id, "targets": list(ctx.targets)}
-        self.trained = train_cached(
-            self.card.name, key, objective, train, TrainConfig(p["epochs"]), ctx, validation_auroc
-        )
+        derived = {
+            "initial_weights": self.init_weights.sha256 or self.init_weights.id,
+            "targets": list(ctx.targets),
+            "normalisation": self.normalisation,
+        }
+        config = TrainConfig(p["epochs"])
+        self.trained = train_cached(self.card.name, p, objective, train, config, ctx, validation_auroc, derived)
         self.model = self.trained.modules
 
     def model_input(self, images: torch.Tensor) -> torch.Tensor:

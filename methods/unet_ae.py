@@ -11,16 +11,7 @@ from torch import nn
 
 from harness.api.protocol import MethodCard
 from harness.api.registry import register
-from harness.components.reconstruction import (
-    CHOICES,
-    DEFAULTS,
-    RANGES,
-    SMOKE,
-    WIDTHS,
-    ReconstructionMethod,
-    down_path,
-    up,
-)
+from harness.components.reconstruction import WIDTHS, ReconstructionMethod, ReconstructionParams, down_path, up
 
 
 class UNetAE(nn.Module):
@@ -57,10 +48,7 @@ class UNetAutoencoder(ReconstructionMethod):
         "Unsupervised Anomaly Detection: Towards Unbiased Pathology Screening, MIDL 2023",
         license="Apache-2.0",
         produces_maps=True,
-        smoke_params=SMOKE,
-        ranges=RANGES,
-        choices=CHOICES,
-        defaults=dict(DEFAULTS),
+        params=ReconstructionParams,
     )
 
     halvings = len(WIDTHS)

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
+# One console width for every test, whatever the terminal pytest runs in (rich reads it when a
+# console is made, so before anything of the harness is imported).
+os.environ["COLUMNS"] = "200"
+
 from harness.boards.spec import DatasetSpec
 from harness.boards.splits import anomaly_split, write_manifest
-from harness.conformance.checks import TINY_DATASET, TINY_TARGETS, write_tiny_board
+from harness.conformance.tiny import TINY_DATASET, TINY_TARGETS, write_tiny_board
 from harness.results.leaderboard import assemble_all
 from harness.results.store import ResultStore
 from harness.site.builder import build_site
@@ -44,7 +48,7 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_board(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
-    """A reduced anomaly board (see harness.conformance.checks.write_tiny_board) with a stress suite."""
+    """A reduced anomaly board (see harness.conformance.tiny.write_tiny_board) with a stress suite."""
     return write_tiny_board(tmp_path_factory.mktemp("tiny-board"), "anomaly", corruptions=TINY_CORRUPTIONS)
 
 

@@ -58,7 +58,7 @@ from harness.api.registry import create_method, register
 from harness.cli.main import main
 from harness.core.errors import DataIntegrityError, ParameterError, UnknownMethodError, XRBenchError
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 # --- caches -------------------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def test_a_missing_source_image_is_found_before_fitting(tiny_board, own_copy, tm
     _load(tiny_board)
     (own_copy / _load(tiny_board).splits["train"].meta["image_id"].iloc[0]).unlink()
     with pytest.raises(DataIntegrityError, match="missing"):
-        run_bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+        bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
     assert not (tmp_path / "r.duckdb").exists()  # refused before a run row was written
 
 
@@ -164,8 +164,8 @@ def test_compare_refuses_a_run_whose_predictions_were_altered(tiny_board, tmp_pa
     from harness.results.compare import compare_runs
 
     db = tmp_path / "r.duckdb"
-    a = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
-    b = run_bench("random", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    a = bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    b = bench("random", tiny_board, db=db, device="cpu", corruptions=False).run_id
     with ResultStore(db) as store:
         store.con.execute("UPDATE predictions SET score = 0.5 WHERE run_id = ? AND image_id = "
                           "(SELECT min(image_id) FROM predictions WHERE run_id = ?)", [b, b])  # fmt: skip
@@ -179,9 +179,12 @@ def test_compare_refuses_a_run_whose_predictions_were_altered(tiny_board, tmp_pa
 @pytest.mark.parametrize(
     ("method", "params", "message"),
     [
-        ("knn", {"k": "0"}, r"method knn: k=0 is out of range; it must be >= 1"),
+        ("knn", {"k": "0"}, r"method knn: k=0 is out of range; it must be int >= 1"),
+        ("knn", {"k": "2.5"}, r"method knn: parameter k='2.5': expected int"),
+        ("patchcore", {"smoothing_sigma": "inf"}, r"smoothing_sigma=inf is not a finite number"),
+        ("supervised", {"clahe": "maybe"}, r"parameter clahe='maybe': expected bool"),
         ("knn", {"k": "-3"}, r"k=-3 is out of range"),
-        ("patchcore", {"coreset_ratio": "1.5"}, r"coreset_ratio=1.5 is out of range; it must be >= 1e-06 and <= 1.0"),
+        ("patchcore", {"coreset_ratio": "1.5"}, r"coreset_ratio=1.5 is out of range; it must be float from 1e-06 to 1"),
         ("knn", {"pretrain": "byol"}, r"pretrain='byol' is not allowed; choose one of none, simclr, moco, mae"),
         ("knn", {"backbone": "resnet181"}, r"backbone='resnet181': timm has no model of that name; did you mean"),
         ("knn", {"backbone": "clip:ViT-B-33"}, r"open_clip has no model of that name; did you mean .*ViT-B-32"),
@@ -210,7 +213,7 @@ def test_parameters_are_refused_before_anything_runs(method, params, message):
 def test_k_larger_than_the_training_set_fails_the_run_naming_both(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
     with pytest.raises(ParameterError, match="k=50 nearest neighbours, but only 40 normal training images"):
-        run_bench("knn", tiny_board, params={"k": "50"}, db=db, device="cpu", corruptions=False)
+        bench("knn", tiny_board, params={"k": "50"}, db=db, device="cpu", corruptions=False)
     with ResultStore(db) as store:
         assert store.query("SELECT status FROM runs")["status"].tolist() == ["failed"]
 
@@ -234,14 +237,14 @@ def _edited_board(tiny_board, tmp_path, old: str, new: str) -> Path:
 def test_a_slice_that_is_not_a_manifest_column_is_refused_before_the_run(tiny_board, tmp_path):
     board = _edited_board(tiny_board, tmp_path, '"site"]', '"nosuchcol"]')
     with pytest.raises(XRBenchError, match="board tiny-ad: slice 'nosuchcol' is not a manifest column; slices can be"):
-        run_bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu")
+        bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu")
     assert not (tmp_path / "r.duckdb").exists()
 
 
 def test_an_unknown_corruption_is_refused_before_the_run(tiny_board, tmp_path):
     board = _edited_board(tiny_board, tmp_path, "jpeg = ", "fog = ")
-    with pytest.raises(XRBenchError, match="board tiny-ad: unknown corruption 'fog' in \\[corruptions\\]; known: "):
-        run_bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu")
+    with pytest.raises(XRBenchError, match=r"board tiny-ad: \[corruptions\] unknown corruption 'fog'.*known: gaussian"):
+        bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu")
 
 
 # --- ground truth ------------------------------------------------------------------------------
@@ -269,7 +272,7 @@ def _edited_board_text(tiny_board, tmp_path, text: str) -> Path:
 
 def _run_refused(board: Path, tmp_path, message: str) -> None:
     with pytest.raises(DataIntegrityError, match=message):
-        run_bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+        bench("intensity", board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
     assert not (tmp_path / "r.duckdb").exists()  # refused while loading: nothing stored
 
 
@@ -493,7 +496,7 @@ def test_a_finished_run_is_kept_when_the_database_stays_locked(tiny_board, tmp_p
     monkeypatch.setattr(HoldsTheDatabase, "db_path", str(db))
     monkeypatch.setattr(harness.results.store, "LOCK_WAIT_SECONDS", 0.5)
     with pytest.raises(XRBenchError, match=r"is locked by another process.*kept in .*r\.duckdb\.pending"):
-        run_bench("test-holds-the-db", tiny_board, db=db, device="cpu", corruptions=False)
+        bench("test-holds-the-db", tiny_board, db=db, device="cpu", corruptions=False)
     time.sleep(4.5)  # the other process lets go
     monkeypatch.setattr(harness.results.store, "LOCK_WAIT_SECONDS", 60.0)
     with ResultStore(db) as store:

@@ -13,7 +13,7 @@ from harness.api.registry import register
 from harness.core.errors import DataIntegrityError, ManifestHashMismatch, MethodFailure, MethodOutputError
 from harness.core.fingerprints import predictions_sha256
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 FAST_PATCHCORE = {"coreset_ratio": "0.1"}
 
@@ -54,7 +54,7 @@ def _predictions(db, run_id):
 
 def test_patchcore_end_to_end_stores_a_complete_run(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    result = run_bench("patchcore", tiny_board, params=FAST_PATCHCORE, db=db, device="cpu")
+    result = bench("patchcore", tiny_board, params=FAST_PATCHCORE, db=db, device="cpu")
     with ResultStore(db) as store:
         run = store.run(result.run_id)
         metrics = store.query("SELECT * FROM metrics WHERE run_id = ?", [result.run_id])
@@ -94,7 +94,7 @@ def test_patchcore_end_to_end_stores_a_complete_run(tiny_board, tmp_path):
 def test_same_seed_gives_byte_identical_predictions_and_another_seed_does_not(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
     runs = [
-        run_bench("patchcore", tiny_board, seed=seed, params=FAST_PATCHCORE, db=db, device="cpu", corruptions=False)
+        bench("patchcore", tiny_board, seed=seed, params=FAST_PATCHCORE, db=db, device="cpu", corruptions=False)
         for seed in (0, 0, 1)
     ]
     with ResultStore(db) as store:
@@ -118,20 +118,20 @@ class AllocatesWhileFitting(Method):
 
 
 def test_fit_peak_memory_sees_what_fit_allocates(tiny_board, tmp_path):
-    result = run_bench("test-allocates-in-fit", tiny_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+    result = bench("test-allocates-in-fit", tiny_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
     assert result.fit_peak_memory_bytes > 200 * 2**20
 
 
 @pytest.mark.parametrize("method", ["knn", "intensity", "random"])
 def test_other_shipped_methods_run(tiny_board, tmp_path, method):
-    result = run_bench(method, tiny_board, db=tmp_path / "r.duckdb", device="cpu")
+    result = bench(method, tiny_board, db=tmp_path / "r.duckdb", device="cpu")
     check_clean_auroc(tmp_path / "r.duckdb", result.run_id)
 
 
 def test_a_crash_midway_leaves_no_results_and_a_failed_run(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
     with pytest.raises(MethodFailure, match="method test-crashes-midway failed while predicting val, batch from image"):
-        run_bench("test-crashes-midway", tiny_board, db=db, device="cpu")
+        bench("test-crashes-midway", tiny_board, db=db, device="cpu")
     with ResultStore(db) as store:
         runs = store.query("SELECT status, error FROM runs")
         assert store.query("SELECT count(*) AS n FROM metrics")["n"][0] == 0
@@ -142,7 +142,7 @@ def test_a_crash_midway_leaves_no_results_and_a_failed_run(tiny_board, tmp_path)
 
 def test_non_finite_scores_name_the_method_and_image(tiny_board, tmp_path):
     with pytest.raises(MethodOutputError, match=r"test-returns-nan returned non-finite scores for \d+ images"):
-        run_bench("test-returns-nan", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
+        bench("test-returns-nan", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
 
 
 def test_a_changed_manifest_is_refused(tiny_board, tmp_path):
@@ -151,7 +151,7 @@ def test_a_changed_manifest_is_refused(tiny_board, tmp_path):
     manifest = board_dir / "tiny-ad.csv"
     manifest.write_text(manifest.read_text().replace("train", "test", 1))
     with pytest.raises(ManifestHashMismatch):
-        run_bench("intensity", board_dir / tiny_board.name, db=tmp_path / "r.duckdb", device="cpu")
+        bench("intensity", board_dir / tiny_board.name, db=tmp_path / "r.duckdb", device="cpu")
 
 
 def test_missing_and_corrupt_images_are_all_reported(tiny_board, tmp_path, monkeypatch):
@@ -168,7 +168,7 @@ def test_missing_and_corrupt_images_are_all_reported(tiny_board, tmp_path, monke
     images[0].unlink()
     images[1].write_bytes(b"not a png")
     with pytest.raises(DataIntegrityError) as info:
-        run_bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
+        bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
     message = str(info.value)
     assert images[0].name in message and "missing" in message
     assert images[1].name in message and "unreadable" in message
@@ -188,7 +188,7 @@ def test_calibrators_and_threshold_see_validation_scores_only(tiny_board, tmp_pa
 
     monkeypatch.setattr(anomaly, "fit_calibrator", spy(anomaly.fit_calibrator))
     monkeypatch.setattr(anomaly, "best_f1_threshold", spy(anomaly.best_f1_threshold))
-    result = run_bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
+    result = bench("intensity", tiny_board, db=tmp_path / "r.duckdb", device="cpu")
     val = _predictions(tmp_path / "r.duckdb", result.run_id).query("split == 'val'")
     assert len(seen) == 4  # three calibrators and the threshold
     for scores in seen:
@@ -225,6 +225,6 @@ def test_the_database_stays_usable_by_other_processes_during_a_run(tiny_board, t
         seen["reader"] = self.reader
 
     monkeypatch.setattr(ReadsTheDatabaseWhileFitting, "fit", fit)
-    run_bench("test-reads-db-midway", tiny_board, db=db, device="cpu", corruptions=False)
+    bench("test-reads-db-midway", tiny_board, db=db, device="cpu", corruptions=False)
     assert seen["reader"].returncode == 0, seen["reader"].stderr
     assert seen["reader"].stdout.strip() == "(1,)"  # the running run is visible, status 'running'

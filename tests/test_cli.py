@@ -22,11 +22,11 @@ def test_bench_prints_a_summary(tiny_board, tmp_path, capsys):
 
 
 def test_compare_two_runs(tiny_board, tmp_path, capsys):
-    from harness.run.runner import run_bench
+    from harness.run.runner import bench
 
     db = tmp_path / "r.duckdb"
-    a = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False)
-    b = run_bench("random", tiny_board, db=db, device="cpu", corruptions=False)
+    a = bench("intensity", tiny_board, db=db, device="cpu", corruptions=False)
+    b = bench("random", tiny_board, db=db, device="cpu", corruptions=False)
     assert main(["compare", a.run_id, b.run_id, "--db", str(db)]) == 0
     out = capsys.readouterr().out
     assert "DeLong p" in out and "bootstrap p" in out

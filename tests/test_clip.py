@@ -9,7 +9,7 @@ import torch
 
 from harness.components.backbones import FeatureExtractor
 from harness.core.errors import WeightsUnavailable
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 TINY = "xrbench-tiny-clip"
 
@@ -42,7 +42,7 @@ def test_clip_image_encoder_as_backbone(tiny_clip):
 
 def test_clip_zero_shot_runs_with_weights_from_a_file(tiny_board, tmp_path, tiny_clip):
     params = {"model": TINY, "weights": tiny_clip}
-    result = run_bench(
+    result = bench(
         "clip-zero-shot", tiny_board, params=params, db=tmp_path / "r.duckdb", device="cpu", corruptions=False
     )
     assert result.weights_id.endswith("tiny_clip.pt")
@@ -51,7 +51,7 @@ def test_clip_zero_shot_runs_with_weights_from_a_file(tiny_board, tmp_path, tiny
 
 def test_clip_zero_shot_refuses_random_weights_and_explains(tiny_board, tmp_path):
     with pytest.raises(WeightsUnavailable, match="meaningless"):
-        run_bench(
+        bench(
             "clip-zero-shot",
             tiny_board,
             params={"weights": "none"},
@@ -64,4 +64,4 @@ def test_clip_zero_shot_refuses_random_weights_and_explains(tiny_board, tmp_path
 def test_clip_zero_shot_without_cached_weights_says_how_to_provide_them(tiny_board, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     with pytest.raises(WeightsUnavailable, match="Hugging Face"):
-        run_bench("clip-zero-shot", tiny_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+        bench("clip-zero-shot", tiny_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)

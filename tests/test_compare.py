@@ -64,11 +64,11 @@ def test_compare_runs_refuses_failed_runs_and_runs_on_other_boards(tiny_board, t
     from harness.core.errors import XRBenchError
     from harness.results.compare import compare_runs
     from harness.results.store import ResultStore
-    from harness.run.runner import run_bench
+    from harness.run.runner import bench
 
     db = tmp_path / "r.duckdb"
-    anomaly = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
-    multilabel = run_bench("random", tiny_multilabel_board, db=db, device="cpu", corruptions=False).run_id
+    anomaly = bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    multilabel = bench("random", tiny_multilabel_board, db=db, device="cpu", corruptions=False).run_id
     with ResultStore(db) as store:
         failed = "a-failed-run"
         store.start_run({"run_id": failed, "board": "tiny-ad", "method": "intensity", "task": "anomaly"})

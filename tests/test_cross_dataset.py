@@ -17,9 +17,10 @@ from harness.cli.main import main
 from harness.core.errors import XRBenchError
 from harness.data.adapters import synthetic, synthetic_dental
 from harness.data.cache import decode_images
+from harness.data.loading import load_board_data
 from harness.data.prepare import rows_from
 from harness.results.store import ResultStore
-from harness.run.runner import load_board_data, run_bench
+from harness.run.runner import bench
 
 OTHER_DATASET = TINY_DENTAL
 SPLIT = {"n_train": 30, "n_val_normal": 8, "n_val_abnormal": 8, "n_test_normal": 12, "n_test_abnormal": 12}
@@ -93,7 +94,7 @@ def test_splits_read_images_from_their_own_dataset(cross_board):
 
 def test_a_cross_dataset_board_runs_end_to_end(cross_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    result = run_bench("intensity", cross_board, db=db, device="cpu", corruptions=False)
+    result = bench("intensity", cross_board, db=db, device="cpu", corruptions=False)
     with ResultStore(db) as store:
         test_ids = store.query(
             "SELECT image_id, patient_id FROM predictions WHERE run_id = ? AND split = 'test'", [result.run_id]

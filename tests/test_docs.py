@@ -14,5 +14,5 @@ def test_the_guide_example_passes_check_method():
     module = types.ModuleType("guide_example.tiny_ae")
     exec(compile(code, str(GUIDE), "exec"), module.__dict__)
     (report,) = check_method(module.TinyAutoencoder)
-    assert report.task == "anomaly" and report.maps_shape == (52, 1, 64, 64)
+    assert report.task == "anomaly" and report.maps_shape == (52, 64, 64)  # (B, h, w), as the contract says
     assert report.weights.id == "none+trained" and len(report.weights.sha256) == 64

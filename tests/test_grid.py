@@ -11,7 +11,8 @@ from harness.api.registry import register
 from harness.cli.main import main
 from harness.core.errors import ParameterError, UnknownMethodError
 from harness.results.store import ResultStore
-from harness.run.grid import RunOptions, counts, mark_done, parse_overrides, plan_grid, run_grid
+from harness.run.grid import counts, mark_done, parse_overrides, plan_grid, run_grid
+from harness.run.spec import RunOptions
 
 
 @register
@@ -26,10 +27,10 @@ class Broken(Method):
 
 
 def grid(board, db, methods, seeds, force=False, overrides=None):
-    options = RunOptions(db, device="cpu", corruptions=False)
+    options = RunOptions(device="cpu", corruptions=False)
     plan = plan_grid(methods, [str(board)], seeds, overrides or {}, options)
     mark_done(plan, db, force)
-    run_grid(plan, options)
+    run_grid(plan, db)
     return plan
 
 
@@ -54,7 +55,7 @@ def test_a_grid_runs_its_cells_skips_done_ones_and_goes_on_after_a_failure(tiny_
 
 def test_cell_keys_change_with_what_changes_the_result(tiny_board, tmp_path):
     def key(seeds=(0,), overrides=None, corruptions=False):
-        options = RunOptions(tmp_path / "k.duckdb", device="cpu", corruptions=corruptions)
+        options = RunOptions(device="cpu", corruptions=corruptions)
         return plan_grid(["knn"], [str(tiny_board)], list(seeds), overrides or {}, options).cells[0].key
 
     assert key() == key()
@@ -70,8 +71,8 @@ def test_bad_grid_arguments_are_refused_with_the_reason(tiny_board, tiny_multila
     with pytest.raises(ParameterError, match="METHOD:KEY=VALUE"):
         parse_overrides(["k=3"], ["knn"])
     with pytest.raises(UnknownMethodError, match="did you mean 'knn'"):
-        plan_grid(["knnn"], [str(tiny_board)], [0], {}, RunOptions(tmp_path / "x.duckdb", device="cpu"))
-    plan = plan_grid(["knn"], [str(tiny_multilabel_board)], [0], {}, RunOptions(tmp_path / "x.duckdb", device="cpu"))
+        plan_grid(["knnn"], [str(tiny_board)], [0], {}, RunOptions(device="cpu"))
+    plan = plan_grid(["knn"], [str(tiny_multilabel_board)], [0], {}, RunOptions(device="cpu"))
     assert plan.cells == [] and "not multilabel" in plan.skipped[0][2]
 
 
@@ -117,17 +118,17 @@ def test_workers_give_the_predictions_of_a_sequential_grid_and_survive_a_killed_
     methods = ["intensity", "random"]
     sequential, parallel = tmp_path / "s.duckdb", tmp_path / "p.duckdb"
     grid(tiny_board, sequential, methods, [0, 1])
-    options = RunOptions(parallel, device="cpu", corruptions=False)
+    options = RunOptions(device="cpu", corruptions=False)
     plan = plan_grid(methods, [str(tiny_board)], [0, 1], {}, options)
-    run_grid(plan, options, workers=2)
+    run_grid(plan, parallel, workers=2)
     assert [c.state for c in plan.cells] == ["ok"] * 4
     assert _hashes(parallel) == _hashes(sequential) and len(_hashes(parallel)) == 4
 
     monkeypatch.setenv("XRBENCH_TEST_MARKER", str(tmp_path / "marker"))
     killed = tmp_path / "k.duckdb"
-    options = RunOptions(killed, device="cpu", corruptions=False)
+    options = RunOptions(device="cpu", corruptions=False)
     plan = plan_grid(["dies-once-for-grid", "intensity"], [str(tiny_board)], [0], {}, options)
-    run_grid(plan, options, workers=2)
+    run_grid(plan, killed, workers=2)
     assert [c.state for c in plan.cells] == ["ok", "ok"] and plan.cells[0].attempts == 1
     with ResultStore(killed) as store:
         statuses = store.query("SELECT method, status, error FROM runs ORDER BY started_at")

@@ -14,8 +14,9 @@ from test_grid import _hashes, grid  # also registers the grid's test methods
 
 from harness.core.errors import XRBenchError
 from harness.results.store import RUN_TABLES, ResultStore
-from harness.run.grid import RunOptions, plan_grid, run_grid
+from harness.run.grid import plan_grid, run_grid
 from harness.run.grid_ray import connect, run_on_ray, shutdown
+from harness.run.spec import RunOptions
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +30,9 @@ def local_ray(tmp_path_factory):
 
 
 def _ray_grid(ray_module, board, db, methods, seeds):
-    options = RunOptions(db, device="cpu", corruptions=False)
+    options = RunOptions(device="cpu", corruptions=False)
     plan = plan_grid(methods, [str(board)], seeds, {}, options)
-    run_on_ray(ray_module, plan, options, lambda: None)
+    run_on_ray(ray_module, plan, db, lambda: None)
     return plan
 
 
@@ -86,9 +87,9 @@ def test_without_ray_installed_the_message_says_how_to_install_it(monkeypatch):
 
 
 def test_the_local_executor_is_unchanged(tiny_board, tmp_path):
-    options = RunOptions(tmp_path / "l.duckdb", device="cpu", corruptions=False)
+    options = RunOptions(device="cpu", corruptions=False)
     plan = plan_grid(["random"], [str(tiny_board)], [0], {}, options)
-    run_grid(plan, options)
+    run_grid(plan, tmp_path / "l.duckdb")
     assert plan.cells[0].state == "ok"
 
 

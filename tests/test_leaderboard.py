@@ -11,7 +11,7 @@ from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, P
 from harness.api.registry import register
 from harness.results.leaderboard import assemble
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 from harness.scoring.significance import delong_test
 
 
@@ -30,10 +30,10 @@ class IntensityCopy(Method):
 def board_runs(tiny_board, tmp_path_factory):
     db = tmp_path_factory.mktemp("leaderboard") / "r.duckdb"
     runs = {
-        "random-0": run_bench("random", tiny_board, seed=0, db=db, device="cpu", corruptions=False),
-        "random-1": run_bench("random", tiny_board, seed=1, db=db, device="cpu", corruptions=False),
-        "intensity": run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False),
-        "copy": run_bench("test-intensity-copy", tiny_board, db=db, device="cpu", corruptions=False),
+        "random-0": bench("random", tiny_board, seed=0, db=db, device="cpu", corruptions=False),
+        "random-1": bench("random", tiny_board, seed=1, db=db, device="cpu", corruptions=False),
+        "intensity": bench("intensity", tiny_board, db=db, device="cpu", corruptions=False),
+        "copy": bench("test-intensity-copy", tiny_board, db=db, device="cpu", corruptions=False),
     }
     return db, {k: r.run_id for k, r in runs.items()}
 
@@ -91,9 +91,9 @@ def test_altered_predictions_are_flagged_and_never_ranked(board_runs, tmp_path):
 
 def test_mce_uses_the_newest_reference_run_measured_on_the_same_conditions(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    full = run_bench("intensity", tiny_board, db=db, device="cpu").run_id  # the board's reference method
-    run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False)  # newer, clean only
-    mine = run_bench("random", tiny_board, db=db, device="cpu").run_id
+    full = bench("intensity", tiny_board, db=db, device="cpu").run_id  # the board's reference method
+    bench("intensity", tiny_board, db=db, device="cpu", corruptions=False)  # newer, clean only
+    mine = bench("random", tiny_board, db=db, device="cpu").run_id
     with ResultStore(db) as store:
         table = assemble(store, "tiny-ad").set_index("run_id")
     assert table.loc[mine, "reference_run_id"] == full and table.loc[mine, "mce"] > 0

@@ -13,7 +13,7 @@ from harness.core.errors import XRBenchError
 from harness.data.adapters.base import NIH_COLUMNS
 from harness.data.adapters.nih import read_nih
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 
 def _nih_copy(root, n_patients=40):
@@ -70,7 +70,7 @@ name = "nih"
 
 def test_bench_before_prepare_says_what_to_run(nih_project, tmp_path):
     with pytest.raises(XRBenchError, match="xrbench data prepare nih --root"):
-        run_bench("intensity", "tiny-nih", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+        bench("intensity", "tiny-nih", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
 
 
 def test_prepare_records_exclusions_and_runs_use_a_reduced_manifest_hash(nih_project, tmp_path, capsys):
@@ -86,7 +86,7 @@ def test_prepare_records_exclusions_and_runs_use_a_reduced_manifest_hash(nih_pro
     assert sorted(report["image_id"]) == sorted(test_ids[:2])
 
     db = tmp_path / "r.duckdb"
-    result = run_bench("intensity", "tiny-nih", db=db, device="cpu", corruptions=False)
+    result = bench("intensity", "tiny-nih", db=db, device="cpu", corruptions=False)
     with ResultStore(db) as store:
         run = store.run(result.run_id)
         scored = set(store.query("SELECT image_id FROM predictions WHERE split = 'test'")["image_id"])
@@ -107,7 +107,7 @@ def test_a_clean_copy_runs_under_the_board_hash(nih_project, tmp_path):
     copy, _, sha = nih_project
     assert main(["data", "prepare", "nih", "--root", str(copy)]) == 0
     shutil.rmtree(tmp_path / "cache")  # later runs rebuild the cache from the prepared copy
-    result = run_bench("intensity", "tiny-nih", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+    result = bench("intensity", "tiny-nih", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
     with ResultStore(tmp_path / "r.duckdb") as store:
         assert store.run(result.run_id)["split_sha256"] == sha
 
@@ -186,7 +186,7 @@ n_test_abnormal = 5
     assert 'labels_sha256 = "' in board.read_text() and 'labels_sha256 = ""' not in board.read_text()
     monkeypatch.delenv("XRBENCH_CHEXPERT_ROOT")
     assert main(["data", "prepare", "chexpert", "--root", str(copy)]) == 0
-    result = run_bench("intensity", "tiny-chexpert", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+    result = bench("intensity", "tiny-chexpert", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
     assert "auroc" in set(result.metrics["metric"])
 
     table = pd.read_csv(copy / "train.csv", dtype=str, keep_default_na=False)
@@ -195,4 +195,4 @@ n_test_abnormal = 5
     table.loc[row, "Pleural Effusion"] = "1.0"  # a changed label
     table.to_csv(copy / "train.csv", index=False)
     with pytest.raises(ManifestHashMismatch, match="labels in your copy"):
-        run_bench("intensity", "tiny-chexpert", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+        bench("intensity", "tiny-chexpert", db=tmp_path / "r.duckdb", device="cpu", corruptions=False)

@@ -11,26 +11,32 @@ from sklearn.svm import OneClassSVM
 
 from harness.api.protocol import FitContext
 from harness.api.registry import discover, get_method
-from harness.conformance.checks import check_method
+from harness.conformance.checks import check_method, parametrize_with_checks, skipped_because
+from harness.data.loading import load_board_data
 from harness.run.batches import split_batches
-from harness.run.runner import prepare, run_bench
+from harness.run.runner import bench
+from harness.run.spec import RunOptions, RunSpec
 
 SHIPPED = sorted(n for n, cls in discover().items() if cls.__module__.startswith("methods."))
-NEEDS_REAL_WEIGHTS = {"clip-zero-shot"}  # checked on a tiny saved CLIP model in test_clip.py
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(SHIPPED) - NEEDS_REAL_WEIGHTS))
-def test_every_shipped_method_keeps_the_contract(name):
+@parametrize_with_checks([get_method(name) for name in SHIPPED])
+def test_every_shipped_method_keeps_the_contract(method, check):
+    check(method)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in SHIPPED if not skipped_because(get_method(n), "scores")])
+def test_check_reports_shapes_as_the_contract_states_them(name):
     cls = get_method(name)
     reports = check_method(cls)
     assert [r.task for r in reports] == list(cls.card.tasks)
     for report in reports:
-        if report.task == "anomaly":  # tiny board: 20 validation and 32 test images
+        if report.task == "anomaly":  # tiny board: 20 validation and 32 test images; maps (B, h, w)
             assert report.scores_shape == (52,)
-        if cls.card.produces_maps:  # the board's 64 px, or a method's own internal size (smoke: 32 px)
-            assert report.maps_shape is not None and report.maps_shape[1] == 1
-            assert report.maps_shape[2] == report.maps_shape[3] <= 64
+            if cls.card.produces_maps:  # the board's 64 px, or a method's own internal size (smoke: 32 px)
+                assert len(report.maps_shape) == 3 and report.maps_shape[1] == report.maps_shape[2] <= 64
         trained = "+trained" in report.weights.id or cls.card.learning == "supervised"
         if cls.card.defaults.get("pretrain", "none") != "none" or trained:
             assert report.weights.sha256 and len(report.weights.sha256) == 64
@@ -38,7 +44,7 @@ def test_every_shipped_method_keeps_the_contract(name):
 
 def test_multilabel_methods_run_end_to_end(tiny_multilabel_board, tmp_path):
     for name in (n for n in SHIPPED if "multilabel" in get_method(n).card.tasks):
-        result = run_bench(
+        result = bench(
             name,
             tiny_multilabel_board,
             params=get_method(name).card.smoke_params,
@@ -89,7 +95,8 @@ def test_knn_scorer_matches_brute_force():
 
 
 def test_padim_gaussians_equal_numpy_mean_and_covariance(tiny_board, tmp_path):
-    board, method, device, data = prepare("padim", tiny_board, {"channels": "20"}, "cpu")
+    spec = RunSpec.build("padim", tiny_board, params={"channels": "20"}, options=RunOptions("cpu"))
+    board, method, device, data = spec.board, spec.create_method(), spec.device, load_board_data(spec.board)
     train = split_batches(data.splits["train"].images, data.splits["train"], board, device)
     ctx = FitContext(seed=0, device=device, cache_dir=tmp_path, log=logging.getLogger("test"), resolution=64)
     method.fit(train, train, ctx)
@@ -139,7 +146,33 @@ def test_check_method_catches_missing_maps_and_weights_without_a_hash():
         check_method(NoHash)
 
     class BadCard(NoHash):
-        card = MethodCard("Bad Name", "test", "-", "-", "-", tasks=("segmentation",), smoke_params={"epochs": 1})
+        card = MethodCard("Bad Name", "test", "-", "-", "-", tasks=("segmentation",), exceptions={"speed": "slow"})
 
-    with pytest.raises(MethodCheckError, match=r"name 'Bad Name'.*tasks.*smoke_params \['epochs'\]"):
+    with pytest.raises(MethodCheckError, match=r"name 'Bad Name'.*tasks.*exceptions name no check: speed"):
         check_method(BadCard)
+
+
+def test_check_method_reports_wrong_scores_as_a_check_failure():
+    from harness.api.protocol import Method, MethodCard, Prediction
+    from harness.conformance.checks import MethodCheckError
+
+    class TwoScores(Method):
+        card = MethodCard("test-two-scores", "test", "-", "-", "-")
+
+        def fit(self, train, val, ctx):
+            pass
+
+        def predict(self, batch):
+            return Prediction(scores=batch.mean(dim=(2, 3)).repeat(1, 2))  # (B, 2), not (B,)
+
+    with pytest.raises(MethodCheckError, match=r"check 'scores'.*shape \(16, 2\).*expected \(16,\)"):
+        check_method(TwoScores)
+
+
+def test_a_card_excuses_a_check_with_its_reason():
+    from harness.conformance.checks import run_check
+
+    clip = get_method("clip-zero-shot")
+    assert "real CLIP weights" in skipped_because(clip, "determinism")
+    assert skipped_because(clip, "card") is None
+    run_check(clip, "scores")  # excused: nothing is fitted, nothing is downloaded

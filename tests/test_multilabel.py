@@ -16,7 +16,7 @@ from harness.boards.files import load_board
 from harness.boards.splits import patient_split, target_matrix
 from harness.core.errors import MethodOutputError, XRBenchError
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 from harness.scoring.multilabel import compare_multilabel, fit_calibrators, multilabel_metrics
 
 NAMES = ("A", "B", "C")
@@ -217,7 +217,7 @@ def test_boards_must_list_targets_for_multilabel_only(tiny_multilabel_board, tmp
 
 def test_random_baseline_end_to_end(tiny_multilabel_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    result = run_bench("random", tiny_multilabel_board, db=db, device="cpu")
+    result = bench("random", tiny_multilabel_board, db=db, device="cpu")
     with ResultStore(db) as store:
         run = store.run(result.run_id)
         predictions = store.query("SELECT * FROM predictions WHERE run_id = ?", [result.run_id])
@@ -246,21 +246,21 @@ class ReturnsOneScore(Method):
 
 def test_a_wrong_score_shape_names_the_expected_one(tiny_multilabel_board, tmp_path):
     with pytest.raises(MethodOutputError, match=r"expected \(16, 3\)"):
-        run_bench("test-one-score", tiny_multilabel_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+        bench("test-one-score", tiny_multilabel_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
 
 
 def test_anomaly_methods_are_refused_on_multilabel_boards(tiny_multilabel_board, tmp_path):
     with pytest.raises(XRBenchError, match="supports"):
-        run_bench("intensity", tiny_multilabel_board, db=tmp_path / "r.duckdb", device="cpu")
+        bench("intensity", tiny_multilabel_board, db=tmp_path / "r.duckdb", device="cpu")
 
 
 def test_supervised_training_is_deterministic_and_compares(tiny_multilabel_board, tmp_path):
     db = tmp_path / "r.duckdb"
     runs = [
-        run_bench("supervised", tiny_multilabel_board, params=FAST_SUPERVISED, db=db, device="cpu", corruptions=False)
+        bench("supervised", tiny_multilabel_board, params=FAST_SUPERVISED, db=db, device="cpu", corruptions=False)
         for _ in range(2)
     ]
-    random = run_bench("random", tiny_multilabel_board, db=db, device="cpu", corruptions=False)
+    random = bench("random", tiny_multilabel_board, db=db, device="cpu", corruptions=False)
     with ResultStore(db) as store:
         a, b = (store.run(r.run_id) for r in runs)
         assert a["predictions_sha256"] == b["predictions_sha256"]
@@ -308,10 +308,10 @@ def test_supervised_training_survives_a_last_batch_of_one_image(tiny_multilabel_
     board = tmp_path / "tiny-cls.toml"
     text = tiny_multilabel_board.read_text().replace("batch_size = 16", f"batch_size = {train_size - 1}")
     board.write_text(text.replace('split_manifest = "', f'split_manifest = "{tiny_multilabel_board.parent}/'))
-    from harness.run.runner import load_board_data
+    from harness.data.loading import load_board_data
 
     assert len(load_board_data(load_board(board)).splits["train"]) == train_size
-    result = run_bench("supervised", board, params=FAST_SUPERVISED, db=tmp_path / "r.duckdb", corruptions=False)
+    result = bench("supervised", board, params=FAST_SUPERVISED, db=tmp_path / "r.duckdb", corruptions=False)
     assert result.weights_id == "none+trained"
 
 

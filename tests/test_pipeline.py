@@ -1,6 +1,7 @@
 """The run as a pipeline: scoring from stored predictions, kept maps, harness-owned inference,
 precision, and the refusals that go with them."""
 
+import ast
 import json
 
 import numpy as np
@@ -9,15 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from harness.api.identity import method_origin
 from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction
-from harness.api.registry import register
+from harness.api.registry import get_method, register
 from harness.cli.main import main
 from harness.core.errors import DataIntegrityError, MethodOutputError, UnknownRunError, XRBenchError
 from harness.core.fingerprints import predictions_sha256
 from harness.core.maps import decode, maps_sha256
 from harness.results.rescore import rescore_run
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 
 class _Fixed(Method):
@@ -113,7 +115,7 @@ def _tables(db, run_id):
 
 def test_score_reproduces_every_stored_number_of_a_fresh_run(tiny_board, tmp_path, capsys):
     db = tmp_path / "r.duckdb"
-    result = run_bench("patchcore", tiny_board, params={"coreset_ratio": "0.1"}, db=db, device="cpu")
+    result = bench("patchcore", tiny_board, params={"coreset_ratio": "0.1"}, db=db, device="cpu")
     with ResultStore(db) as store:
         report = rescore_run(store, result.run_id, tiny_board)
     assert report.identical, report.differences[:5]
@@ -125,7 +127,7 @@ def test_score_reproduces_every_stored_number_of_a_fresh_run(tiny_board, tmp_pat
 
 def test_score_reports_a_changed_metric_and_refuses_altered_predictions(tiny_board, tmp_path, capsys):
     db = tmp_path / "r.duckdb"
-    run = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    run = bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
     with ResultStore(db) as store:
         store.con.execute(
             "UPDATE metrics SET value = value + 0.01 WHERE run_id = ? AND metric = 'auprc' AND slice = 'all'", [run]
@@ -149,7 +151,7 @@ def test_score_reports_a_changed_metric_and_refuses_altered_predictions(tiny_boa
 def test_score_refuses_unknown_and_failed_runs(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
     with pytest.raises(MethodOutputError):
-        run_bench("test-nan-maps", tiny_board, db=db, device="cpu", corruptions=False)
+        bench("test-nan-maps", tiny_board, db=db, device="cpu", corruptions=False)
     with ResultStore(db) as store:
         failed = store.query("SELECT run_id FROM runs")["run_id"].item()
         with pytest.raises(XRBenchError, match=f"run {failed} has status failed"):
@@ -160,7 +162,7 @@ def test_score_refuses_unknown_and_failed_runs(tiny_board, tmp_path):
 
 def test_multilabel_runs_rescore_identically(tiny_multilabel_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    run = run_bench("random", tiny_multilabel_board, db=db, device="cpu").run_id
+    run = bench("random", tiny_multilabel_board, db=db, device="cpu").run_id
     with ResultStore(db) as store:
         report = rescore_run(store, run, tiny_multilabel_board)
         temperature = store.run(run)["temperature"]
@@ -169,7 +171,7 @@ def test_multilabel_runs_rescore_identically(tiny_multilabel_board, tmp_path):
 
 def test_maps_are_kept_for_clean_images_and_the_case_study_downsampled_as_float16(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    result = run_bench("test-square-maps", tiny_board, db=db, device="cpu")
+    result = bench("test-square-maps", tiny_board, db=db, device="cpu")
     tables = _tables(db, result.run_id)
     all_maps = tables["maps"]
     maps = all_maps[all_maps["condition"] == "clean"]
@@ -210,7 +212,7 @@ class LargeMaps(_Fixed):
 
 def test_large_maps_are_area_averaged_to_64_and_large_values_survive(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    run = run_bench("test-large-maps", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    run = bench("test-large-maps", tiny_board, db=db, device="cpu", corruptions=False).run_id
     with ResultStore(db) as store:
         row = store.maps(run, "val").iloc[0]
     from harness.boards.files import load_board
@@ -236,7 +238,7 @@ def test_large_maps_are_area_averaged_to_64_and_large_values_survive(tiny_board,
 def test_bad_maps_fail_the_run_and_store_nothing(tiny_board, tmp_path, method, message):
     db = tmp_path / "r.duckdb"
     with pytest.raises(MethodOutputError, match=f"method {method} {message}"):
-        run_bench(method, tiny_board, db=db, device="cpu", corruptions=False)
+        bench(method, tiny_board, db=db, device="cpu", corruptions=False)
     with ResultStore(db) as store:
         assert store.query("SELECT status FROM runs")["status"].tolist() == ["failed"]
         for table in ("predictions", "maps", "metrics"):
@@ -245,26 +247,28 @@ def test_bad_maps_fail_the_run_and_store_nothing(tiny_board, tmp_path, method, m
 
 def test_the_harness_owns_eval_mode_inference_mode_and_precision(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    run = run_bench("test-checks-context", tiny_board, db=db, device="cpu", corruptions=False, precision="bf16")
-    grad = run_bench("test-needs-grad", tiny_board, db=db, device="cpu", corruptions=False)
+    run = bench("test-checks-context", tiny_board, db=db, device="cpu", corruptions=False, precision="bf16")
+    grad = bench("test-needs-grad", tiny_board, db=db, device="cpu", corruptions=False)
     with ResultStore(db) as store:
         assert store.run(run.run_id)["precision"] == "bf16"
         scores = store.predictions(grad.run_id)["score"]
     assert (scores > 0).all()  # gradients were computed at predict time
     with pytest.raises(XRBenchError, match="precision must be one of"):
-        run_bench("intensity", tiny_board, db=db, device="cpu", precision="fp8")
+        bench("intensity", tiny_board, db=db, device="cpu", precision="fp8")
 
 
 def test_runs_record_the_task_card_and_code_of_their_method(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    run = run_bench("knn", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    run = bench("knn", tiny_board, db=db, device="cpu", corruptions=False).run_id
     with ResultStore(db) as store:
         row = store.run(run)
     from harness.core.fingerprints import file_sha256
     from harness.core.paths import REPO_ROOT
 
     assert row["task"] == "anomaly" and json.loads(row["method_card"])["name"] == "knn"
-    assert json.loads(row["method_code"]) == {"files": {"methods/knn.py": file_sha256(REPO_ROOT / "methods/knn.py")}}
+    code = json.loads(row["method_code"])
+    assert code == method_origin(get_method("knn"))  # harness.api.identity: its files and what they import
+    assert code["files"]["methods/knn.py"] == file_sha256(REPO_ROOT / "methods/knn.py")
 
 
 def test_a_database_from_before_the_pipeline_opens_and_builds_a_site(tiny_board, tmp_path):
@@ -273,7 +277,7 @@ def test_a_database_from_before_the_pipeline_opens_and_builds_a_site(tiny_board,
     from conftest import publish
 
     fresh = tmp_path / "fresh.duckdb"
-    run = run_bench("intensity", tiny_board, db=fresh, device="cpu").run_id
+    run = bench("intensity", tiny_board, db=fresh, device="cpu").run_id
     old = tmp_path / "old.duckdb"
     con = duckdb.connect(str(old))
     con.execute(f"ATTACH '{fresh}' AS fresh (READ_ONLY)")
@@ -311,8 +315,8 @@ def test_the_site_builds_where_torch_cannot_be_imported(tiny_board, tmp_path):
     import sys
 
     db = tmp_path / "r.duckdb"
-    run_bench("patchcore", tiny_board, params={"coreset_ratio": "0.1"}, db=db, device="cpu", corruptions=False)
-    run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False)
+    bench("patchcore", tiny_board, params={"coreset_ratio": "0.1"}, db=db, device="cpu", corruptions=False)
+    bench("intensity", tiny_board, db=db, device="cpu", corruptions=False)
     code = (
         "import sys\n"
         "class NoTorch:\n"
@@ -326,8 +330,9 @@ def test_the_site_builds_where_torch_cannot_be_imported(tiny_board, tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    loaded = done.stdout
-    assert "harness.api.registry" not in loaded and "harness.run.runner" not in loaded and "methods" not in loaded
+    loaded = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert "harness.api.registry" not in loaded and "harness.run.runner" not in loaded
+    assert not [m for m in loaded if m == "methods" or m.startswith("methods.")]
     page = next((tmp_path / "site" / "boards").glob("tiny-ad-*.html")).read_text()
     assert "patchcore" in page and "intensity" in page
 
@@ -336,7 +341,7 @@ def test_leaderboard_ranks_ties_and_mce_are_assembled_and_stored(tiny_board, tmp
     from harness.results.leaderboard import assemble
 
     db = tmp_path / "r.duckdb"
-    runs = {m: run_bench(m, tiny_board, db=db, device="cpu").run_id for m in ("intensity", "random")}
+    runs = {m: bench(m, tiny_board, db=db, device="cpu").run_id for m in ("intensity", "random")}
     with ResultStore(db) as store:
         table = assemble(store, "tiny-ad").set_index("method")
         stored = store.query("SELECT * FROM leaderboard").set_index("method")

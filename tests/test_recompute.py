@@ -26,7 +26,7 @@ from harness.api.protocol import Method, MethodCard, Prediction
 from harness.api.registry import register
 from harness.results.leaderboard import assemble
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 EXACT = 1e-12
 
@@ -34,8 +34,8 @@ EXACT = 1e-12
 @pytest.fixture(scope="module")
 def anomaly_runs(tiny_board, tmp_path_factory):
     db = tmp_path_factory.mktemp("recompute") / "r.duckdb"
-    patchcore = run_bench("patchcore", tiny_board, params={"coreset_ratio": "0.1"}, db=db, device="cpu").run_id
-    reference = run_bench("intensity", tiny_board, db=db, device="cpu").run_id
+    patchcore = bench("patchcore", tiny_board, params={"coreset_ratio": "0.1"}, db=db, device="cpu").run_id
+    reference = bench("intensity", tiny_board, db=db, device="cpu").run_id
     with ResultStore(db) as store:
         assemble(store, "tiny-ad")
     return db, patchcore, reference
@@ -226,7 +226,7 @@ def test_localization_metrics_equal_independent_computations(anomaly_runs, tiny_
     """Pixel AUROC (scikit-learn, and its interval from the patient loop), AUPRO (region by
     region), best Dice, the pointing game and IoBB hits from the stored maps and the dataset's
     own mask and box files (64 px masks, 64 px maps: no resizing)."""
-    from harness.conformance.checks import TINY_DATASET
+    from harness.conformance.tiny import TINY_DATASET
     from harness.data.adapters.synthetic import dataset_folder
 
     db, run_id, _ = anomaly_runs
@@ -297,7 +297,7 @@ def test_gallery_holds_the_largest_errors_at_the_threshold_and_the_case_study(an
     from PIL import Image
 
     from harness.boards.files import load_board
-    from harness.conformance.checks import TINY_DATASET
+    from harness.conformance.tiny import TINY_DATASET
     from harness.data.adapters.synthetic import dataset_folder
     from harness.data.loading import load_board_data
 
@@ -353,7 +353,7 @@ class CentredNoise(Method):
 
 def test_multilabel_values_equal_independent_computations(tiny_multilabel_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    run_id = run_bench("test-centred-noise", tiny_multilabel_board, db=db, device="cpu", corruptions=False).run_id
+    run_id = bench("test-centred-noise", tiny_multilabel_board, db=db, device="cpu", corruptions=False).run_id
     predictions = _read(db, "SELECT * FROM predictions WHERE run_id = ?", [run_id])
     manifest = _manifest(tiny_multilabel_board)
     run = _read(db, "SELECT * FROM runs WHERE run_id = ?", [run_id]).iloc[0]

@@ -10,14 +10,15 @@ import pytest
 import torch
 from conftest import publish
 
+from harness.api.params import Params
 from harness.api.protocol import FitContext, ImageBatches
 from harness.api.registry import get_method
 from harness.components.pretrain.mae import patchify
 from harness.components.reconstruction import residual_map
 from harness.components.training import SingleLoss, TrainConfig, train_cached
-from harness.conformance.checks import _fit_and_predict
+from harness.conformance.checks import fit_and_predict
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 from methods.ae import ConvAE
 from methods.ddpm_recon import TRAIN_TIMESTEPS, denoising_steps, noise_to
 from methods.flowdiff_normalizer import normalizer_map, top_share_mean
@@ -79,7 +80,7 @@ def test_an_autoencoder_learns_to_reconstruct_a_constant_image(monkeypatch, tmp_
     with torch.no_grad():
         before = rmse(model.eval())
     objective = SingleLoss(model, lambda x, *_: ((model(x) - x) ** 2).mean(), lr=3e-3)
-    trained = train_cached("ae-test", {}, objective, batches, TrainConfig(epochs=60), _ctx())
+    trained = train_cached("ae-test", Params(), objective, batches, TrainConfig(epochs=60), _ctx())
     with torch.no_grad():
         error = rmse(trained.modules)
     assert error < 0.01 and error < before / 10
@@ -92,7 +93,8 @@ def test_training_is_byte_identical_with_a_seed(monkeypatch, tmp_path, tiny_boar
     runs = []
     for cache in ("a", "b"):  # two empty caches: each trains
         monkeypatch.setenv("XRBENCH_CACHE", str(tmp_path / cache))
-        method, scores, maps, _ = _fit_and_predict(cls, tiny_board, dict(cls.card.smoke_params), 0)
+        run = fit_and_predict(cls, tiny_board, dict(cls.card.smoke_params), 0)
+        method, scores, maps = run.method, run.scores, run.maps
         runs.append((method.weights().sha256, scores.tobytes(), maps.tobytes()))
     assert runs[0] == runs[1]
 
@@ -102,7 +104,7 @@ def test_checkpoints_are_keyed_by_what_changes_the_weights(monkeypatch, tmp_path
     cls = get_method("ae")
     weights = []
     for params in ({}, {"lr": 2e-3}, {}):
-        method, *_ = _fit_and_predict(cls, tiny_board, {**cls.card.smoke_params, **params}, 0)
+        method = fit_and_predict(cls, tiny_board, {**cls.card.smoke_params, **params}, 0).method
         weights.append(method.weights().sha256)
     assert weights[0] == weights[2] != weights[1]
     assert len(list((tmp_path / "train").glob("ae-*.pth"))) == 2  # the third fit loaded the first's
@@ -134,7 +136,7 @@ def test_a_run_stores_training_history_and_the_normalizers_identity_diagnostics(
     db = tmp_path / "r.duckdb"
     for name in ("ae", "flowdiff-normalizer"):
         params = dict(get_method(name).card.smoke_params)
-        run_bench(name, tiny_board, params=params, db=db, corruptions=False)
+        bench(name, tiny_board, params=params, db=db, corruptions=False)
     with ResultStore(db) as store:
         rows = store.query("SELECT method, diagnostics, weights_sha256 FROM runs ORDER BY method")
     ae, flow = (json.loads(d) for d in rows["diagnostics"])

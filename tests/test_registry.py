@@ -1,6 +1,7 @@
 import pytest
 
 from harness.api import registry
+from harness.api.identity import method_origin
 from harness.api.protocol import Method, MethodCard
 from harness.core.errors import ParameterError, UnknownMethodError, XRBenchError
 
@@ -27,6 +28,12 @@ def test_parameters_are_checked_and_coerced():
         registry.create_method("patchcore", {"coreset": "0.2"})
     with pytest.raises(ParameterError, match="expected int"):
         registry.create_method("patchcore", {"neighbourhood": "three"})
+    with pytest.raises(ParameterError, match="out of range"):
+        registry.create_method("patchcore", {"coreset_ratio": "1.5"})
+    with pytest.raises(ParameterError, match="not a finite number"):
+        registry.create_method("patchcore", {"smoothing_sigma": "nan"})
+    with pytest.raises(ParameterError, match="choose one of none, simclr"):
+        registry.create_method("knn", {"pretrain": "byol"})
     assert registry.parse_params(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
     with pytest.raises(ParameterError):
         registry.parse_params(["novalue"])
@@ -54,12 +61,14 @@ def test_entry_point_methods_are_registered(monkeypatch):
         def load(self):
             return External
 
-    monkeypatch.setattr(registry, "_discovered", False)
+    monkeypatch.setattr(registry.METHODS, "_discovered", False)
     monkeypatch.setattr(
         registry, "entry_points", lambda group: [FakeEntryPoint()] if group == "xrbench.methods" else []
     )
-    assert registry.discover()["external-test-method"] is External
-    monkeypatch.delitem(registry._REGISTRY, "external-test-method")
+    try:
+        assert registry.discover()["external-test-method"] is External
+    finally:
+        registry.METHODS.forget("external-test-method")
 
 
 def test_a_broken_plugin_is_reported_and_does_not_break_the_others(monkeypatch, caplog):
@@ -69,7 +78,7 @@ def test_a_broken_plugin_is_reported_and_does_not_break_the_others(monkeypatch, 
         def load(self):
             raise ImportError("No module named 'their_dependency'")
 
-    monkeypatch.setattr(registry, "_discovered", False)
+    monkeypatch.setattr(registry.METHODS, "_discovered", False)
     monkeypatch.setattr(registry, "_BROKEN", {})
     monkeypatch.setattr(registry, "entry_points", lambda group: [Broken()] if group == "xrbench.methods" else [])
     methods = registry.discover()
@@ -99,23 +108,27 @@ def test_plugin_methods_record_their_distribution_and_version(monkeypatch):
         def load(self):
             return Plugged
 
-    monkeypatch.setattr(registry, "_discovered", False)
+    monkeypatch.setattr(registry.METHODS, "_discovered", False)
     monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()] if group == "xrbench.methods" else [])
     try:
         registry.discover()
-        assert registry.method_origin(Plugged) == {"plugin": {"distribution": "xrbench-plugged", "version": "1.2.3"}}
+        origin = method_origin(Plugged)
+        assert origin["plugin"] == {"distribution": "xrbench-plugged", "version": "1.2.3"}
+        assert "harness/api/protocol.py" in origin["files"]  # the harness code it imports
+        assert not any(path.startswith("tests/") for path in origin["files"])  # its own: by its version
     finally:
-        registry._REGISTRY.pop("plugged-test-method", None)
+        registry.METHODS.forget("plugged-test-method")
         registry._PLUGINS.pop("plugged-test-method", None)
 
 
-def test_methods_in_the_repository_record_their_source_files():
+def test_methods_in_the_repository_record_their_files_and_every_module_they_import():
     from harness.core.fingerprints import file_sha256
     from harness.core.paths import REPO_ROOT
 
-    origin = registry.method_origin(registry.get_method("cutpaste"))
-    assert origin == {
-        "files": {
-            f"methods/{m}.py": file_sha256(REPO_ROOT / "methods" / f"{m}.py") for m in ("cutpaste", "mahalanobis")
-        }
-    }
+    files = method_origin(registry.get_method("cutpaste"))["files"]
+    for path in ("methods/cutpaste.py", "methods/mahalanobis.py", "harness/components/embedding.py"):
+        assert files[path] == file_sha256(REPO_ROOT / path)
+    assert "harness/components/pretrain/cutpaste.py" in files  # imported through the feature extractor
+    assert "harness/core/errors.py" in files and "harness/components/__init__.py" in files  # parent packages run too
+    assert not any(p.startswith(("harness/run/", "harness/scoring/", "harness/site/")) for p in files)
+    assert list(files) == sorted(files)

@@ -13,17 +13,17 @@ from PIL import Image
 from harness.api.registry import get_method
 from harness.boards.files import load_board
 from harness.cli.main import main
-from harness.conformance.checks import _fit_and_predict
+from harness.conformance.checks import fit_and_predict
 from harness.core.errors import XRBenchError
 from harness.data.loading import load_board_data
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 from harness.run.saliency import Explainer
 
 
 def _fitted(name, board, **params):
     cls = get_method(name)
-    method, *_ = _fit_and_predict(cls, board, {**cls.card.smoke_params, **params}, 0)
+    method = fit_and_predict(cls, board, {**cls.card.smoke_params, **params}, 0).method
     return method, load_board_data(load_board(board)).splits["test"].images[:6].float() / 255
 
 
@@ -70,7 +70,7 @@ def test_gradcam_maps_equal_a_computation_by_hand(tiny_multilabel_board):
 
 def test_a_method_explained_with_gradcam_has_its_maps_stored_and_scored(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    run = run_bench("knn", tiny_board, db=db, device="cpu", corruptions=False, explain="gradcam++").run_id
+    run = bench("knn", tiny_board, db=db, device="cpu", corruptions=False, explain="gradcam++").run_id
     with ResultStore(db) as store:
         assert store.run(run)["explain"] == "gradcam++"
         maps = store.maps(run)
@@ -82,14 +82,14 @@ def test_a_method_explained_with_gradcam_has_its_maps_stored_and_scored(tiny_boa
 
 def test_a_method_without_a_differentiable_score_is_refused_before_fitting(tiny_board, tmp_path):
     with pytest.raises(XRBenchError, match="method ocsvm has no differentiable score to explain with gradcam; it gets"):
-        run_bench("ocsvm", tiny_board, db=tmp_path / "r.duckdb", device="cpu", explain="gradcam")
+        bench("ocsvm", tiny_board, db=tmp_path / "r.duckdb", device="cpu", explain="gradcam")
     assert not (tmp_path / "r.duckdb").exists()
 
 
 def test_explain_draws_the_image_its_map_and_its_ground_truth(tiny_board, tmp_path, capsys):
     db = tmp_path / "r.duckdb"
-    patchcore = run_bench("patchcore", tiny_board, db=db, device="cpu", corruptions=False).run_id
-    intensity = run_bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    patchcore = bench("patchcore", tiny_board, db=db, device="cpu", corruptions=False).run_id
+    intensity = bench("intensity", tiny_board, db=db, device="cpu", corruptions=False).run_id
     with ResultStore(db) as store:
         tests = store.predictions(patchcore).query("split == 'test' and label == 1")["image_id"]
     image = tests.iloc[0]

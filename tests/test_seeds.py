@@ -11,7 +11,7 @@ from harness.cli.main import main
 from harness.core.errors import XRBenchError
 from harness.results.seeds import compare_seeds
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def seeded(tiny_board, tmp_path_factory):
     runs = {}
     for method, seeds in (("random", [0, 1, 2]), ("knn", [0, 1])):
         for seed in seeds:
-            runs[method, seed] = run_bench(method, tiny_board, seed=seed, db=db, device="cpu", corruptions=False).run_id
+            runs[method, seed] = bench(method, tiny_board, seed=seed, db=db, device="cpu", corruptions=False).run_id
     return db, runs
 
 

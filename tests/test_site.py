@@ -11,7 +11,7 @@ import pytest
 from conftest import publish
 
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 from harness.site.builder import slug
 
 HOSTILE = "<script>alert('x')</script>"
@@ -21,9 +21,9 @@ HOSTILE = "<script>alert('x')</script>"
 def site(tiny_board, tmp_path_factory):
     folder = tmp_path_factory.mktemp("site")
     db = folder / "results.duckdb"
-    run_bench("patchcore", tiny_board, params={"coreset_ratio": "0.1"}, db=db, device="cpu")
-    run_bench("intensity", tiny_board, db=db, device="cpu")
-    run_bench("random", tiny_board, db=db, device="cpu")
+    bench("patchcore", tiny_board, params={"coreset_ratio": "0.1"}, db=db, device="cpu")
+    bench("intensity", tiny_board, db=db, device="cpu")
+    bench("random", tiny_board, db=db, device="cpu")
     out = folder / "build"
     publish(db, out)
     return db, out

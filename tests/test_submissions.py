@@ -15,7 +15,7 @@ from harness.core.errors import XRBenchError
 from harness.results.leaderboard import assemble
 from harness.results.rescore import rescore_run
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 from harness.site.builder import build_site
 from harness.submissions import bundles as bundle_format
 from harness.submissions.bundles import (
@@ -34,8 +34,8 @@ from harness.submissions.verify import verify_bundle
 @pytest.fixture(scope="module")
 def runs(tiny_board, tiny_multilabel_board, tmp_path_factory):
     db = tmp_path_factory.mktemp("submit") / "runs.duckdb"
-    anomaly = run_bench("intensity", tiny_board, db=db, device="cpu").run_id
-    multilabel = run_bench("random", tiny_multilabel_board, db=db, device="cpu").run_id
+    anomaly = bench("intensity", tiny_board, db=db, device="cpu").run_id
+    multilabel = bench("random", tiny_multilabel_board, db=db, device="cpu").run_id
     return db, anomaly, multilabel
 
 
@@ -92,7 +92,9 @@ def test_bundle_files_hold_no_labels_and_every_condition(bundle, runs):
         stored = store.predictions(runs[1])
     assert len(frame) == len(stored) and frame["condition"].nunique() > 1
     submission = tomllib.loads((bundle / SUBMISSION).read_text())
-    assert list(submission["code"]["files"]) == ["methods/intensity.py"]
+    files = submission["code"]["files"]
+    assert "methods/intensity.py" in files and "harness/api/protocol.py" in files  # the method and what it imports
+    assert not any(path.startswith("harness/run/") for path in files)
     assert submission["corruptions"] is True and submission["run_id"] == runs[1]
 
 

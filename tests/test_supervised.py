@@ -13,7 +13,7 @@ from harness.api.registry import register
 from harness.boards.files import load_board
 from harness.core.errors import MethodOutputError, XRBenchError
 from harness.results.store import ResultStore
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 FAST_SUPERVISED = {"epochs": "1", "augment": "0"}
 
@@ -29,7 +29,7 @@ def test_supervised_training_options_train_different_weights_kept_apart_by_the_c
     ]  # fmt: skip
     weights = []
     for extra in [*settings, settings[2]]:
-        result = run_bench(
+        result = bench(
             "supervised", tiny_multilabel_board, params=FAST_SUPERVISED | extra, db=db, device="cpu", corruptions=False
         )
         with ResultStore(db) as store:
@@ -99,8 +99,8 @@ def test_mc_dropout_and_tta_store_variances_that_are_evaluated_rescored_and_veri
 
     db = tmp_path / "r.duckdb"
     params = FAST_SUPERVISED | {"dropout": "0.3", "mc_dropout": "3", "tta": "2"}
-    runs = [run_bench("supervised", tiny_multilabel_board, params=params, db=db, device="cpu", corruptions=False)]
-    runs.append(run_bench("supervised", tiny_multilabel_board, params=params, db=db, device="cpu", corruptions=False))
+    runs = [bench("supervised", tiny_multilabel_board, params=params, db=db, device="cpu", corruptions=False)]
+    runs.append(bench("supervised", tiny_multilabel_board, params=params, db=db, device="cpu", corruptions=False))
     with ResultStore(db) as store:
         hashes = {store.run(r.run_id)["predictions_sha256"] for r in runs}
         assert len(hashes) == 1  # byte-identical predictions
@@ -140,7 +140,7 @@ def test_mc_dropout_and_tta_store_variances_that_are_evaluated_rescored_and_veri
 
 def test_mc_dropout_without_dropout_is_refused(tiny_multilabel_board, tmp_path):
     with pytest.raises(XRBenchError, match="mc_dropout=2 needs dropout > 0"):
-        run_bench(
+        bench(
             "supervised", tiny_multilabel_board, params=FAST_SUPERVISED | {"mc_dropout": "2"}, db=tmp_path / "r.duckdb"
         )
 
@@ -200,6 +200,6 @@ class VarianceLater(Method):
 def test_a_variance_on_some_batches_only_is_refused_and_nothing_stored(tiny_multilabel_board, tmp_path):
     db = tmp_path / "r.duckdb"
     with pytest.raises(MethodOutputError, match="returned a variance for this batch but none for the split's first"):
-        run_bench("test-variance-later", tiny_multilabel_board, db=db, device="cpu", corruptions=False)
+        bench("test-variance-later", tiny_multilabel_board, db=db, device="cpu", corruptions=False)
     with ResultStore(db) as store:
         assert store.query("SELECT count(*) AS n FROM predictions")["n"].iloc[0] == 0

@@ -7,7 +7,7 @@ from conftest import check_clean_auroc
 from harness.boards.spec import DatasetSpec
 from harness.data.adapters import synthetic_dental
 from harness.data.synth.dental_cohort import draw_cohort, write_dataset
-from harness.run.runner import run_bench
+from harness.run.runner import bench
 
 
 def test_generation_is_deterministic_and_mixes_encodings(tmp_path):
@@ -38,7 +38,7 @@ def test_findings_change_the_image_locally():
 
 def test_dental_board_runs_end_to_end(tiny_dental_board, tmp_path):
     for method in ("intensity", "patchcore"):
-        result = run_bench(method, tiny_dental_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
+        result = bench(method, tiny_dental_board, db=tmp_path / "r.duckdb", device="cpu", corruptions=False)
         check_clean_auroc(tmp_path / "r.duckdb", result.run_id)
 
 

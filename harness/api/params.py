@@ -18,16 +18,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from harness.core.errors import ParameterError
 
 NO_SMOKE = object()
 """A field without a smoke-test value keeps its default in smoke tests."""
 TYPES = (bool, int, float, str)
+RESERVED = {"keys", "items", "values", "get", "specs", "names", "defaults", "smoke", "parse", "with_defaults",
+            "as_dict", "weight_key", "redefault"}  # fmt: skip
 
 
 def param(
@@ -79,11 +82,13 @@ class Params(Mapping):
     """Base class of every method's parameters (a method without any uses it as is). Instances
     are checked when made (types, ranges, choices) and read like a mapping too."""
 
-    method: ClassVar[str] = "method"  # named in errors; set by the card
-
     def __post_init__(self) -> None:
         for spec in self.specs():
-            _check(self.method, spec, getattr(self, spec.name))
+            value = getattr(self, spec.name)
+            if spec.type in (int, float) and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                if spec.type is float or isinstance(value, numbers.Integral):
+                    object.__setattr__(self, spec.name, spec.type(value))  # 1 and 1.0 store alike
+            _check(spec, getattr(self, spec.name))
 
     # --- reading ------------------------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -113,6 +118,8 @@ class Params(Mapping):
         for f in dataclasses.fields(cls):
             meta = f.metadata
             kind = hints[f.name]
+            if f.name in RESERVED:
+                raise TypeError(f"{cls.__name__}.{f.name}: the name is taken by the parameters' own methods")
             if kind not in TYPES:
                 raise TypeError(f"{cls.__name__}.{f.name}: parameters are bool, int, float or str, not {kind}")
             out.append(
@@ -136,32 +143,51 @@ class Params(Mapping):
 
     # --- making -------------------------------------------------------------------------------
     @classmethod
-    def parse(cls, values: Mapping[str, Any] | None = None) -> Params:
+    def redefault(cls, name: str, default: Any) -> Any:
+        """Field `name` of this class with another default (same checks and meaning), for a
+        subclass that changes it: `layers: str = ExtractorParams.redefault("layers", "4")`."""
+        meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+        return field(default=default, metadata=meta)
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any] | None = None, method: str = "") -> Params:
         """Parameters from `values` over the defaults: strings (from the command line) are
-        coerced to each field's type; an unknown name is refused with the closest one."""
+        coerced to each field's type; an unknown name is refused with the closest one. Errors
+        name `method`."""
         values = dict(values or {})
+        where = f"method {method}" if method else cls.__name__
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:
             hints = [s for k in unknown for s in difflib.get_close_matches(k, cls.names(), n=1)]
             hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
             listed = ", ".join(f"{k}={v}" for k, v in cls.defaults().items()) or "none"
-            raise ParameterError(f"method {cls.method} has no parameter {', '.join(unknown)}{hint}; its parameters: {listed}")
+            raise ParameterError(f"{where} has no parameter {', '.join(unknown)}{hint}; its parameters: {listed}")
         types = {s.name: s.type for s in cls.specs()}
-        return cls(**{k: _coerce(cls.method, k, v, types[k]) for k, v in values.items()})
+        try:
+            return cls(**{k: _coerce(k, v, types[k]) for k, v in values.items()})
+        except ParameterError as exc:
+            raise ParameterError(f"{where}: {exc}") from None
 
     @classmethod
-    def with_defaults(cls, method: str, **defaults: Any) -> type[Params]:
-        """A subclass with other defaults (a configured variant of a method), checked like any."""
-        unknown = sorted(set(defaults) - set(cls.names()))
+    def with_defaults(cls, method: str, smoke: Mapping[str, Any] | None = None, **defaults: Any) -> type[Params]:
+        """A subclass with other defaults (and smoke-test values): a configured variant of a
+        method, checked like any."""
+        smoke = dict(smoke or {})
+        unknown = sorted((set(defaults) | set(smoke)) - set(cls.names()))
         if unknown:
             raise ParameterError(f"{cls.__name__} has no parameter {', '.join(unknown)}")
-        by_name = {f.name: f for f in dataclasses.fields(cls)}
-        fields = [(name, typing.get_type_hints(cls)[name], field(default=value, metadata=by_name[name].metadata))
-                  for name, value in defaults.items()]  # fmt: skip
-        made = dataclasses.make_dataclass(f"{cls.__name__}For{_title(method)}", fields, bases=(cls,), frozen=True)
-        made.method = method
+        hints = typing.get_type_hints(cls)
+        fields = []
+        for f in dataclasses.fields(cls):
+            if f.name in defaults or f.name in smoke:
+                meta = {**f.metadata, **({"smoke": smoke[f.name]} if f.name in smoke else {})}
+                fields.append((f.name, hints[f.name], field(default=defaults.get(f.name, f.default), metadata=meta)))
+        made = dataclasses.make_dataclass(f"{_title(method)}Params", fields, bases=(cls,), frozen=True)
         made.__module__ = cls.__module__
-        made()  # the new defaults must pass the checks too
+        try:
+            made()  # the new defaults must pass the checks too
+        except ParameterError as exc:
+            raise ParameterError(f"method {method}: {exc}") from None
         return made
 
 
@@ -169,7 +195,7 @@ def _title(name: str) -> str:
     return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
 
 
-def _coerce(method: str, key: str, value: Any, kind: type) -> Any:
+def _coerce(key: str, value: Any, kind: type) -> Any:
     """A command-line string as the field's type (other values are checked as they are)."""
     if not isinstance(value, str) or kind is str:
         return float(value) if kind is float and type(value) is int else value
@@ -182,19 +208,16 @@ def _coerce(method: str, key: str, value: Any, kind: type) -> Any:
             raise ValueError(value)
         return kind(value)
     except ValueError:
-        raise ParameterError(f"method {method}: parameter {key}={value!r}: expected {kind.__name__}") from None
+        raise ParameterError(f"parameter {key}={value!r}: expected {kind.__name__}") from None
 
 
-def _check(method: str, spec: ParamSpec, value: Any) -> None:
+def _check(spec: ParamSpec, value: Any) -> None:
     """Refuse a value of the wrong type, outside the bounds or choices, or not finite."""
-    ok = type(value) is spec.type or (spec.type is float and type(value) is int)
-    if not ok:
-        raise ParameterError(
-            f"method {method}: {spec.name}={value!r} is a {type(value).__name__}; it must be a {spec.type.__name__}"
-        )
+    if type(value) is not spec.type:
+        raise ParameterError(f"{spec.name}={value!r} is a {type(value).__name__}; it must be a {spec.type.__name__}")
     if spec.type is float and not math.isfinite(value):
-        raise ParameterError(f"method {method}: {spec.name}={value} is not a finite number")
+        raise ParameterError(f"{spec.name}={value} is not a finite number")
     if spec.choices is not None and value not in spec.choices:
-        raise ParameterError(f"method {method}: {spec.name}={value!r} is not allowed; choose {spec.allowed()}")
+        raise ParameterError(f"{spec.name}={value!r} is not allowed; choose {spec.allowed()}")
     if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
-        raise ParameterError(f"method {method}: {spec.name}={value} is out of range; it must be {spec.allowed()}")
+        raise ParameterError(f"{spec.name}={value} is out of range; it must be {spec.allowed()}")

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
+from harness.api.params import Params, param
 from harness.core.errors import MethodFailure, ParameterError, WeightsUnavailable, XRBenchError
 from harness.core.fingerprints import file_sha256, state_sha256
 
@@ -27,12 +28,14 @@ __all__ = [
     "MethodCard",
     "MethodFailure",
     "ParameterError",
+    "Params",
     "Prediction",
     "SaliencyTarget",
     "WeightsInfo",
     "WeightsUnavailable",
     "XRBenchError",
     "file_sha256",
+    "param",
     "state_sha256",
 ]
 """The contract, with the errors a method raises and the hashes its `WeightsInfo` carries."""
@@ -47,15 +50,15 @@ LEARNING = ("one-class", "supervised", "zero-shot", "none")
 class MethodCard:
     """What the leaderboard shows about a method, and what the harness needs to know to run it.
 
+    `params`: the method's parameters, a frozen dataclass of `harness.api.params.Params` whose
+    fields give each default, range or choices, smoke-test value and meaning.
     `learning`: what it learns from (`one-class`: normal training images only; `supervised`:
     labelled training images; `zero-shot`: nothing from the board; `none`: a fixed rule).
     `produces_maps`: `predict` returns a map per image, which the harness keeps.
     `needs_grad`: `predict` needs autograd (saliency methods): the harness runs it under
     `torch.enable_grad()` instead of `torch.inference_mode()`.
-    `smoke_params`: parameters that make it fit and predict in seconds on a tiny board (the
-    test suite and `harness.conformance.checks.check_method` use them).
-    `ranges` (inclusive `(low, high)`, None for no bound) and `choices` (allowed values) are
-    checked for every run's parameters before it starts; `Method.check_params` can add more.
+    `exceptions`: conformance checks (`harness.conformance.checks.CHECKS`) that cannot run on a
+    tiny board for this method, each with the reason (and where it is checked instead).
     """
 
     name: str
@@ -64,13 +67,21 @@ class MethodCard:
     reference: str
     license: str
     tasks: tuple[str, ...] = ("anomaly",)
-    defaults: dict[str, Any] = field(default_factory=dict)
+    params: type[Params] = Params
     learning: str = "one-class"
     produces_maps: bool = False
     needs_grad: bool = False
-    smoke_params: dict[str, Any] = field(default_factory=dict)
-    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
-    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    exceptions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.params.defaults()
+
+    @property
+    def smoke_params(self) -> dict[str, Any]:
+        """Parameters that make it fit and predict in seconds on a tiny board (the test suite
+        and `harness.conformance.checks.check_method` use them)."""
+        return self.params.smoke()
 
     def summary(self) -> dict[str, Any]:
         """What a run stores about the method, for the site and for submissions."""
@@ -167,8 +178,9 @@ class SaliencyTarget:
 class Method(ABC):
     """Base class. Subclasses set `card` and implement `fit` and `predict`.
 
-    Parameters arrive as keyword arguments already merged with `card.defaults` and
-    type-checked; read them from `self.params`. The harness calls `predict` with the modules of
+    Parameters arrive as keyword arguments, are merged with the defaults and checked (see
+    `harness.api.params`); read them from `self.params` (`self.params.k` or
+    `self.params["k"]`). The harness calls `predict` with the modules of
     `torch_modules()` in eval mode, under `torch.inference_mode()` (or `enable_grad()` when the
     card `needs_grad`) and the run's autocast precision.
     """
@@ -176,13 +188,13 @@ class Method(ABC):
     card: ClassVar[MethodCard]
 
     def __init__(self, **params: Any):
-        self.params: dict[str, Any] = {**self.card.defaults, **params}
+        self.params: Params = self.card.params.parse(params, self.card.name)
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        """Refuse parameters that cannot work (raise `harness.core.errors.ParameterError` naming the
-        parameter and what it allows), before any data is loaded. `ranges` and `choices` of the
-        card are checked already; override for anything else."""
+    def check_params(cls, params: Any) -> None:
+        """Refuse parameters that cannot work together or on this machine (raise
+        `ParameterError` naming the parameter and what it allows), before any data is loaded.
+        Types, ranges and choices are checked already; override for anything else."""
         return None
 
     @abstractmethod

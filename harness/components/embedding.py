@@ -4,17 +4,18 @@ in what actually differs (the scorer, the pooling), never by copy."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from harness.api.protocol import FitContext, ImageBatches, Method, Prediction, SaliencyTarget, WeightsInfo
+from harness.api.params import param
+from harness.api.protocol import FitContext, ImageBatches, Method, Params, Prediction, SaliencyTarget, WeightsInfo
 from harness.components.backbones import check_backbone, is_vit, last_stage, parse_layers, to_backbone_input
 from harness.components.coreset import greedy_coreset
-from harness.components.features import build_extractor, global_embedding
+from harness.components.features import ExtractorParams, build_extractor, global_embedding
 from harness.components.neighbors import NearestNeighbors, TorchNearestNeighbors
 from harness.components.scorers import Scorer
 from harness.components.weights import CLIP_PREFIX, resolve_weights
@@ -25,7 +26,7 @@ class BackboneMethod(Method):
     """A method whose fitted state includes `self.extractor` (see `harness.components.features.build_extractor`)."""
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
+    def check_params(cls, params: Params) -> None:
         """The backbone exists in timm or open_clip, its layers parse and its weights are found."""
         check_backbone(params["backbone"])
         try:
@@ -88,11 +89,18 @@ class _EmbeddingScore(torch.nn.Module):
         return self.scorer.torch_score(global_embedding([m.float() for m in maps]))[:, None]
 
 
-PATCH_DEFAULTS = {"neighbourhood": 3, "coreset_ratio": 0.05, "projection_dim": 64, "smoothing_sigma": 4.0}
-PATCH_RANGES = {"neighbourhood": (1, 15), "coreset_ratio": (1e-6, 1.0), "projection_dim": (0, None)}
-PATCH_RANGES |= {"smoothing_sigma": (0.0, None)}
-"""PatchCore's parameters: neighbourhood pooling size, coreset fraction, random projection
-width for coreset selection, Gaussian smoothing of the anomaly map (pixels)."""
+@dataclass(frozen=True)
+class PatchParams(ExtractorParams):
+    """PatchCore's parameters (and those of methods that use its memory)."""
+
+    neighbourhood: int = param(3, low=1, high=15, weights=False, help="patch features averaged over this square")
+    coreset_ratio: float = param(
+        0.05, low=1e-6, high=1.0, weights=False, help="fraction of normal patches kept in the memory"
+    )
+    projection_dim: int = param(
+        64, low=0, weights=False, help="random projection width for choosing the coreset (0: none)"
+    )
+    smoothing_sigma: float = param(4.0, low=0.0, weights=False, help="Gaussian smoothing of the anomaly map, in pixels")
 
 
 class PatchBank:

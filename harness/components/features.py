@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from harness.api.params import Params, param
 from harness.api.protocol import FitContext, ImageBatches
 from harness.components.backbones import FeatureExtractor
 from harness.components.pretrain.pretraining import ALGORITHMS, default_config, pretrained_weights
@@ -28,27 +31,32 @@ def global_embedding(maps: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([m.mean(dim=(-2, -1)) for m in maps], dim=1)
 
 
-EXTRACTOR_DEFAULTS = {
-    "backbone": "resnet18",
-    "weights": "none",
-    "layers": "auto",
-    "pretrain": "none",
-    "pretrain_epochs": 0,
-}
-"""Parameters of every method built on `build_extractor`: `pretrain` is none or a
-self-supervised algorithm (simclr, moco, mae, cutpaste) run on the board's normal training
-images first, starting from `weights`; `pretrain_epochs` 0 means the algorithm's default."""
-EXTRACTOR_SMOKE = {"pretrain_epochs": 1}
-"""Smoke-test parameters of those methods (`MethodCard.smoke_params`): one pretraining epoch."""
-EXTRACTOR_RANGES = {"pretrain_epochs": (0, None)}
-EXTRACTOR_CHOICES = {"pretrain": ("none", *ALGORITHMS)}
+@dataclass(frozen=True)
+class ExtractorParams(Params):
+    """Parameters of every method built on `build_extractor`."""
+
+    backbone: str = param("resnet18", help="timm model name, or clip:<open_clip model> for a CLIP image encoder")
+    weights: str = param(
+        "none",
+        help="none (seeded random initialisation), imagenet (timm's or open_clip's weights from the local "
+        "Hugging Face cache), or a weights file",
+    )
+    layers: str = param(
+        "auto", weights=False, help="feature stages, comma-separated as timm numbers them (auto: the usual ones)"
+    )
+    pretrain: str = param(
+        "none",
+        choices=("none", *ALGORITHMS),
+        help="self-supervised pretraining on the board's normal training images first, from `weights`",
+    )
+    pretrain_epochs: int = param(0, low=0, smoke=1, help="pretraining epochs (0: the algorithm's default)")
 
 
-def build_extractor(params: dict, train: ImageBatches, ctx: FitContext) -> FeatureExtractor:
+def build_extractor(params: ExtractorParams, train: ImageBatches, ctx: FitContext) -> FeatureExtractor:
     """The frozen feature extractor a method's parameters describe, pretraining it if asked."""
     weights = params["weights"]
-    if params.get("pretrain", "none") != "none":
-        config = default_config(params["pretrain"], params["backbone"], weights, params.get("pretrain_epochs", 0))
+    if params["pretrain"] != "none":
+        config = default_config(params["pretrain"], params["backbone"], weights, params["pretrain_epochs"])
         weights = str(pretrained_weights(config, train, ctx))
     extractor = FeatureExtractor(params["backbone"], weights, ctx.seed, params["layers"], ctx.device, ctx.resolution)
     ctx.log.info("backbone %s, layers %s, weights %s", params["backbone"], extractor.layers, extractor.weights.id)

@@ -12,6 +12,7 @@ batch at the internal resolution -> its reconstruction); it may override `anomal
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 import kornia
@@ -19,13 +20,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.api.params import Params, param
 from harness.api.protocol import FitContext, ImageBatches, Method, Prediction, WeightsInfo
 from harness.components.training import Objective, SingleLoss, TrainConfig, seeded, train_cached
 from harness.core.errors import ParameterError
 
 RESIDUALS = ("l2", "l1", "ssim")
-TRAINING_PARAMS = ("size", "epochs", "lr", "batch_size")
-"""Parameters every reconstruction method trains with (part of its checkpoint key)."""
+
+
+@dataclass(frozen=True)
+class ReconstructionParams(Params):
+    """What every reconstruction method trains with."""
+
+    size: int = param(64, low=16, high=1024, smoke=32, help="internal resolution: trained and scored at this size")
+    epochs: int = param(40, low=1, smoke=2, help="training epochs")
+    lr: float = param(1e-3, low=1e-12, help="learning rate (AdamW)")
+    batch_size: int = param(32, low=2, smoke=8, help="training batch size")
+    residual: str = param(
+        "l2", choices=RESIDUALS, help="map and training loss: squared error, absolute error or 1 - SSIM"
+    )
+    ema: float = param(
+        0.0,
+        low=0.0,
+        high=0.9999,
+        help="decay of a moving average of the weights kept instead of the last ones (0: off)",
+    )
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -61,16 +80,14 @@ def downsized(batches: ImageBatches, size: int, batch_size: int) -> ImageBatches
 class ReconstructionMethod(Method):
     """Trains a reconstruction model on normal images; map = residual, score = its mean.
 
-    Subclass cards take at least the parameters of `DEFAULTS` (`ema`: decay of a moving average
-    of the weights, kept instead of the last ones; 0 switches it off); list further parameters
-    that change training in `training_keys`. A network that halves the internal size
-    `halvings` times (the conv autoencoders: `len(WIDTHS)`) gets `size` checked for it."""
+    Subclass cards' parameters extend `ReconstructionParams`; every parameter that changes the
+    weights is in the checkpoint key. A network that halves the internal size `halvings` times
+    (the conv autoencoders: `len(WIDTHS)`) gets `size` checked for it."""
 
-    training_keys: tuple[str, ...] = ()
     halvings: int = 0
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
+    def check_params(cls, params: Any) -> None:
         if cls.halvings:
             check_size(params["size"], cls.halvings)
 
@@ -92,9 +109,8 @@ class ReconstructionMethod(Method):
         p = self.params
         with seeded(ctx.seed):
             objective = self.objective(ctx)
-        key = {k: p[k] for k in (*TRAINING_PARAMS, "residual", *self.training_keys) if k in p}
         batches = downsized(train, p["size"], p["batch_size"])
-        self.trained = train_cached(self.card.name, key, objective, batches, TrainConfig(p["epochs"], p["ema"]), ctx)
+        self.trained = train_cached(self.card.name, p, objective, batches, TrainConfig(p["epochs"], p["ema"]), ctx)
         self.after_fit(val, ctx)
 
     def after_fit(self, val: ImageBatches, ctx: FitContext) -> None:
@@ -124,14 +140,6 @@ class ReconstructionMethod(Method):
 
     def torch_modules(self) -> list[nn.Module]:
         return [self.model]
-
-
-# --- what the cards share ------------------------------------------------------------------------
-
-DEFAULTS = {"size": 64, "epochs": 40, "lr": 1e-3, "batch_size": 32, "residual": "l2", "ema": 0.0}
-RANGES = {"size": (16, 1024), "epochs": (1, None), "lr": (1e-12, None), "batch_size": (2, None), "ema": (0.0, 0.9999)}
-CHOICES = {"residual": RESIDUALS}
-SMOKE = {"size": 32, "epochs": 2, "batch_size": 8}
 
 
 # --- building blocks -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from harness.api.params import Params
 from harness.api.protocol import FitContext, ImageBatches
 from harness.components.checkpoints import cached_checkpoint
 from harness.core.fingerprints import file_sha256
@@ -192,19 +193,23 @@ def run_epochs(
 
 def train_cached(
     name: str,
-    key: dict[str, Any],
+    params: Params,
     objective: Objective,
     batches: ImageBatches,
     config: TrainConfig,
     ctx: FitContext,
     validate: Callable[[nn.Module], float] | None = None,
+    derived: dict[str, Any] | None = None,
 ) -> Trained:
     """Train `objective` (or load the verified checkpoint of an identical earlier training).
-    `key`: the method's parameters that change the weights; the rest of the key is added here."""
-    full_key = {
+    The checkpoint key holds every parameter that changes the weights (`Params.weight_key`),
+    what the method `derived` from its parameters and the data (the initial weights' hash, the
+    targets), and what the harness adds here."""
+    full_key = {  # the method's own parts apart: a parameter named like a harness part cannot shadow it
         "version": TRAINING_VERSION,
         "method": name,
-        **key,
+        "params": params.weight_key(),
+        "derived": derived or {},
         "epochs": config.epochs,
         "ema": config.ema,
         "batch_size": batches.batch_size,

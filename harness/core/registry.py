@@ -37,14 +37,22 @@ class Ref:
 class Registry(Generic[T]):
     """Named entries of one kind, in registration order.
 
-    `discover`, when given, is called once before the first lookup: it registers entries that
-    live elsewhere (method modules, plugins)."""
+    `discover`, when given, registers every entry that lives elsewhere (method modules,
+    plugins): it is called once, before the first listing or before a lookup that `find` (which
+    registers the one entry asked for, when it knows where it is) could not answer."""
 
-    def __init__(self, kind: str, error: type[XRBenchError] = XRBenchError, discover: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        error: type[XRBenchError] = XRBenchError,
+        discover: Callable[[], None] | None = None,
+        find: Callable[[str], None] | None = None,
+    ):
         self.kind = kind
         self._error = error
         self._entries: dict[str, T] = {}
         self._discover = discover
+        self._find = find
         self._discovered = discover is None
 
     def add(self, name: str, entry: T, replace: bool = False) -> T:
@@ -64,10 +72,21 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """The entry, or one line naming the closest known name and every known one."""
-        entries = self._ready()
-        if name not in entries:
+        if name not in self._entries and self._find is not None and not self._discovered:
+            self._find(name)
+        if name not in self._entries:
+            self._ready()
+        if name not in self._entries:
             raise self._error(self.unknown(name))
-        return entries[name]
+        return self._entries[name]
+
+    def find_registered(self, name: str) -> T | None:
+        """The entry if it is registered already (no discovery)."""
+        return self._entries.get(name)
+
+    def registered(self) -> list[str]:
+        """The names registered so far (no discovery)."""
+        return list(self._entries)
 
     def unknown(self, name: str) -> str:
         """What to say about a name that is not registered."""

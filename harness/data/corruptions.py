@@ -20,17 +20,17 @@ from PIL import Image
 from torchvision.transforms.functional import gaussian_blur as tv_gaussian_blur
 
 from harness.core.errors import XRBenchError
+from harness.core.registry import Registry
 
 CorruptionFn = Callable[[torch.Tensor, float, list[int]], torch.Tensor]
-CORRUPTIONS: dict[str, CorruptionFn] = {}
+CORRUPTIONS: Registry[CorruptionFn] = Registry("corruption")
 # Bump when any corruption's output changes: it is part of the corrupted-image cache key.
 CORRUPTIONS_VERSION = 1
 
 
 def corruption(name: str) -> Callable[[CorruptionFn], CorruptionFn]:
     def add(fn: CorruptionFn) -> CorruptionFn:
-        CORRUPTIONS[name] = fn
-        return fn
+        return CORRUPTIONS.add(name, fn)
 
     return add
 
@@ -127,10 +127,9 @@ def gamma_window(images: torch.Tensor, strength: float, seeds: list[int]) -> tor
 def apply(
     name: str, images: torch.Tensor, level: float, image_ids: list[str], board_seed: int, severity: int
 ) -> torch.Tensor:
-    if name not in CORRUPTIONS:
-        raise XRBenchError(f"unknown corruption {name!r}; available: {', '.join(sorted(CORRUPTIONS))}")
+    fn = CORRUPTIONS.get(name)
     seeds = [image_seed(board_seed, i, name, severity) for i in image_ids]
-    out = CORRUPTIONS[name](images, float(level), seeds)
+    out = fn(images, float(level), seeds)
     if out.shape != images.shape or out.dtype != torch.uint8:
         raise XRBenchError(
             f"corruption {name} returned {tuple(out.shape)} {out.dtype}, expected uint8 {tuple(images.shape)}"

@@ -1,7 +1,8 @@
 """`xrbench grid`: run methods x boards x seeds, resumably.
 
-Every cell has a key (`harness.run.runner.cell_key`: method, parameters and code, board edition,
-seed, device type, run options). A cell whose key has an `ok` run in the database is done and
+Every cell is a run's spec (`harness.run.spec.RunSpec`), whose key (method, parameters and the
+code they run, board edition, seed, device type, run options) has an `ok` run in the database
+when the cell is done. A cell whose key has an `ok` run in the database is done and
 skipped; a failed one runs again; `force` re-runs everything. A cell that raises is recorded
 failed (by the run itself) and the grid goes on; Ctrl-C stops scheduling and keeps every
 finished run.
@@ -22,31 +23,18 @@ from typing import Any
 
 from rich.console import Console
 
-from harness.api.registry import create_method, discover, get_method
+from harness.api.registry import discover, get_method
 from harness.boards.files import load_board
 from harness.boards.spec import Board
 from harness.core.errors import ParameterError, XRBenchError
 from harness.results.store import ResultStore
-from harness.run.runner import cell_key, resolve_device, run_bench
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What `xrbench bench` takes besides method, board and seed; the same for every cell."""
-
-    db: Path
-    device: str = "auto"
-    corruptions: bool = True
-    precision: str = "fp32"
+from harness.run.runner import run_bench
+from harness.run.spec import RunOptions, RunSpec
 
 
 @dataclass
 class Cell:
-    method: str
-    board: str
-    seed: int
-    params: dict[str, Any]
-    key: str = ""
+    spec: RunSpec
     attempts: int = 0  # runs started in a worker process that died
     state: str = "pending"  # pending | done (before the grid) | running | ok | failed | interrupted
     run_id: str | None = None
@@ -61,8 +49,11 @@ class Cell:
 
     @property
     def name(self) -> str:
-        board = Path(self.board).stem if self.board.endswith(".toml") else self.board  # a board file's path
-        return f"{self.method} · {board} · seed {self.seed}"
+        return f"{self.spec.method} · {self.spec.board.name} · seed {self.spec.seed}"
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
 
 
 @dataclass
@@ -87,26 +78,23 @@ def parse_overrides(pairs: list[str], methods: list[str]) -> dict[str, dict[str,
 
 def plan_grid(
     methods: list[str] | None, boards: list[str], seeds: list[int] | None, overrides: dict[str, dict[str, str]],
-    options: RunOptions,
+    options: RunOptions, here: bool = True,
 ) -> Plan:  # fmt: skip
-    """The cells of the grid, keyed; `methods=None` is every registered method that supports a
-    board's task (the others are listed as skipped with the reason); `seeds=None` is each
-    board's own seed."""
+    """The cells of the grid, each a checked run spec; `methods=None` is every registered method
+    that supports a board's task (the others are listed as skipped with the reason);
+    `seeds=None` is each board's own seed; `here=False`: cells for other machines (Ray)."""
     plan = Plan()
-    device = resolve_device("auto").type if options.device == "auto" else options.device  # cell_key keeps the type
-    registered = discover()
+    options = options.checked(here)
     for board_name in boards:
         board = load_board(board_name)
-        for method_name in methods if methods is not None else sorted(registered):
-            method = create_method(method_name, overrides.get(method_name))
-            if board.task not in method.card.tasks:
-                plan.skipped.append(
-                    (method_name, board.name, f"supports {', '.join(method.card.tasks)}, not {board.task}")
-                )
+        for method_name in methods if methods is not None else sorted(discover()):
+            tasks = get_method(method_name).card.tasks
+            if board.task not in tasks:
+                plan.skipped.append((method_name, board.name, f"supports {', '.join(tasks)}, not {board.task}"))
                 continue
             for seed in seeds if seeds is not None else [board.seed]:
-                key = cell_key(board, method, seed, device, options.corruptions, options.precision, None)
-                plan.cells.append(Cell(method_name, board_name, seed, dict(overrides.get(method_name, {})), key))
+                spec = RunSpec.build(method_name, board, seed, overrides.get(method_name), options, here)
+                plan.cells.append(Cell(spec))
     return plan
 
 
@@ -131,17 +119,14 @@ def primary_value(db: Path, run_id: str, board: Board) -> float | None:
     return None if rows.empty else float(rows["value"].iloc[0])
 
 
-def run_cell(cell: Cell, options: RunOptions) -> None:
+def run_cell(cell: Cell, db: Path) -> None:
     """Run one cell in this process; its outcome is stored on the cell (and in the database)."""
     cell.state, start = "running", time.perf_counter()
     quiet = Console(file=io.StringIO())  # the grid shows its own table, not each run's bars
     try:
-        result = run_bench(
-            cell.method, cell.board, seed=cell.seed, params=cell.params, db=options.db, device=options.device,
-            console=quiet, corruptions=options.corruptions, precision=options.precision,
-        )  # fmt: skip
+        result = run_bench(cell.spec, db, quiet)
         cell.state, cell.run_id = "ok", result.run_id
-        cell.value = primary_value(options.db, result.run_id, load_board(cell.board))
+        cell.value = primary_value(db, result.run_id, cell.spec.board)
     except KeyboardInterrupt:
         cell.state, cell.error = "interrupted", "interrupted (the run is marked failed)"
         raise
@@ -151,18 +136,18 @@ def run_cell(cell: Cell, options: RunOptions) -> None:
         cell.seconds = time.perf_counter() - start
 
 
-def run_grid(plan: Plan, options: RunOptions, on_change: Callable[[], None] = lambda: None, workers: int = 1) -> None:
+def run_grid(plan: Plan, db: Path, on_change: Callable[[], None] = lambda: None, workers: int = 1) -> None:
     """Run the pending cells, in order in this process or on `workers` processes (Ctrl-C
     propagates after the running cells are marked failed). `harness.run.grid_ray` runs them on Ray."""
     if workers > 1:
-        run_parallel(plan, options, workers, on_change)
+        run_parallel(plan, db, workers, on_change)
         return
     for cell in plan.cells:
         if cell.state != "pending":
             continue
         cell.state = "running"
         on_change()
-        run_cell(cell, options)
+        run_cell(cell, db)
         on_change()
 
 
@@ -182,28 +167,28 @@ def _start_worker(threads: int, gpus: Any, modules: list[str]) -> None:
 
 def registering_modules(cells: list[Cell]) -> list[str]:
     """Modules a fresh process must import to know the cells' methods."""
-    modules = {get_method(c.method).__module__ for c in cells}
+    modules = {get_method(c.spec.method).__module__ for c in cells}
     return sorted(m for m in modules if not m.startswith("methods.") and m != "__main__")
 
 
-def _cell_in_worker(cell: Cell, options: RunOptions) -> Cell:
-    run_cell(cell, options)
+def _cell_in_worker(cell: Cell, db: Path) -> Cell:
+    run_cell(cell, db)
     return cell
 
 
-def run_parallel(plan: Plan, options: RunOptions, workers: int, on_change: Callable[[], None]) -> None:
+def run_parallel(plan: Plan, db: Path, workers: int, on_change: Callable[[], None]) -> None:
     """Cells on `workers` fresh processes. A cell whose worker dies (killed, out of memory) is
     run once more, then recorded failed; the other cells of a broken pool are simply resubmitted."""
     context = multiprocessing.get_context("spawn")
-    gpus = _gpu_queue(context, options, workers)
+    pending = [c for c in plan.cells if c.state == "pending"]
+    gpus = _gpu_queue(context, {c.spec.options.device for c in pending}, workers)
     workers = min(workers, gpus.qsize()) if gpus is not None else workers
     threads = max(1, (os.cpu_count() or 1) // workers)
-    pending = [c for c in plan.cells if c.state == "pending"]
     while pending:
         broken = False
         setup = (threads, gpus, registering_modules(pending))
         with ProcessPoolExecutor(workers, context, _start_worker, setup) as pool:
-            futures = {pool.submit(_cell_in_worker, cell, options): cell for cell in pending}
+            futures = {pool.submit(_cell_in_worker, cell, db): cell for cell in pending}
             for cell in pending:
                 cell.state = "queued"
             on_change()
@@ -216,7 +201,7 @@ def run_parallel(plan: Plan, options: RunOptions, workers: int, on_change: Calla
                     continue
                 cell.take_outcome(finished)
                 on_change()
-        pending = _after_broken_pool(plan, options.db) if broken else []
+        pending = _after_broken_pool(plan, db) if broken else []
         on_change()
 
 
@@ -240,11 +225,11 @@ def _after_broken_pool(plan: Plan, db: Path) -> list[Cell]:
     return again
 
 
-def _gpu_queue(context: Any, options: RunOptions, workers: int) -> Any:
-    """With several visible GPUs and a CUDA device, a queue of GPU indices: one worker per GPU."""
+def _gpu_queue(context: Any, devices: set[str], workers: int) -> Any:
+    """With several visible GPUs and cells on CUDA, a queue of GPU indices: one worker per GPU."""
     import torch
 
-    if not options.device.startswith(("cuda", "auto")) or torch.cuda.device_count() < 2:
+    if not any(d.startswith("cuda") for d in devices) or torch.cuda.device_count() < 2:
         return None
     queue = context.Queue()
     for index in range(min(workers, torch.cuda.device_count())):

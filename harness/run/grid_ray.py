@@ -21,7 +21,8 @@ from typing import Any
 
 from harness.core.errors import DatabaseLocked, XRBenchError
 from harness.results.store import ResultStore, keep_exported
-from harness.run.grid import Cell, Plan, RunOptions, registering_modules, run_cell
+from harness.run.grid import Cell, Plan, registering_modules, run_cell
+from harness.run.spec import RunOptions
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -79,34 +80,35 @@ def worker_device(ray: Any, options: RunOptions) -> RunOptions:
     return replace(options, device="cuda" if gpu_cells(ray, options) else "cpu")
 
 
-def cell_task(cell: Cell, options: RunOptions, paths: list[str], modules: list[str]) -> tuple[Cell, dict]:
+def cell_task(cell: Cell, paths: list[str], modules: list[str]) -> tuple[Cell, dict]:
     """Run on a Ray worker: the cell into a private database, returned as its tables."""
     sys.path.extend(p for p in paths if p not in sys.path)
     for module in modules:
         importlib.import_module(module)
     folder = Path(tempfile.mkdtemp(prefix="xrbench-cell-"))
     try:
-        run_cell(cell, replace(options, db=folder / "cell.duckdb"))
+        run_cell(cell, folder / "cell.duckdb")
         with ResultStore(folder / "cell.duckdb") as store:
             return cell, store.export_runs()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_on_ray(ray: Any, plan: Plan, options: RunOptions, on_change: Callable[[], None]) -> None:
+def run_on_ray(ray: Any, plan: Plan, db: Path, on_change: Callable[[], None]) -> None:
     """Submit every pending cell as a task; store each result as it arrives (Ctrl-C cancels
     what is unfinished and keeps what was stored)."""
-    task = ray.remote(num_cpus=1, num_gpus=1 if gpu_cells(ray, options) else 0, max_retries=1)(cell_task)
     pending = [c for c in plan.cells if c.state == "pending"]
+    gpus = 1 if any(c.spec.options.device.startswith("cuda") for c in pending) else 0
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(cell_task)
     setup = (list(sys.path), registering_modules(pending))
-    refs = {task.remote(cell, options, *setup): cell for cell in pending}
+    refs = {task.remote(cell, *setup): cell for cell in pending}
     for cell in pending:
         cell.state = "queued"
     on_change()
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
-            _finish(ray, ready[0], refs.pop(ready[0]), options.db)
+            _finish(ray, ready[0], refs.pop(ready[0]), db)
             on_change()
     except KeyboardInterrupt:
         for ref, cell in refs.items():

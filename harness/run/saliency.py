@@ -17,8 +17,7 @@ from torch import nn
 
 from harness.api.protocol import Method, SaliencyTarget
 from harness.core.errors import XRBenchError
-
-EXPLAINERS = ("gradcam", "gradcam++")
+from harness.run.explainers import EXPLAINERS
 
 
 class _Column(nn.Module):
@@ -37,11 +36,9 @@ class Explainer:
     """Maps (B, K, H, W) of a method's saliency target for a batch of images."""
 
     def __init__(self, kind: str, target: SaliencyTarget):
-        from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
-
         if kind not in EXPLAINERS:
             raise XRBenchError(f"--explain takes {', '.join(EXPLAINERS)}, not {kind!r}")
-        cam = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}[kind]
+        cam = EXPLAINERS.get(kind).load()
         self.target = target
         self.cam = cam(model=_Column(target.model), target_layers=[target.layer])
 

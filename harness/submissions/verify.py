@@ -281,8 +281,7 @@ def check_code(v: Verification, boards: dict[str, Path]) -> None:
             ) from None
         if installed != wanted:
             raise CheckFailed(f"the bundle was made with plugin {dist} {wanted}; {installed} is installed here")
-        return
-    for path, digest in code["files"].items():
+    for path, digest in code.get("files", {}).items():
         here = REPO_ROOT / path
         if Path(path).is_absolute() or not here.resolve().is_relative_to(REPO_ROOT):
             raise CheckFailed(f"code reference {path} is not a file of this repository")
@@ -312,21 +311,15 @@ def _file_at_commit(commit: str, path: str) -> str | None:
 def check_rerun(v: Verification, boards: dict[str, Path]) -> None:
     from harness.results.store import ResultStore
     from harness.run.runner import run_bench
+    from harness.run.spec import RunOptions, RunSpec
 
     s = v.bundle.submission
+    options = RunOptions("cpu", "fp32", s["corruptions"], s.get("explain"))
+    board = boards.get(s["board"]["name"], s["board"]["name"])
+    spec = RunSpec.build(s["method"]["name"], board, s["seed"], dict(s["method"]["params"]), options)
     with tempfile.TemporaryDirectory(prefix="xrbench-rerun-") as tmp:
         db = Path(tmp) / "rerun.duckdb"
-        result = run_bench(
-            s["method"]["name"],
-            boards.get(s["board"]["name"], s["board"]["name"]),
-            seed=s["seed"],
-            params=dict(s["method"]["params"]),
-            db=db,
-            device="cpu",
-            corruptions=s["corruptions"],
-            precision="fp32",
-            explain=s.get("explain"),
-        )
+        result = run_bench(spec, db)
         with ResultStore(db) as store:
             again = store.predictions(result.run_id)
     exact = s["device"].startswith("cpu") and s["precision"] == "fp32"

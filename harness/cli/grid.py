@@ -1,0 +1,116 @@
+"""`xrbench grid`: methods x boards x seeds, resumable, on local processes or Ray."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from harness.cli.common import add_db, console, seed_list
+from harness.core.errors import XRBenchError
+from harness.core.precision import PRECISIONS
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("grid", help="run methods x boards x seeds; cells already done are skipped")
+    p.add_argument("--methods", default="all", help="all (every method supporting the board's task) or m1,m2")
+    p.add_argument("--boards", default="synth-cxr-ad", help="all or b1,b2 (default: synth-cxr-ad)")
+    p.add_argument("--seeds", default=None, help="comma-separated (default: each board's seed)")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE", help="a method's parameter")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-corruptions", action="store_true", help="clean test sets only")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--force", action="store_true", help="run cells again even when done")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes, or Ray tasks")
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="local: cells at once, each in its own process (default: 1); ray: the local cluster's CPUs (default: all)",
+    )  # fmt: skip
+    p.add_argument("--address", default=None, help="ray: an existing cluster, HOST:PORT or auto (default: a local one)")
+    p.add_argument("--dry-run", action="store_true", help="print the cells and which are done; run nothing")
+    add_db(p)
+    p.set_defaults(func=cmd_grid)
+
+
+def grid_table(plan: object, started: float) -> Table:
+
+    table = Table(title=f"grid: {len(plan.cells)} cells ({time.perf_counter() - started:.0f} s)")  # type: ignore[attr-defined]
+    for col in ("cell", "state", "seconds", "primary metric", "run or error"):
+        table.add_column(col, justify="right" if col in ("seconds", "primary metric") else "left")
+    styles = {"ok": "green", "failed": "bold red", "running": "yellow", "interrupted": "bold red", "done": "dim"}
+    for c in plan.cells:  # type: ignore[attr-defined]
+        value = "" if c.value is None else f"{c.value:.3f}"
+        seconds = f"{c.seconds:.0f}" if c.seconds else ""
+        detail = c.error or c.run_id or ""
+        state = "done before" if c.state == "done" else c.state
+        table.add_row(*(escape(x) for x in (c.name, state, seconds, value, detail)), style=styles.get(c.state))
+    return table
+
+
+def cmd_grid(args: argparse.Namespace) -> None:
+
+    from harness.api.registry import discover
+    from harness.boards.files import available_boards
+    from harness.core.paths import default_db
+    from harness.run.grid import mark_done, parse_overrides, plan_grid, split_list
+    from harness.run.grid_ray import shutdown, worker_device
+    from harness.run.spec import RunOptions
+
+    methods = split_list(args.methods, "methods")
+    boards = split_list(args.boards, "boards") or available_boards()
+    seeds = seed_list(args.seeds) if args.seeds else None
+    if args.workers is not None and args.workers < 1:
+        raise XRBenchError(f"--workers must be at least 1, not {args.workers}")
+    if args.address is not None and args.executor != "ray":
+        raise XRBenchError("--address is for --executor ray")
+    overrides = parse_overrides(args.param, methods or sorted(discover()))
+    db = Path(args.db) if args.db else default_db()
+    options = RunOptions(args.device, args.precision, not args.no_corruptions)
+    here = args.executor == "local"  # a local grid refuses cuda on a machine without it, before any cell
+    plan = plan_grid(methods, boards, seeds, overrides, options, here)  # bad names are refused before Ray starts
+    ray = _ray_for_grid(args) if args.executor == "ray" and not args.dry_run else None
+    try:
+        if ray is not None and (on_workers := worker_device(ray, options)) != options:
+            options, plan = on_workers, plan_grid(methods, boards, seeds, overrides, on_workers, here=False)
+        mark_done(plan, db, args.force)
+        for method, board, why in plan.skipped:
+            console.print(escape(f"skipped {method} on {board}: {why}"), style="dim")
+        started = time.perf_counter()
+        if args.dry_run:
+            console.print(grid_table(plan, started))
+            return
+        _run_grid_live(plan, db, started, ray, args.workers or 1)
+    finally:
+        if ray is not None:
+            shutdown(ray)
+
+
+def _ray_for_grid(args: argparse.Namespace) -> Any:
+    from harness.run.grid_ray import connect
+
+    with console.status("starting Ray" if args.address is None else f"connecting to Ray at {args.address}"):
+        return connect(args.address, args.workers)
+
+
+def _run_grid_live(plan: Any, db: Path, started: float, ray: Any, workers: int) -> None:
+    from rich.live import Live
+
+    from harness.run.grid import counts, run_grid
+    from harness.run.grid_ray import run_on_ray
+
+    try:
+        with Live(grid_table(plan, started), console=console, refresh_per_second=1) as live:
+            refresh = lambda: live.update(grid_table(plan, started))  # noqa: E731
+            if ray is not None:
+                run_on_ray(ray, plan, db, refresh)
+            else:
+                run_grid(plan, db, refresh, workers=workers)
+    finally:
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts(plan).items()))
+        console.print(escape(f"grid of {len(plan.cells)} cells: {summary}"))
+    if any(c.state == "failed" for c in plan.cells):
+        raise XRBenchError("some cells failed; their errors are in the table and in `xrbench runs`")

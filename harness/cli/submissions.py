@@ -1,0 +1,112 @@
+"""`xrbench submit`, `verify` and `import`: submission bundles."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from harness.cli.common import add_db, board_files, console, err_console, fmt
+from harness.core.errors import XRBenchError
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("submit", help="write a run's submission bundle (predictions, metrics, provenance)")
+    p.add_argument("run_id")
+    p.add_argument(
+        "--out", default=None, help="folder (default: leaderboards/submissions/<board>/<method>/<date>-<id>)"
+    )
+    p.add_argument("--maps", action="store_true", help="include the run's maps (to verify its localization metrics)")
+    add_db(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("verify", help="verify submission bundles: checksums, ids, re-scoring, reported vs verified")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="bundle folders, or folders holding bundles")
+    p.add_argument("--rerun", action="store_true", help="also run the method again on CPU and compare predictions")
+    p.add_argument("--board", action="append", default=[], metavar="FILE", help="a board file not in leaderboards/")
+    p.add_argument("--quiet", action="store_true", help="no reported-vs-verified tables, one line per bundle")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("import", help="load verified bundles into the results database (for the site)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="bundle folders, or folders holding bundles")
+    p.add_argument("--unverified", action="store_true", help="import failing bundles too, flagged and never ranked")
+    p.add_argument("--board", action="append", default=[], metavar="FILE", help="a board file not in leaderboards/")
+    add_db(p)
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from harness.core.paths import default_db
+    from harness.results.store import ResultStore
+    from harness.submissions.bundles import write_bundle
+
+    with ResultStore(args.db or default_db()) as store:
+        out = write_bundle(store, args.run_id, Path(args.out) if args.out else None, maps=args.maps)
+    size = sum(p.stat().st_size for p in out.iterdir())
+    console.print(escape(f"bundle written to {out} ({size / 1024:.0f} KiB); check it with: xrbench verify {out}"))
+
+
+def verification_table(v: object) -> Table:
+    """The clean test metrics of a bundle: reported beside verified."""
+    frame = v.comparison  # type: ignore[attr-defined]
+    shown = frame[frame["key"].str.startswith("clean s0 all ") & (frame["column"] == "value")]
+    shown = shown[~shown["key"].str.endswith(("_platt", "_isotonic"))]  # calibrated variants: in the CSVs
+    b = v.bundle  # type: ignore[attr-defined]
+    table = Table(title=escape(f"{b.board} · {b.method} · run {b.run_id}: reported vs verified, clean test"))
+    for col in ("metric", "reported", "verified", "difference"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for r in shown.itertuples():
+        a, b = r.reported, r.verified
+        numbers = all(isinstance(x, (int, float)) and x == x for x in (a, b))
+        diff = f"{b - a:+.2e}" if numbers else ""
+        style = "bold red" if r.differs else None
+        table.add_row(escape(r.key.removeprefix("clean s0 all ")), fmt(a), fmt(b), diff, style=style)
+    return table
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from harness.submissions.verify import bundle_folders, verify_bundle
+
+    bundles = bundle_folders([Path(p) for p in args.paths])
+    if not bundles:
+        console.print(escape(f"no bundles under {', '.join(args.paths)}"))
+        return
+    boards = board_files(args.board)
+    failed = []
+    for path in bundles:
+        with err_console.status(escape(f"verifying {path}")):
+            v = verify_bundle(path, rerun=args.rerun, boards=boards)
+        if v.comparison is not None and not args.quiet:
+            console.print(verification_table(v))
+        for note in v.notes:
+            console.print(escape(f"  note: {note}"), style="dim")
+        console.print(("[green]ok[/] " if v.ok else "[bold red]FAILED[/] ") + escape(v.summary()))
+        if not v.ok:
+            failed.append(v)
+    if failed:
+        raise XRBenchError(f"{len(failed)} of {len(bundles)} bundles failed verification")
+    console.print(f"all {len(bundles)} bundles verified")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from harness.core.paths import default_db
+    from harness.results.store import ResultStore
+    from harness.submissions.importing import import_bundle
+    from harness.submissions.verify import bundle_folders
+
+    bundles = bundle_folders([Path(p) for p in args.paths])
+    boards = board_files(args.board)
+    counts: dict[str, int] = {}
+    with ResultStore(args.db or default_db()) as store:
+        for path in bundles:
+            with err_console.status(escape(f"verifying {path}")):
+                outcome, v = import_bundle(store, path, boards, unverified=args.unverified)
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            shown = "imported" if outcome.status != "unchanged" else "already imported"
+            flag = "" if v.ok else f" (flagged: check '{v.failed}' failed: {v.message})"
+            console.print(escape(f"{shown}: {path} as run {outcome.run_id}{flag}"))
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing"
+    console.print(escape(f"{len(bundles)} bundles: {summary}"))
