@@ -1,19 +1,26 @@
-# xrbench: `make setup`, then `make bench METHOD=patchcore`.
+# xrbench: `make bench METHOD=patchcore` and `make test` set everything up on first use.
+# VENV=path uses (or creates) another virtual environment, shared between clones for example;
+# by default each checkout has its own .venv.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+READY := $(VENV)/.xrbench-ready
 METHOD ?= patchcore
 BOARD ?= synth-cxr-ad
 ARGS ?=
 
-.PHONY: setup browser test bench leaderboard site verify lint benchmark benchmark-scale mutants clean
+.PHONY: setup browser test bench check leaderboard site verify lint docs wheel wheel-check benchmark \
+	benchmark-scale mutants clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-
-setup: $(BIN)/python
+# The environment, installed (editable, with the dev tools) into $(VENV) when missing or when
+# the project's dependencies changed since; every target below needs it.
+$(READY): pyproject.toml setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -e '.[dev]'
 	@$(MAKE) --no-print-directory browser
+	@touch $(READY)
+
+setup: $(READY)
 
 # Debian's Chromium and ChromeDriver drive the site's browser tests.
 browser:
@@ -26,45 +33,60 @@ browser:
 	fi
 
 # pytest exits 5 when it collected no tests: that is a failure too.
-test:
+test: $(READY)
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; fi; exit $$rc
 
-bench:
+bench: $(READY)
 	$(BIN)/xrbench bench --method $(METHOD) --board $(BOARD) $(ARGS)
+
+# The conformance checks of one method on tiny generated boards: what a contributor runs first.
+check: $(READY)
+	$(BIN)/xrbench check $(METHOD) $(ARGS)
 
 # Every method that supports each board's task, on the synthetic boards; cells already in the
 # results database are skipped, so an interrupted grid resumes where it stopped.
 METHODS ?= all
 BOARDS ?= synth-cxr-ad,synth-dental-ad,synth-cxr-cls
-leaderboard:
+leaderboard: $(READY)
 	$(BIN)/xrbench grid --methods $(METHODS) --boards $(BOARDS) $(ARGS)
 
 # The leaderboard from the committed submission bundles (verified; a failing one is shown
 # flagged, never ranked) and from the runs in the results database.
-site:
+site: $(READY)
 	$(BIN)/xrbench import --unverified leaderboards/submissions
 	$(BIN)/xrbench site
 
 # Every committed submission bundle, re-scored from its predictions; fails on any failure.
-verify:
+verify: $(READY)
 	$(BIN)/xrbench verify leaderboards/submissions
 
-lint:
+lint: $(READY)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-benchmark:
+# The documentation site (mkdocs-material), built offline; a warning fails the build.
+docs: $(READY)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+wheel: $(READY)
+	rm -rf dist && $(BIN)/pip wheel . --no-deps --no-build-isolation -w dist -q
+
+# The wheel installed into a fresh virtual environment outside the checkout, then one run.
+wheel-check: wheel
+	$(BIN)/python benchmarks/wheel_check.py dist/xrbench-*.whl
+
+benchmark: $(READY)
 	$(BIN)/python -m pytest benchmarks -q --benchmark-enable --benchmark-columns=min,median,mean,ops,rounds
 
 # A synthetic board of IMAGES images through the whole protocol: images/s of every stage.
 IMAGES ?= 20000
-benchmark-scale:
+benchmark-scale: $(READY)
 	$(BIN)/python benchmarks/scale.py --images $(IMAGES) $(ARGS)
 
 # Deliberate bugs in the statistics and metric code; every one must fail a test.
-mutants:
+mutants: $(READY)
 	$(BIN)/python tests/mutants.py
 
 clean:
-	rm -rf site/_build .pytest_cache .ruff_cache
+	rm -rf site/_build dist build .pytest_cache .ruff_cache

@@ -151,3 +151,20 @@ def test_importing_the_image_cache_loads_only_data_boards_and_core():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert {layer(m) for m in loaded} - {None} <= {"harness.data", "harness.boards", "harness.core"}
     assert "harness.data.cache" in loaded
+
+
+SQL_HOMES = {"harness/results/store.py", "harness/results/queries.py"}
+PARQUET_FILES = {"harness/submissions/bundles.py"}  # DuckDB reads and writes a bundle's parquet files, no database
+
+
+def test_the_results_database_is_queried_in_one_module():
+    """Every SQL statement on the results database is in the store (schema, writes) or in
+    `harness.results.queries` (named questions)."""
+    found = []
+    for path in sorted(ROOT.glob("harness/**/*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        if name in SQL_HOMES | PARQUET_FILES:
+            continue
+        source = path.read_text()
+        found += [name for call in (".query(", ".execute(") if call in source]
+    assert found == []

@@ -12,7 +12,7 @@ from conftest import publish
 
 from harness.results.store import ResultStore
 from harness.run.runner import bench
-from harness.site.builder import slug
+from harness.site.render import slug
 
 HOSTILE = "<script>alert('x')</script>"
 

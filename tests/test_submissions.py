@@ -252,16 +252,16 @@ def test_import_refuses_a_failed_bundle_and_flags_it_when_asked(bundle, boards, 
 
 
 def test_an_import_that_fails_halfway_writes_nothing(bundle, boards, tmp_path, monkeypatch):
-    import harness.submissions.importing as submissions
+    from harness.results import queries
 
-    real = submissions.insert_rows
+    real = queries.insert_rows
 
     def broken(con, table, frame):
         if table == "metrics":
             raise RuntimeError("disk full")
         real(con, table, frame)
 
-    monkeypatch.setattr(submissions, "insert_rows", broken)
+    monkeypatch.setattr(queries, "insert_rows", broken)
     with ResultStore(tmp_path / "half.duckdb") as store:
         with pytest.raises(RuntimeError):
             import_verified(store, verify_bundle(bundle, boards=boards))

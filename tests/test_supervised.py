@@ -124,7 +124,7 @@ def test_mc_dropout_and_tta_store_variances_that_are_evaluated_rescored_and_veri
     assert v.ok, v.summary()
     assert not v.comparison["differs"].any()
     # The run page: the per-finding table with intervals, per-finding curves, both risk curves.
-    from harness.site.builder import slug
+    from harness.site.render import slug
 
     out = tmp_path / "site"
     publish(db, out)

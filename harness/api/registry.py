@@ -38,7 +38,8 @@ def _discover_all() -> None:
             importlib.import_module(f"methods.{info.name}")
     for ep in plugins:
         _load_plugin(ep)
-    write_index({name: describe(cls) for name, cls in METHODS.items()}, dict(_BROKEN), key)
+    found = {name: cls for name, cls in METHODS.items() if cls.__module__.startswith("methods.") or name in _PLUGINS}
+    write_index({name: describe(cls) for name, cls in found.items()}, dict(_BROKEN), key)  # not a script's own
 
 
 def _find(name: str) -> None:

@@ -18,21 +18,21 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("data", help="local copies of the real datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("check", help="what is there, missing or unreadable (decodes every image; writes nothing)")
-    q.add_argument("name", choices=preparable_datasets())
+    q.add_argument("name", choices=preparable_datasets(), help="the dataset")
     q.add_argument("--root", required=True, help="the dataset's folder, in its published layout")
     q.add_argument("--quick", action="store_true", help="check presence and file signatures only, without decoding")
     q.set_defaults(func=cmd_data_check)
     q = data_sub.add_parser(
         "prepare", help="check a local copy against the frozen boards, record exclusions, fill the image cache"
     )
-    q.add_argument("name", choices=preparable_datasets())
+    q.add_argument("name", choices=preparable_datasets(), help="the dataset")
     q.add_argument("--root", required=True, help="the dataset's folder, in its published layout")
     q.set_defaults(func=cmd_data_prepare)
 
     p = sub.add_parser("split", help="maintain frozen split manifests")
     split_sub = p.add_subparsers(dest="split_command", required=True)
     q = split_sub.add_parser("freeze", help="build a board's manifest from its [split] table and record its hash")
-    q.add_argument("board")
+    q.add_argument("board", help="board name or path to a board .toml")
     q.add_argument("--force", action="store_true", help="overwrite an existing manifest")
     q.set_defaults(func=cmd_split_freeze)
 

@@ -10,7 +10,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import add_db, console, seed_list
+from harness.cli.common import add_db, console, db_path, seed_list
 from harness.core.errors import XRBenchError
 from harness.core.precision import PRECISIONS
 
@@ -21,9 +21,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--boards", default="synth-cxr-ad", help="all or b1,b2 (default: synth-cxr-ad)")
     p.add_argument("--seeds", default=None, help="comma-separated (default: each board's seed)")
     p.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE", help="a method's parameter")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--no-corruptions", action="store_true", help="clean test sets only")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast dtype of predict")
     p.add_argument("--force", action="store_true", help="run cells again even when done")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local processes, or Ray tasks")
     p.add_argument(
@@ -55,7 +55,6 @@ def cmd_grid(args: argparse.Namespace) -> None:
 
     from harness.api.registry import discover
     from harness.boards.files import available_boards
-    from harness.core.paths import default_db
     from harness.run.grid import mark_done, parse_overrides, plan_grid, split_list
     from harness.run.grid_ray import shutdown, worker_device
     from harness.run.spec import RunOptions
@@ -68,7 +67,7 @@ def cmd_grid(args: argparse.Namespace) -> None:
     if args.address is not None and args.executor != "ray":
         raise XRBenchError("--address is for --executor ray")
     overrides = parse_overrides(args.param, methods or sorted(discover()))
-    db = Path(args.db) if args.db else default_db()
+    db = db_path(args)
     options = RunOptions(args.device, args.precision, not args.no_corruptions)
     here = args.executor == "local"  # a local grid refuses cuda on a machine without it, before any cell
     plan = plan_grid(methods, boards, seeds, overrides, options, here)  # bad names are refused before Ray starts

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -18,6 +20,7 @@ from rich.markup import escape
 from harness.cli import data, grid, methods, results, runs, site, submissions
 from harness.cli.common import err_console
 from harness.core.errors import XRBenchError
+from harness.core.paths import REPO_ROOT
 
 GROUPS = (methods, runs, grid, results, submissions, site, data)
 
@@ -36,7 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in GROUPS:
         group.add_commands(sub)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Each command's one-line help as its description too (shown by `xrbench CMD --help`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                command = action.choices[choice.dest]
+                command.description = command.description or choice.help
+                _describe(command)
 
 
 class Terminated(KeyboardInterrupt):
@@ -47,8 +61,25 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated(signal.Signals(signum).name)
 
 
+def foreign_checkout() -> Path | None:
+    """The checkout the current folder is in, when it is not the one whose code runs (an
+    editable install of another clone, or an installed wheel)."""
+    if os.environ.get("XRBENCH_ROOT"):
+        return None
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "harness" / "__init__.py").is_file() and (folder / "leaderboards").is_dir():
+            return None if folder == REPO_ROOT else folder
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (other := foreign_checkout()) is not None:
+        err_console.print(
+            f"[yellow]warning:[/] this xrbench runs the code in {escape(str(REPO_ROOT))}, not the checkout "
+            f"{escape(str(other))} you are in: run `make setup` there (or give make VENV=...)"
+        )
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",

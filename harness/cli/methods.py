@@ -21,15 +21,17 @@ from harness.core.errors import UnknownMethodError, XRBenchError
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("list", help="list registered methods and boards, one line each", allow_abbrev=False)
-    p.add_argument("what", nargs="?", choices=("methods", "boards", "all"), default="all")
+    p.add_argument(
+        "what", nargs="?", choices=("methods", "boards", "all"), default="all", help="what to list (default: all)"
+    )
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="a method's card and every parameter with its default, range and meaning")
-    p.add_argument("method")
+    p.add_argument("method", help="a registered method (see xrbench list)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("check", help="run the conformance checks of a method on tiny generated boards (CPU)")
-    p.add_argument("method")
+    p.add_argument("method", help="a registered method (see xrbench list)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="over the smoke-test values")
     p.set_defaults(func=cmd_check)
 

@@ -10,20 +10,20 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import add_db, console, fmt
+from harness.cli.common import add_db, console, db_path, fmt
 from harness.core.errors import XRBenchError
 
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("runs", help="list recent runs in the results database")
     add_db(p)
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=int, default=20, help="runs shown, newest first (default: 20)")
     p.add_argument("--mark-stale", action="store_true", help="mark runs whose process is gone as failed")
     p.add_argument("--load-pending", action="store_true", help="load runs kept aside while the database was locked")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("score", help="recompute a stored run's metrics from its stored predictions")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="a run of the results database (see xrbench runs)")
     add_db(p)
     p.add_argument("--limit", type=int, default=30, help="differences shown (default: 30)")
     p.add_argument("--board", default=None, help="the board file, when it is not leaderboards/<run's board>.toml")
@@ -37,14 +37,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--seeds", action="store_true", help="compare methods A and B across their seeds, paired by seed")
     p.add_argument("--board", default=None, help="with --seeds: the board")
     p.add_argument("--condition", default="clean", help="clean or a corruption name (default: clean)")
-    p.add_argument("--severity", type=int, default=0)
+    p.add_argument("--severity", type=int, default=0, help="the corruption's severity (default: 0, clean)")
     p.add_argument("--metric", default="auroc", help="auroc (default), auprc or sens@95spec")
     add_db(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("explain", help="one image of a run: the input, its map and its ground truth, as a PNG")
-    p.add_argument("run_id")
-    p.add_argument("image_id")
+    p.add_argument("run_id", help="a run of the results database (see xrbench runs)")
+    p.add_argument("image_id", help="a validation or test image of the run's board")
     p.add_argument("--out", default=None, help="PNG file (default: <run id>-<image id>.png here)")
     p.add_argument("--board", default=None, help="the board file, when it is not leaderboards/<run's board>.toml")
     p.add_argument("--finding", default=None, help="multi-label boards: whose map (default: the image's first finding)")
@@ -53,10 +53,10 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    from harness.core.paths import default_db
+    from harness.results import queries
     from harness.results.store import ResultStore
 
-    with ResultStore(args.db or default_db()) as store:
+    with ResultStore(db_path(args)) as store:
         if args.load_pending:
             loaded = store.load_pending()
             console.print(escape(f"loaded {len(loaded)} pending runs: {', '.join(loaded) or 'none'}"))
@@ -66,16 +66,13 @@ def cmd_runs(args: argparse.Namespace) -> None:
                 store.fail_run(run_id, "the process running it ended without recording an outcome (killed?)")
             console.print(escape(f"marked {len(stale)} stale runs failed: {', '.join(stale) or 'none'}"))
             stale = []
-        frame = store.query(
-            "SELECT r.run_id, r.board, r.method, r.status, r.started_at, m.value AS auroc, r.error FROM runs r "
-            "LEFT JOIN metrics m ON m.run_id = r.run_id AND m.metric = 'auroc' AND m.slice = 'all' "
-            "AND m.condition = 'clean' ORDER BY r.started_at DESC LIMIT ?",
-            [args.limit],
-        )
+        frame = queries.recent_runs(store, args.limit)
     table = Table(title="recent runs (clean test AUROC)")
     table.add_column("run id", no_wrap=True)
-    for col in ("board", "method", "status", "started", "AUROC", "error"):
-        table.add_column(col, justify="right" if col == "AUROC" else "left")
+    for col in ("board", "method", "status", "started"):
+        table.add_column(col)
+    table.add_column("AUROC", justify="right", no_wrap=True, min_width=5)  # never cut to "0.…"
+    table.add_column("error", overflow="ellipsis", no_wrap=True, ratio=1)
     for r in frame.itertuples(index=False):
         auroc = "" if r.auroc is None or r.auroc != r.auroc else f"{r.auroc:.3f}"
         error = "" if not isinstance(r.error, str) else r.error.splitlines()[0][:80]
@@ -88,7 +85,6 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from harness.core.paths import default_db
     from harness.results.compare import compare_runs
     from harness.results.store import ResultStore
 
@@ -97,7 +93,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         return
     if args.board:
         raise XRBenchError("--board is for --seeds (two methods across seeds); two runs need no board")
-    with ResultStore(args.db or default_db()) as store:
+    with ResultStore(db_path(args)) as store:
         c = compare_runs(store, args.run_a, args.run_b, args.condition, args.severity, metric=args.metric)
     title = f"{args.run_a} vs {args.run_b} ({args.condition}, severity {args.severity}, test split)"
     table = Table(title=escape(title))
@@ -116,13 +112,12 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def _compare_seeds(args: argparse.Namespace) -> None:
-    from harness.core.paths import default_db
     from harness.results.seeds import compare_seeds
     from harness.results.store import ResultStore
 
     if not args.board:
         raise XRBenchError("--seeds compares two methods on a board: give --board NAME")
-    with ResultStore(args.db or default_db()) as store:
+    with ResultStore(db_path(args)) as store:
         c = compare_seeds(store, args.board, args.run_a, args.run_b)
     table = Table(title=escape(f"{args.run_a} vs {args.run_b} on {args.board}: clean test {c.metric}, by seed"))
     for col in ("seed", args.run_a, args.run_b, "difference"):
@@ -138,11 +133,10 @@ def _compare_seeds(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from harness.core.paths import default_db
     from harness.results.rescore import rescore_run
     from harness.results.store import ResultStore
 
-    with ResultStore(args.db or default_db()) as store:
+    with ResultStore(db_path(args)) as store:
         report = rescore_run(store, args.run_id, args.board)
     counted = ", ".join(f"{n} {table}" for table, n in report.compared.items())
     if report.identical:
@@ -158,11 +152,10 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from harness.core.paths import default_db
     from harness.results.explain import explain_image
     from harness.results.store import ResultStore
 
-    with ResultStore(args.db or default_db()) as store:
+    with ResultStore(db_path(args)) as store:
         out, note = explain_image(
             store, args.run_id, args.image_id, args.board, Path(args.out) if args.out else None, args.finding
         )

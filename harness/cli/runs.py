@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("bench", help="run one method on one board and store the results")
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help="a registered method (see xrbench list)")
     p.add_argument(
         "--board", default="synth-cxr-ad", help="board name or path to a board .toml (default: synth-cxr-ad)"
     )
@@ -36,23 +36,26 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("latency", help="fit a method, then measure latency, throughput, memory and FLOPs")
-    p.add_argument("--method", required=True)
-    p.add_argument("--board", default="synth-cxr-ad")
+    p.add_argument("--method", required=True, help="a registered method (see xrbench list)")
+    p.add_argument("--board", default="synth-cxr-ad", help="board name or path to a board .toml")
     p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default: 1,32)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast dtype")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--channels-last", action="store_true", help="channels_last memory format for the modules and inputs"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the method's modules (timed separately)")
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=50)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls first (default: 10)")
+    p.add_argument("--iterations", type=int, default=50, help="timed calls per batch size (default: 50)")
+    p.add_argument("--seed", type=int, default=None, help="default: the board's seed")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter (repeatable)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     add_db(p)
     p.set_defaults(func=cmd_latency)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from harness.api.registry import parse_params
+    from harness.results import queries
     from harness.results.leaderboard import assemble, run_entry
     from harness.results.store import ResultStore
     from harness.run.runner import run_bench
@@ -64,13 +67,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
     with ResultStore(result.db_path) as store:
         assemble(store, result.board)
         entry = run_entry(store, result.run_id)
-        reference = store.query("SELECT reference_method FROM boards WHERE board = ? LIMIT 1", [result.board])
+        reference = queries.reference_method(store, result.board)
     print_summary(result, entry)
     corrupted = "mean_corrupted_auroc" in result.robustness
-    if corrupted and entry.get("mce") is None and not reference.empty and reference.iloc[0, 0]:
+    if corrupted and entry.get("mce") is None and reference:
         console.print(
             f"[yellow]note:[/] mCE needs a run of the reference method with the same conditions: "
-            f"make bench METHOD={reference.iloc[0, 0]} BOARD={result.board}"
+            f"make bench METHOD={reference} BOARD={result.board}"
         )
 
 

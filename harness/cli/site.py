@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from harness.cli.common import add_db, console, err_console
+from harness.cli.common import add_db, console, db_path, err_console
 from harness.core.errors import XRBenchError
 
 
@@ -20,18 +20,18 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_site(args: argparse.Namespace) -> None:
-    from harness.core.paths import default_db, project_root
+    from harness.core.paths import workspace_root
     from harness.results.leaderboard import assemble_all
     from harness.results.store import ResultStore
     from harness.site.builder import build_site
 
-    db = Path(args.db) if args.db else default_db()
+    db = db_path(args)
     if not db.exists():
         raise XRBenchError(f"no results database at {db}; run a method first: make bench METHOD=patchcore")
     with ResultStore(db) as store:
         assembled = assemble_all(store)
     if assembled:
         err_console.print(f"leaderboards assembled from the stored runs: {escape(', '.join(assembled))}")
-    out = Path(args.out) if args.out else project_root() / "site" / "_build"
+    out = Path(args.out) if args.out else workspace_root() / "site" / "_build"
     index = build_site(db, out)
     console.print(escape(f"site written to {out}; open file://{index.resolve()}"))

@@ -9,13 +9,13 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import add_db, board_files, console, err_console, fmt
+from harness.cli.common import add_db, board_files, console, db_path, err_console, fmt
 from harness.core.errors import XRBenchError
 
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("submit", help="write a run's submission bundle (predictions, metrics, provenance)")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="a run of the results database (see xrbench runs)")
     p.add_argument(
         "--out", default=None, help="folder (default: leaderboards/submissions/<board>/<method>/<date>-<id>)"
     )
@@ -39,11 +39,10 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    from harness.core.paths import default_db
     from harness.results.store import ResultStore
     from harness.submissions.bundles import write_bundle
 
-    with ResultStore(args.db or default_db()) as store:
+    with ResultStore(db_path(args)) as store:
         out = write_bundle(store, args.run_id, Path(args.out) if args.out else None, maps=args.maps)
     size = sum(p.stat().st_size for p in out.iterdir())
     console.print(escape(f"bundle written to {out} ({size / 1024:.0f} KiB); check it with: xrbench verify {out}"))
@@ -92,7 +91,6 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from harness.core.paths import default_db
     from harness.results.store import ResultStore
     from harness.submissions.importing import import_bundle
     from harness.submissions.verify import bundle_folders
@@ -100,7 +98,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     bundles = bundle_folders([Path(p) for p in args.paths])
     boards = board_files(args.board)
     counts: dict[str, int] = {}
-    with ResultStore(args.db or default_db()) as store:
+    with ResultStore(db_path(args)) as store:
         for path in bundles:
             with err_console.status(escape(f"verifying {path}")):
                 outcome, v = import_bundle(store, path, boards, unverified=args.unverified)

@@ -1,8 +1,11 @@
 """Where xrbench finds its definitions and keeps its data, caches and results.
 
-Every location can be moved with an environment variable; the defaults keep the repository
-clean (generated data and caches live under the user's cache folder, results under
-`results/`, which git ignores).
+Definitions (board files, frozen manifests, dataset cards, the site's templates) are read from
+the checkout when xrbench runs from one, else from the copy an installed wheel carries
+(`harness/_shipped/`); results and built sites go to the workspace: the checkout, or the
+current folder for an installed wheel. Every location can be moved with an environment
+variable; the defaults keep a checkout clean (generated data and caches live under the user's
+cache folder, results under `results/`, which git ignores).
 """
 
 from __future__ import annotations
@@ -11,11 +14,27 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The folder holding the `harness` package: a checkout, or site-packages."""
+SHIPPED = Path(__file__).resolve().parents[1] / "_shipped"
+"""The definitions an installed wheel carries (leaderboards/, datasets/, site/)."""
+
+
+def checkout() -> Path | None:
+    """The checkout xrbench runs from, or None when it is installed from a wheel."""
+    return REPO_ROOT if (REPO_ROOT / "leaderboards").is_dir() and (REPO_ROOT / "harness").is_dir() else None
 
 
 def project_root() -> Path:
-    """The checkout holding `leaderboards/` and `datasets/` (override: XRBENCH_ROOT)."""
-    return Path(os.environ.get("XRBENCH_ROOT", REPO_ROOT))
+    """Where `leaderboards/`, `datasets/` and `site/` are read from (override: XRBENCH_ROOT)."""
+    override = os.environ.get("XRBENCH_ROOT")
+    return Path(override) if override else checkout() or SHIPPED
+
+
+def workspace_root() -> Path:
+    """Where results, built sites and new bundles are written: XRBENCH_ROOT, the checkout, or
+    the current folder when xrbench is installed from a wheel."""
+    override = os.environ.get("XRBENCH_ROOT")
+    return Path(override) if override else checkout() or Path.cwd()
 
 
 def cache_root() -> Path:
@@ -31,4 +50,4 @@ def data_root() -> Path:
 
 def default_db() -> Path:
     """The results database (override: XRBENCH_DB or --db)."""
-    return Path(os.environ.get("XRBENCH_DB", project_root() / "results" / "xrbench.duckdb"))
+    return Path(os.environ.get("XRBENCH_DB", workspace_root() / "results" / "xrbench.duckdb"))

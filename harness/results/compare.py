@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 from harness.core.errors import XRBenchError
-from harness.scoring.significance import Comparison
+from harness.results import queries
 from harness.results.store import ResultStore
+from harness.scoring.significance import Comparison
 from harness.scoring.tasks import get_task
 
 
@@ -15,12 +16,7 @@ def evaluated_findings(store: ResultStore, run_id: str) -> list[int]:
     """Columns of a multi-label run's logits that its macro AUROC averaged: the findings with a
     clean-test AUROC (the others had too few cases), in the order of the run's `targets`."""
     targets = json.loads(store.run(run_id)["targets"] or "[]")
-    rows = store.query(
-        "SELECT slice FROM metrics WHERE run_id = ? AND condition = 'clean' AND metric = 'auroc' "
-        "AND slice LIKE 'finding=%' AND value IS NOT NULL AND NOT isnan(value)",
-        [run_id],
-    )
-    names = {s.removeprefix("finding=") for s in rows["slice"]}
+    names = {s.removeprefix("finding=") for s in queries.evaluated_finding_slices(store, run_id)}
     return [k for k, name in enumerate(targets) if name in names]
 
 

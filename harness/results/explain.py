@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.boards.spec import Board
-
 from harness.boards.files import load_board
+from harness.boards.spec import Board
 from harness.core.errors import XRBenchError
+from harness.core.maps import decode
 from harness.data.groundtruth import truth_of
 from harness.data.loading import BoardData, load_board_data
-from harness.core.maps import decode
 from harness.results.plots import overlay
 from harness.results.store import ResultStore
 

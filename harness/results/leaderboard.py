@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.results.compare import tie_p_values
 from harness.core.errors import DataIntegrityError
+from harness.results import queries
+from harness.results.compare import tie_p_values
+from harness.results.store import ResultStore, now
 from harness.scoring.robustness import corruption_errors
-from harness.results.store import ResultStore, insert_rows, now
 
 TIE_ALPHA = 0.05
 # Runs that differ only in their seed: the same method, parameters, code, weights, precision
@@ -49,9 +50,7 @@ class Edition:
 def edition(store: ResultStore, board: str) -> Edition | None:
     """The newest recorded edition of a board (highest version, then most recently recorded);
     for a database written before editions were recorded, that of the board's latest run."""
-    rows = store.query(
-        "SELECT * FROM boards WHERE board = ? ORDER BY version DESC NULLS LAST, recorded_at DESC LIMIT 1", [board]
-    )
+    rows = queries.board_edition_row(store, board)
     if not rows.empty:
         r = rows.iloc[0]
         targets = tuple(json.loads(r["targets"])) if isinstance(r["targets"], str) else ()
@@ -67,11 +66,7 @@ def edition(store: ResultStore, board: str) -> Edition | None:
             r["description"] or "",
             targets,
         )
-    runs = store.query(
-        "SELECT board_version, task, split_sha256, dataset_sha256, targets FROM runs WHERE board = ? "
-        "AND status = 'ok' ORDER BY finished_at DESC LIMIT 1",
-        [board],
-    )
+    runs = queries.latest_run_edition(store, board)
     if runs.empty:
         return None
     r = runs.iloc[0]
@@ -84,13 +79,7 @@ def edition_runs(store: ResultStore, ed: Edition) -> tuple[pd.DataFrame, int]:
     """(ok runs ranked on the edition, number of ok runs on other editions). Without a dataset
     hash (real datasets) the runs on the board's split with the latest run's dataset hash; with
     none on the board's split, the latest run's split and dataset."""
-    runs = store.query(
-        "SELECT run_id, method, seed, finished_at, split_sha256, dataset_sha256, "
-        f"md5(concat_ws('|', {', '.join(f'coalesce({c}, chr(0))' for c in SEED_GROUP_COLUMNS)})) AS seed_group "
-        "FROM runs "
-        "WHERE board = ? AND status = 'ok' ORDER BY finished_at",
-        [ed.board],
-    )
+    runs = queries.board_runs(store, ed.board, SEED_GROUP_COLUMNS)
     if runs.empty:
         return runs, 0
     split, dataset = ed.split_sha256, ed.dataset_sha256
@@ -102,20 +91,8 @@ def edition_runs(store: ResultStore, ed: Edition) -> tuple[pd.DataFrame, int]:
     return runs[current].reset_index(drop=True), int((~current).sum())
 
 
-def _primary_values(store: ResultStore, run_ids: list[str], metric: str) -> pd.DataFrame:
-    return store.query(
-        "SELECT run_id, value, ci_low, ci_high FROM metrics WHERE condition = 'clean' AND slice = 'all' "
-        "AND metric = ? AND run_id IN (SELECT unnest(?))",
-        [metric, run_ids],
-    ).set_index("run_id")
-
-
 def _condition_aurocs(store: ResultStore, run_ids: list[str]) -> dict[str, dict[tuple[str, int], float]]:
-    rows = store.query(
-        "SELECT run_id, condition, severity, value FROM metrics WHERE slice = 'all' AND metric = 'auroc' "
-        "AND run_id IN (SELECT unnest(?))",
-        [run_ids],
-    )
+    rows = queries.condition_aurocs(store, run_ids)
     out: dict[str, dict[tuple[str, int], float]] = {r: {} for r in run_ids}
     for r in rows.itertuples():
         out[r.run_id][(r.condition, int(r.severity))] = float(r.value)
@@ -141,11 +118,7 @@ def _corruption_errors(runs: pd.DataFrame, aurocs: dict, reference_method: str |
 def _verified(store: ResultStore, run_ids: list[str]) -> dict[str, str | None]:
     """run id -> None, or why it cannot be ranked: its predictions no longer match their hash,
     or it is a submission that failed verification (imported with --unverified)."""
-    failed = store.query(
-        "SELECT run_id, failed_check, message FROM submissions WHERE status <> 'verified' "
-        "AND run_id IN (SELECT unnest(?))",
-        [run_ids],
-    )
+    failed = queries.failed_submissions(store, run_ids)
     flags: dict[str, str | None] = {
         r.run_id: f"submission failed verification (check '{r.failed_check}'): {r.message}" for r in failed.itertuples()
     }
@@ -195,7 +168,7 @@ def assemble(store: ResultStore, board: str) -> pd.DataFrame:
     runs, _ = edition_runs(store, ed)
     ids = runs["run_id"].tolist()
     flags = _verified(store, ids)
-    table = runs.join(_primary_values(store, ids, ed.primary_metric), on="run_id")
+    table = runs.join(queries.primary_values(store, ids, ed.primary_metric), on="run_id")
     table = table.join(_corruption_errors(runs, _condition_aurocs(store, ids), ed.reference_method), on="run_id")
     table["flag"] = table["run_id"].map(flags)
     table["primary_metric"] = ed.primary_metric
@@ -215,27 +188,22 @@ def assemble(store: ResultStore, board: str) -> pd.DataFrame:
     columns += ["tied", "mce", "relative_mce", "reference_run_id", "flag", "seeds", "seed_mean", "seed_std"]
     columns += ["seed_group", "assembled_at"]
     out = table[columns].sort_values(["rank", "value"], ascending=[True, False], na_position="last")
-    with store.transaction() as con:
-        con.execute("DELETE FROM leaderboard WHERE board = ?", [board])
-        insert_rows(con, "leaderboard", out)
+    queries.replace_leaderboard(store, board, out)
     return out.reset_index(drop=True)
 
 
 def assemble_all(store: ResultStore) -> list[str]:
     """Assemble the leaderboard of every board with a completed run; returns their names."""
-    boards = store.query("SELECT DISTINCT board FROM runs WHERE status = 'ok' ORDER BY board")["board"].tolist()
+    boards = queries.boards_with_ok_runs(store)
     for board in boards:
         assemble(store, board)
-    stale = store.query("SELECT DISTINCT board FROM leaderboard WHERE board NOT IN (SELECT unnest(?))", [boards])
-    for board in stale["board"]:
-        store.con.execute("DELETE FROM leaderboard WHERE board = ?", [board])
+    queries.drop_leaderboards_except(store, boards)
     return boards
 
 
 def run_entry(store: ResultStore, run_id: str) -> dict:
     """A run's leaderboard row (rank, ties, mCE), or {} when it is not on a current edition."""
-    rows = store.query("SELECT * FROM leaderboard WHERE run_id = ?", [run_id])
-    if rows.empty:
+    row = queries.leaderboard_row(store, run_id)
+    if row is None:
         return {}
-    row = rows.iloc[0].to_dict()
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.boards.spec import Board
-
 from harness.boards.files import load_board
+from harness.boards.spec import Board
+from harness.boards.splits import excluded_split_sha256
 from harness.core.errors import XRBenchError
 from harness.data.loading import frozen_manifest, load_manifest, test_ground_truth
-from harness.scoring.score import Scored, score_predictions
-from harness.boards.splits import excluded_split_sha256
+from harness.results import queries
 from harness.results.store import ResultStore
+from harness.scoring.score import Scored, score_predictions
 
 # table -> (key columns, value columns)
 COMPARED = {
@@ -119,7 +119,7 @@ def rescore_run(store: ResultStore, run_id: str, board_file: str | Path | None =
     report = Rescore(run_id)
     recomputed = scored.tables()
     for table in COMPARED:
-        stored = store.query(f"SELECT * EXCLUDE (run_id) FROM {table} WHERE run_id = ?", [run_id])
+        stored = queries.run_table(store, table, run_id)
         fresh = recomputed.get(table, pd.DataFrame())
         _compare(report, table, stored, fresh.reindex(columns=stored.columns) if not fresh.empty else fresh)
     for name in RUN_VALUES:

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import ttest_rel
 
 from harness.core.errors import XRBenchError
+from harness.results import queries
 from harness.results.leaderboard import assemble, newest_per_seed
 from harness.results.store import ResultStore
 
@@ -46,8 +47,7 @@ def compare_seeds(store: ResultStore, board: str, method_a: str, method_b: str) 
     table = assemble(store, board)
     if table.empty:
         raise XRBenchError(f"no completed runs on board {board!r}")
-    seeds = store.query("SELECT run_id, seed, finished_at FROM runs WHERE run_id IN (SELECT unnest(?))",
-                        [table["run_id"].tolist()])  # fmt: skip
+    seeds = queries.run_seeds(store, table["run_id"].tolist())
     table = table.merge(seeds, on="run_id")
     a, b = seed_runs(table, method_a), seed_runs(table, method_b)
     pairs = a[["seed", "run_id", "value"]].merge(b[["seed", "run_id", "value"]], on="seed", suffixes=("_a", "_b"))

@@ -27,6 +27,7 @@ from harness.api.registry import discover, get_method
 from harness.boards.files import load_board
 from harness.boards.spec import Board
 from harness.core.errors import ParameterError, XRBenchError
+from harness.results import queries
 from harness.results.store import ResultStore
 from harness.run.runner import run_bench
 from harness.run.spec import RunOptions, RunSpec
@@ -103,8 +104,7 @@ def mark_done(plan: Plan, db: Path, force: bool) -> None:
     if force or not db.exists():
         return
     with ResultStore(db) as store:
-        done = store.query("SELECT cell_key, max(run_id) AS run_id FROM runs WHERE status = 'ok' GROUP BY cell_key")
-    runs = dict(zip(done["cell_key"], done["run_id"], strict=True))
+        runs = queries.done_cells(store)
     for cell in plan.cells:
         if cell.key in runs:
             cell.state, cell.run_id = "done", runs[cell.key]
@@ -112,11 +112,7 @@ def mark_done(plan: Plan, db: Path, force: bool) -> None:
 
 def primary_value(db: Path, run_id: str, board: Board) -> float | None:
     with ResultStore(db) as store:
-        rows = store.query(
-            "SELECT value FROM metrics WHERE run_id = ? AND condition = 'clean' AND slice = 'all' AND metric = ?",
-            [run_id, board.primary_metric],
-        )
-    return None if rows.empty else float(rows["value"].iloc[0])
+        return queries.primary_value(store, run_id, board.primary_metric)
 
 
 def run_cell(cell: Cell, db: Path) -> None:
@@ -212,7 +208,7 @@ def _after_broken_pool(plan: Plan, db: Path) -> list[Cell]:
         stale = store.stale_runs()
         for run_id in stale:
             store.fail_run(run_id, "its worker process died (killed, or out of memory)")
-        keys = set(store.query("SELECT cell_key FROM runs WHERE run_id IN (SELECT unnest(?))", [stale])["cell_key"])
+        keys = queries.cell_keys(store, stale)
     again = []
     for cell in (c for c in plan.cells if c.state in ("queued", "running")):
         if cell.key in keys:

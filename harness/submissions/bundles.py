@@ -29,7 +29,8 @@ import pandas as pd
 
 from harness.core.errors import XRBenchError
 from harness.core.fingerprints import PREDICTION_KEY, file_sha256, predictions_sha256
-from harness.core.paths import project_root
+from harness.core.paths import workspace_root
+from harness.results import queries
 from harness.results.store import ResultStore
 
 FORMAT = 1
@@ -63,7 +64,7 @@ class BundleError(XRBenchError):
 
 
 def submissions_dir() -> Path:
-    return project_root() / "leaderboards" / "submissions"
+    return workspace_root() / "leaderboards" / "submissions"
 
 
 # --- the schema of submission.toml --------------------------------------------------------
@@ -219,11 +220,9 @@ def reported_record(store: ResultStore, run: dict) -> dict:
     """reported.json's content: every metric the run stored, its validation-fitted values, its
     robustness summary and what it measured of itself (timings, latency)."""
     run_id = run["run_id"]
-    metrics = store.query(f"SELECT {', '.join(METRIC_KEYS)} FROM metrics WHERE run_id = ? ORDER BY ALL", [run_id])
-    robustness = store.query(f"SELECT {', '.join(ROBUSTNESS_KEYS)} FROM robustness WHERE run_id = ?", [run_id])
-    latency = store.query(
-        "SELECT * EXCLUDE (run_id, measured_at) FROM latency WHERE run_id = ? ORDER BY batch_size", [run_id]
-    )
+    metrics = queries.run_table(store, "metrics", run_id, METRIC_KEYS)
+    robustness = queries.run_table(store, "robustness", run_id, ROBUSTNESS_KEYS)
+    latency = queries.run_table(store, "latency", run_id, exclude=("measured_at",))
     timings = ("fit_seconds", "predict_seconds", "fit_peak_memory_bytes", "decode_ips", "cache_read_ips")
     return {
         "scoring_version": int(run.get("scoring_version") or 1),

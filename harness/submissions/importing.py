@@ -19,7 +19,8 @@ from harness.boards.spec import board_edition
 from harness.core.errors import XRBenchError
 from harness.core.fingerprints import PREDICTIONS_HASH_SCHEME, file_sha256
 from harness.core.paths import REPO_ROOT
-from harness.results.store import RUN_TABLES, ResultStore, insert_rows, now
+from harness.results import queries
+from harness.results.store import RUN_TABLES, ResultStore, now
 from harness.scoring.score import SCORING_VERSION
 from harness.submissions.bundles import METRIC_KEYS, SUMS, Bundle
 from harness.submissions.verify import Verification, verify_bundle
@@ -43,7 +44,7 @@ def import_bundle(
     SHA256SUMS, still matching its files) on the same board edition, is not scored again."""
     sums = path / SUMS
     if sums.is_file():
-        seen = store.query("SELECT run_id, status FROM submissions WHERE bundle_sha256 = ?", [file_sha256(sums)])
+        seen = queries.submissions_with_bundle(store, file_sha256(sums))
         if not seen.empty:
             quick = verify_bundle(path, boards=boards, upto="board")
             if quick.ok:
@@ -60,25 +61,19 @@ def import_verified(store: ResultStore, v: Verification, unverified: bool = Fals
         raise XRBenchError(f"{v.summary()}; not imported (--unverified imports it flagged, never ranked)")
     bundle = v.bundle
     sums = bundle.sums_sha256()
-    previous = store.query("SELECT bundle_sha256, status FROM submissions WHERE run_id = ?", [bundle.run_id])
+    previous = queries.submission_bundle(store, bundle.run_id)
     if not previous.empty and previous["bundle_sha256"].iloc[0] == sums:
         return Imported(bundle.run_id, "unchanged")
-    local = store.query(  # a run of this database (not written by an import) keeps its own rows
-        "SELECT predictions_sha256 FROM runs WHERE run_id = ? "
-        "AND run_id NOT IN (SELECT run_id FROM submissions WHERE imported_rows)",
-        [bundle.run_id],
-    )
-    if not local.empty and local["predictions_sha256"].iloc[0] != bundle.submission["predictions_sha256"]:
+    local = queries.local_predictions_hash(store, bundle.run_id)  # a run of this database keeps its own rows
+    if local is not None and local != bundle.submission["predictions_sha256"]:
         raise XRBenchError(f"{v.path}: run {bundle.run_id} is already in {store.path} with other predictions")
-    with store.transaction() as con:
-        for table in ("submissions", "reported_metrics", *(RUN_TABLES if local.empty else ())):
-            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [bundle.run_id])
-        if local.empty:
-            insert_rows(con, "runs", pd.DataFrame([run_row(v)]))
-            for table, frame in run_tables(v).items():
-                insert_rows(con, table, frame.assign(run_id=bundle.run_id))
-        insert_rows(con, "reported_metrics", reported_metrics(bundle))
-        insert_rows(con, "submissions", pd.DataFrame([{**submission_row(v, sums), "imported_rows": local.empty}]))
+    tables = {
+        "runs": pd.DataFrame([run_row(v)]),
+        **{table: frame.assign(run_id=bundle.run_id) for table, frame in run_tables(v).items()},
+        "reported_metrics": reported_metrics(bundle),
+        "submissions": pd.DataFrame([{**submission_row(v, sums), "imported_rows": local is None}]),
+    }
+    queries.replace_submission(store, bundle.run_id, tables, own_rows=local is not None, run_tables=RUN_TABLES)
     if v.board is not None:
         store.record_board(board_edition(v.board))
     return Imported(bundle.run_id, "verified" if v.ok else "failed")
@@ -88,7 +83,7 @@ def run_row(v: Verification) -> dict:
     """The `runs` row of a submitted run, from submission.toml and the verified scoring."""
     s, reported = v.bundle.submission, v.bundle.reported
     board, method, code, env = s["board"], s["method"], s["code"], s["environment"]
-    origin = {"files": code["files"]} if "files" in code else {"plugin": code["plugin"]}
+    origin = {k: code[k] for k in ("plugin", "files") if k in code}
     measured = reported.get("measured", {}) if isinstance(reported.get("measured"), dict) else {}
     row = {
         "run_id": s["run_id"],

@@ -1,0 +1,141 @@
+"""A board's page: its leaderboard (best run per method, ranked, with every column of the
+metric catalogue that the board has), the robustness heatmap, accuracy against latency,
+per-slice AUROC and localization."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from harness.core.metrics import column_key, leaderboard_metrics, names
+from harness.results import plots, queries
+from harness.results.leaderboard import TIE_ALPHA, edition
+from harness.results.store import ResultStore
+from harness.site.render import Pages, Table, code_reference, num, slug
+
+
+def columns(task: str, groups: tuple[str, ...]) -> list[tuple[str, str, bool]]:
+    """A board table's columns of the metric groups: (key, label, lower is better)."""
+    return [(m.key, m.label_for(task), m.lower_is_better) for m in leaderboard_metrics(task, groups)]
+
+
+def board_table(store: ResultStore, board: str) -> pd.DataFrame:
+    """One row per run on the board's current edition, as assembled in the leaderboard table
+    (ranked best runs first), with every clean metric, robustness, latency and submission."""
+    entries = queries.board_entries(store, board)
+    if entries.empty:
+        return entries
+    ids = entries["run_id"].tolist()
+    metrics = queries.clean_metrics(store, ids)
+    wide = metrics.pivot(index="run_id", columns="metric", values="value")
+    wide.columns = [column_key(c) for c in wide.columns]
+    located = metrics[metrics["metric"].isin(names("localization"))]
+    for bound in ("ci_low", "ci_high") if not located.empty else ():
+        interval = located.pivot(index="run_id", columns="metric", values=bound)
+        interval.columns = [f"{column_key(c)}_{bound}" for c in interval.columns]
+        wide = wide.join(interval)
+    latency = queries.latency(store, ids)
+    one = latency[latency["batch_size"] == 1].set_index("run_id")[["p50_ms", "param_count", "latency_device"]]
+    many = latency[latency["batch_size"] == 32].set_index("run_id")[["throughput_ips"]]
+    table = entries.set_index("run_id").join(wide).join(queries.robustness(store, ids)).join(one).join(many)
+    return table.join(submissions(store, ids, board)).reset_index()
+
+
+def submissions(store: ResultStore, ids: list[str], board: str) -> pd.DataFrame:
+    """Per submitted run: verification status and date, the reported primary metric and a
+    short code reference (runs of this database have none)."""
+    ed = edition(store, board)
+    frame = queries.submissions_of(store, ids, ed.primary_metric if ed else "auroc")
+    frame["code_ref"] = [code_reference(json.loads(c)) for c in frame["code"]]
+    return frame.drop(columns="code").set_index("run_id")
+
+
+def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame) -> dict:
+    """Write the board's page; returns what the index shows of it."""
+    ed = edition(store, board)
+    task = ed.task if ed else "anomaly"
+    best = table[table["best"].fillna(False).astype(bool)].reset_index(drop=True) if not table.empty else table
+    name = slug(board)
+    ids = best["run_id"].tolist() if not best.empty else []
+    heatmap, corrupt = corruption_heatmap(pages, store, best, ids, name)
+    slice_table, slice_grid = slices(pages, store, ids, name)
+    localization = localization_table(pages, store, ids, name)
+    located = [c for c in columns(task, ("localization",)) if c[0] in best.columns] if localization else []
+    info = {
+        "board": board,
+        "slug": name,
+        "task": task,
+        "primary": column_key(ed.primary_metric if ed else "auroc"),
+        "description": ed.description if ed else "",
+        "methods": len(best),
+        "superseded": queries.superseded_runs(store, board),
+        "split_sha256": ed.split_sha256 if ed else "",
+        "dataset_sha256": (ed.dataset_sha256 or "") if ed else "",
+        "best_method": best.iloc[0]["method"] if len(best) else "",
+        "best_value": best.iloc[0]["value"] if len(best) else None,
+        "updated": str(table["finished_at"].max())[:16] if not table.empty else "",
+    }
+    pages.write(
+        f"boards/{name}.html",
+        "board.html",
+        info=info,
+        best=best,
+        all_runs=pages.export(table, f"{name}-all-runs"),
+        flagged=table[table["flag"].notna()] if not table.empty else table,
+        table=pages.export(best, f"{name}-leaderboard"),
+        columns=columns(task, ("ranking", "calibration")) + located + columns(task, ("robustness", "cost")),
+        localization=localization,
+        heatmap=heatmap,
+        scatter=latency_scatter(pages, best, name),
+        slices=slice_table,
+        slice_grid=slice_grid,
+        corruptions=corrupt,
+        tie_alpha=TIE_ALPHA,
+    )
+    return info
+
+
+def latency_scatter(pages: Pages, best: pd.DataFrame, name: str) -> str | None:
+    """Accuracy against latency of the best runs measured at batch 1."""
+    points = best.dropna(subset=["p50_ms"]) if not best.empty else best
+    if points.empty:
+        return None
+    data = points.rename(columns={"p50_ms": "latency_ms"})[["method", "auroc", "latency_ms"]]
+    return pages.plot(plots.accuracy_vs_latency, data, f"{name}-scatter")
+
+
+def corruption_heatmap(
+    pages: Pages, store: ResultStore, best: pd.DataFrame, ids: list[str], name: str
+) -> tuple[str | None, Table | None]:
+    """AUROC per method (rows, in rank order) and corrupted condition (columns)."""
+    corrupt = queries.corrupted_aurocs(store, ids)
+    if corrupt.empty:
+        return None, None
+    corrupt["column"] = corrupt["condition"] + " s" + corrupt["severity"].astype(str)
+    grid = corrupt.pivot(index="method", columns="column", values="value")
+    grid = grid.reindex(index=[m for m in best["method"] if m in grid.index])
+    plot = pages.plot(plots.corruption_heatmap, grid, f"{name}-corruptions")
+    return plot, pages.export(grid.reset_index(), f"{name}-corruptions")
+
+
+def localization_table(pages: Pages, store: ResultStore, ids: list[str], name: str) -> Table | None:
+    """Localization metrics of the best runs, overall and per finding, with intervals."""
+    frame = queries.named_metrics(store, ids, list(names("localization")))
+    return pages.export(frame, f"{name}-localization") if not frame.empty else None
+
+
+def slices(pages: Pages, store: ResultStore, ids: list[str], name: str) -> tuple[Table, pd.DataFrame]:
+    """Per-slice AUROC of the best runs: the exported rows, and the grid shown (slice x method)."""
+    rows = queries.slice_aurocs(store, ids)
+    grid = pd.DataFrame()
+    if not rows.empty:
+        # What a reader sees per cell: the AUROC, or why there is none.
+        # A value with a flag is a multi-label macro mean over only some findings.
+        rows["shown"] = [
+            "too few cases" if not np.isfinite(v) else num(v) + ("*" if isinstance(f, str) else "")
+            for v, f in zip(rows["value"], rows["flag"], strict=True)
+        ]
+        grid = rows.pivot(index="slice", columns="method", values="shown").fillna("no result").reset_index()
+    return pages.export(rows, f"{name}-slices"), grid

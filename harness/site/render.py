@@ -1,0 +1,128 @@
+"""How the site is written: pages from Jinja2 templates, every table also as CSV and JSON under
+`data/`, and plots queued and rendered in parallel at the end of the build."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from PIL import Image
+
+from harness import __version__
+
+PlotJob = tuple[Callable[..., "str | bytes"], object, Path]
+
+
+def slug(name: str) -> str:
+    """A file-name-safe, collision-free name for anything a contributor can name."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60] or "x"
+    return f"{clean}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+
+
+@dataclass
+class Table:
+    """A table shown on a page and offered as CSV and JSON."""
+
+    frame: pd.DataFrame
+    name: str
+
+    def links(self) -> dict[str, str]:
+        return {"csv": f"data/{self.name}.csv", "json": f"data/{self.name}.json"}
+
+
+class Pages:
+    """The site being written into `out`."""
+
+    def __init__(self, out: Path, templates: Path):
+        self.out = out
+        self.env = Environment(
+            loader=FileSystemLoader(templates), autoescape=select_autoescape(["html"]), trim_blocks=True,
+            lstrip_blocks=True,
+        )  # fmt: skip
+        self.env.filters["num"] = num
+        self.env.filters["slug"] = slug
+        self.built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        self._plots: list[PlotJob] = []
+
+    def write(self, path: str, template: str, **context: object) -> None:
+        depth = path.count("/")
+        html = self.env.get_template(template).render(
+            root="../" * depth, built_at=self.built_at, version=__version__, **context
+        )
+        (self.out / path).parent.mkdir(parents=True, exist_ok=True)
+        (self.out / path).write_text(html)
+
+    def export(self, frame: pd.DataFrame, name: str) -> Table:
+        folder = self.out / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(folder / f"{name}.csv", index=False)
+        (folder / f"{name}.json").write_text(frame.to_json(orient="records", indent=1, date_format="iso"))
+        return Table(frame, name)
+
+    def plot(self, render: Callable[..., str | bytes], data: object, name: str, suffix: str = "svg") -> str:
+        """Queue a plot (rendered in parallel at the end of the build); returns its path."""
+        self._plots.append((render, data, self.out / "plots" / f"{name}.{suffix}"))
+        return f"plots/{name}.{suffix}"
+
+    def render_plots(self) -> None:
+        (self.out / "plots").mkdir(parents=True, exist_ok=True)
+        workers = min(len(self._plots), os.cpu_count() or 1)
+        if workers <= 1:
+            for job in self._plots:
+                _render(job)
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_render, self._plots, chunksize=4))
+        self._plots.clear()
+
+
+def _render(job: PlotJob) -> None:
+    render, data, path = job
+    out = render(data)
+    if isinstance(out, bytes):
+        path.write_bytes(out)
+    else:
+        path.write_text(out)
+
+
+def num(value: object, digits: int = 3) -> str:
+    """Numbers for display: fixed digits, thousands separators for counts, n/a for missing."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1000):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def code_reference(code: dict) -> str:
+    """A run's code in a few words: a plugin, or its method's files (with their hashes) and how many
+    harness modules they import, at a commit."""
+    harness = [path for path in code.get("files", {}) if path.startswith("harness/")]
+    if "plugin" in code:
+        plugin = code["plugin"]
+        return f"plugin {plugin.get('distribution', '?')} {plugin.get('version', '?')}, {len(harness)} harness modules"
+    own = ", ".join(
+        f"{path} ({(digest or '?')[:8]})" for path, digest in code.get("files", {}).items() if path not in harness
+    )
+    modules = f" + {len(harness)} harness modules" if harness else ""
+    return f"{own}{modules} at {code.get('commit', '?')[:10]}"
+
+
+def png_array(data: object) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(bytes(data))))
+
+
+def mask_array(data: object) -> np.ndarray | None:
+    return png_array(data) > 0 if isinstance(data, (bytes, bytearray)) else None
