@@ -109,3 +109,28 @@ def test_every_weight_changing_parameter_is_in_the_checkpoint_key(name, tiny_boa
 def test_the_training_methods_are_found():
     assert {"ae", "supervised", "flowdiff-normalizer", "ddpm-recon", "mae-recon", "reversed-ae"} <= set(TRAINING)
     assert "patchcore" not in TRAINING
+
+
+@pytest.mark.parametrize(
+    ("method", "values"),
+    [
+        ("patchcore", {"coreset_ratio": "2"}),
+        ("patchcore", {"k": "1"}),
+        ("knn", {"k": "five"}),
+        ("knn", {"pretrain": "byol"}),
+        ("supervised", {"clahe": "perhaps"}),
+        ("ae", {"lr": "nan"}),
+    ],
+)
+def test_the_index_refuses_what_the_method_refuses_with_the_same_words(method, values):
+    """A bad parameter is refused from the method index, before the method's module is imported."""
+    from harness.api.index import check_params_early
+    from harness.api.registry import create_method, method_index
+
+    method_index()  # written by a discovery when stale
+    with pytest.raises(ParameterError) as early:
+        check_params_early(method, values)
+    with pytest.raises(ParameterError) as late:
+        create_method(method, values)
+    assert str(early.value) == str(late.value)
+    check_params_early(method, {})  # nothing to check

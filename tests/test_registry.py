@@ -2,6 +2,7 @@ import pytest
 
 from harness.api import registry
 from harness.api.identity import method_origin
+from harness.api.params import parse_params
 from harness.api.protocol import Method, MethodCard
 from harness.core.errors import ParameterError, UnknownMethodError, XRBenchError
 
@@ -34,9 +35,9 @@ def test_parameters_are_checked_and_coerced():
         registry.create_method("patchcore", {"smoothing_sigma": "nan"})
     with pytest.raises(ParameterError, match="choose one of none, simclr"):
         registry.create_method("knn", {"pretrain": "byol"})
-    assert registry.parse_params(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
+    assert parse_params(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
     with pytest.raises(ParameterError):
-        registry.parse_params(["novalue"])
+        parse_params(["novalue"])
 
 
 def test_duplicate_names_are_rejected():

@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from harness.api.params import NO_SMOKE, TYPES, ParamSpec, check_values
 from harness.core.paths import cache_root
 
 ENTRY_POINT_GROUP = "xrbench.methods"
@@ -73,3 +74,20 @@ def write_index(methods: dict[str, dict[str, Any]], broken: dict[str, str], key:
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+def check_params_early(method: str, values: dict[str, Any]) -> None:
+    """Refuse unknown or bad parameters of an indexed method from the index alone, before its
+    module (and torch) is imported: a typo answers at once. Checks across parameters, and
+    methods the index does not know yet, wait for the method itself."""
+    index = read_index()
+    entry = index["methods"].get(method) if index else None
+    if entry is None or not values:
+        return
+    types = {t.__name__: t for t in TYPES}
+    specs = [
+        ParamSpec(p["name"], types[p["type"]], p["default"], p["low"], p["high"],
+                  tuple(p["choices"]) if p["choices"] is not None else None, NO_SMOKE, p["changes_weights"], p["help"])
+        for p in entry["params"]
+    ]  # fmt: skip
+    check_values(specs, values, f"method {method}")

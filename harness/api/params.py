@@ -154,17 +154,10 @@ class Params(Mapping):
         """Parameters from `values` over the defaults: strings (from the command line) are
         coerced to each field's type; an unknown name is refused with the closest one. Errors
         name `method`."""
-        values = dict(values or {})
         where = f"method {method}" if method else cls.__name__
-        unknown = sorted(set(values) - set(cls.names()))
-        if unknown:
-            hints = [s for k in unknown for s in difflib.get_close_matches(k, cls.names(), n=1)]
-            hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-            listed = ", ".join(f"{k}={v}" for k, v in cls.defaults().items()) or "none"
-            raise ParameterError(f"{where} has no parameter {', '.join(unknown)}{hint}; its parameters: {listed}")
-        types = {s.name: s.type for s in cls.specs()}
+        coerced = coerce_values(cls.specs(), dict(values or {}), where)
         try:
-            return cls(**{k: _coerce(k, v, types[k]) for k, v in values.items()})
+            return cls(**coerced)
         except ParameterError as exc:
             raise ParameterError(f"{where}: {exc}") from None
 
@@ -189,6 +182,37 @@ class Params(Mapping):
         except ParameterError as exc:
             raise ParameterError(f"method {method}: {exc}") from None
         return made
+
+
+def coerce_values(specs: list[ParamSpec], values: dict[str, Any], where: str) -> dict[str, Any]:
+    """`values` as the specs' types, refusing an unknown name with the closest one and
+    (after coercion) a value its spec does not allow; errors start with `where`."""
+    names = [s.name for s in specs]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        hints = [s for k in unknown for s in difflib.get_close_matches(k, names, n=1)]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        listed = ", ".join(f"{s.name}={s.default}" for s in specs) or "none"
+        raise ParameterError(f"{where} has no parameter {', '.join(unknown)}{hint}; its parameters: {listed}")
+    by_name = {s.name: s for s in specs}
+    try:
+        return {k: _coerce(k, v, by_name[k].type) for k, v in values.items()}
+    except ParameterError as exc:
+        raise ParameterError(f"{where}: {exc}") from None
+
+
+def check_values(specs: list[ParamSpec], values: dict[str, Any], where: str) -> None:
+    """Refuse what `Params.parse` would refuse value by value, from specs alone (the method
+    index's: no import of the method)."""
+    by_name = {s.name: s for s in specs}
+    for key, value in coerce_values(specs, values, where).items():
+        spec = by_name[key]
+        if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        try:
+            _check(spec, value)
+        except ParameterError as exc:
+            raise ParameterError(f"{where}: {exc}") from None
 
 
 def _title(name: str) -> str:
@@ -221,3 +245,14 @@ def _check(spec: ParamSpec, value: Any) -> None:
         raise ParameterError(f"{spec.name}={value!r} is not allowed; choose {spec.allowed()}")
     if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
         raise ParameterError(f"{spec.name}={value} is out of range; it must be {spec.allowed()}")
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """`key=value` command-line pairs (`--param k=10`) as a dict of strings."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ParameterError(f"--param expects key=value, got {pair!r}")
+        params[key.strip()] = value.strip()
+    return params

@@ -20,7 +20,7 @@ from typing import Any
 from harness.api.index import ENTRY_POINT_GROUP, index_key, read_index, write_index
 from harness.api.params import NO_SMOKE
 from harness.api.protocol import Method
-from harness.core.errors import ParameterError, UnknownMethodError, XRBenchError
+from harness.core.errors import UnknownMethodError, XRBenchError
 from harness.core.registry import Registry
 
 _PLUGINS: dict[str, dict[str, str]] = {}  # method name -> distribution and version
@@ -38,8 +38,13 @@ def _discover_all() -> None:
             importlib.import_module(f"methods.{info.name}")
     for ep in plugins:
         _load_plugin(ep)
+    _write_index(key)
+
+
+def _write_index(key: str) -> None:
+    """The index of the methods of `methods/` and of plugins (not those a script registers)."""
     found = {name: cls for name, cls in METHODS.items() if cls.__module__.startswith("methods.") or name in _PLUGINS}
-    write_index({name: describe(cls) for name, cls in found.items()}, dict(_BROKEN), key)  # not a script's own
+    write_index({name: describe(cls) for name, cls in found.items()}, dict(_BROKEN), key)
 
 
 def _find(name: str) -> None:
@@ -52,8 +57,11 @@ def _find(name: str) -> None:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name == entry["entry_point"]:
                 _load_plugin(ep)
-    else:
+        return
+    try:
         importlib.import_module(entry["module"])
+    except ImportError:  # moved since the index was written: a whole discovery will say what is there
+        return
 
 
 METHODS: Registry[type[Method]] = Registry("method", UnknownMethodError, discover=_discover_all, find=_find)
@@ -174,16 +182,8 @@ def method_index() -> dict[str, Any]:
     index = read_index()
     if index is None:
         discover()
-        index = read_index() or {"methods": {n: describe(c) for n, c in METHODS.items()}, "broken": dict(_BROKEN)}
+        index = read_index()
+    if index is None:  # discovered before the code changed, in this process: write what it knows
+        _write_index(index_key())
+        index = read_index() or {}
     return index
-
-
-def parse_params(pairs: list[str]) -> dict[str, str]:
-    """Parse `key=value` command-line pairs."""
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ParameterError(f"--param expects key=value, got {pair!r}")
-        params[key.strip()] = value.strip()
-    return params

@@ -114,7 +114,7 @@ def _report(exc: BaseException, label: str, verbose: bool, message: str | None =
         err_console.print(f"  {escape(note)}", style="dim")
     if verbose:
         err_console.print(escape("".join(traceback.format_exception(exc))), style="dim")
-    elif exc.__cause__ is not None or exc.__context__ is not None:
+    elif exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):
         err_console.print("  (run with -v for the traceback)", style="dim")
 
 

@@ -163,7 +163,8 @@ def _allowed(p: dict[str, Any]) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    from harness.api.registry import get_method, parse_params
+    from harness.api.params import parse_params
+    from harness.api.registry import get_method
     from harness.conformance.checks import CHECKS, MethodCheckError, run_check, skipped_because
 
     cls, params = get_method(args.method), parse_params(args.param) or None

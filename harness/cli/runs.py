@@ -54,7 +54,10 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from harness.api.registry import parse_params
+    from harness.api.index import check_params_early
+    from harness.api.params import parse_params
+
+    check_params_early(args.method, parse_params(args.param))  # before torch is imported
     from harness.results import queries
     from harness.results.leaderboard import assemble, run_entry
     from harness.results.store import ResultStore
@@ -159,7 +162,8 @@ def print_summary(result: BenchResult, entry: dict) -> None:
 
 
 def cmd_latency(args: argparse.Namespace) -> None:
-    from harness.api.registry import parse_params
+    from harness.api.index import check_params_early
+    from harness.api.params import parse_params
     from harness.run.latency import LatencyConfig
     from harness.run.runner import run_latency
     from harness.run.spec import RunOptions, RunSpec
@@ -179,6 +183,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
         )
         for b in sizes
     )
+    check_params_early(args.method, parse_params(args.param))
     spec = RunSpec.build(args.method, args.board, args.seed, parse_params(args.param), RunOptions(args.device))
     frame = run_latency(spec, configs, Path(args.db) if args.db else None, err_console)
     first = frame.iloc[0]
