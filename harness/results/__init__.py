@@ -1,0 +1,2 @@
+"""Stored results: the DuckDB store, the leaderboard's assembly, comparisons across runs and
+seeds, re-scoring, plots and one-image explanations."""
