@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 import typing
@@ -113,20 +114,7 @@ class Params(Mapping):
     # --- describing ---------------------------------------------------------------------------
     @classmethod
     def specs(cls) -> list[ParamSpec]:
-        hints = typing.get_type_hints(cls)
-        out = []
-        for f in dataclasses.fields(cls):
-            meta = f.metadata
-            kind = hints[f.name]
-            if f.name in RESERVED:
-                raise TypeError(f"{cls.__name__}.{f.name}: the name is taken by the parameters' own methods")
-            if kind not in TYPES:
-                raise TypeError(f"{cls.__name__}.{f.name}: parameters are bool, int, float or str, not {kind}")
-            out.append(
-                ParamSpec(f.name, kind, f.default, meta.get("low"), meta.get("high"), meta.get("choices"),
-                          meta.get("smoke", NO_SMOKE), meta.get("weights", True), meta.get("help", ""))
-            )  # fmt: skip
-        return out
+        return list(_specs(cls))
 
     @classmethod
     def names(cls) -> list[str]:
@@ -182,6 +170,25 @@ class Params(Mapping):
         except ParameterError as exc:
             raise ParameterError(f"method {method}: {exc}") from None
         return made
+
+
+@functools.cache
+def _specs(cls: type[Params]) -> tuple[ParamSpec, ...]:
+    """Each field of a parameters class as a `ParamSpec` (read once per class)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        kind = hints[f.name]
+        if f.name in RESERVED:
+            raise TypeError(f"{cls.__name__}.{f.name}: the name is taken by the parameters' own methods")
+        if kind not in TYPES:
+            raise TypeError(f"{cls.__name__}.{f.name}: parameters are bool, int, float or str, not {kind}")
+        out.append(
+            ParamSpec(f.name, kind, f.default, meta.get("low"), meta.get("high"), meta.get("choices"),
+                      meta.get("smoke", NO_SMOKE), meta.get("weights", True), meta.get("help", ""))
+        )  # fmt: skip
+    return tuple(out)
 
 
 def coerce_values(specs: list[ParamSpec], values: dict[str, Any], where: str) -> dict[str, Any]:
