@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
+from rich.console import Console
 from rich.progress import Progress
 
 from harness.core.cachefiles import load_verified, save_verified
@@ -128,7 +129,7 @@ def decode_all(
     parts: list[np.ndarray] = []
     failures: list[Failure] = []
     with ExitStack() as stack:
-        progress = stack.enter_context(Progress(transient=True))
+        progress = stack.enter_context(Progress(transient=True, console=Console(stderr=True)))
         task = progress.add_task("decoding images", total=len(image_ids))
         if workers > 1:
             results = stack.enter_context(ProcessPoolExecutor(workers)).map(_decode_chunk, jobs)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from rich.progress import track
 
 from harness.boards.spec import Board
@@ -50,7 +51,8 @@ def corrupted_conditions(
     folder.mkdir(parents=True, exist_ok=True)
     jobs = [(name, s + 1, level) for name, levels in board.corruptions.items() for s, level in enumerate(levels)]
     conditions = []
-    for name, severity, level in track(jobs, description="corrupted test set", transient=True):
+    bar = track(jobs, description="corrupted test set", transient=True, console=Console(stderr=True))
+    for name, severity, level in bar:
         path = corrupted_file(folder, name, severity, level)
         found = load_verified(path)
         if isinstance(found, tuple) and len(found[0]) == len(images):

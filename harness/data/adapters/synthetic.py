@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from rich.console import Console
 from rich.progress import Progress
 
 from harness.boards.spec import DatasetSpec
@@ -38,7 +39,7 @@ def checked_params(name: str, params: dict, defaults: dict) -> dict:
 def ensure_generated(folder: Path, description: str, n_images: int, write: Callable) -> None:
     """Run `write(progress)` once, with a progress bar, unless `folder` holds a finished dataset."""
     if not (folder / "dataset.json").exists():
-        with Progress(transient=True) as progress:
+        with Progress(transient=True, console=Console(stderr=True)) as progress:
             task = progress.add_task(f"generating {description}", total=n_images)
             write(lambda n: progress.advance(task, n))
 
