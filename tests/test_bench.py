@@ -2,6 +2,7 @@
 
 import hashlib
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -54,7 +55,13 @@ def _predictions(db, run_id):
 
 def test_patchcore_end_to_end_stores_a_complete_run(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
+    started = time.perf_counter()
     result = bench("patchcore", tiny_board, params=FAST_PATCHCORE, db=db, device="cpu")
+    wall = time.perf_counter() - started
+    stages = result.stages
+    assert list(stages) == ["load", "fit", "predict", "score", "gallery", "latency", "store"]
+    assert stages["fit"] >= result.fit_seconds and stages["predict"] >= result.predict_seconds
+    assert 0 < sum(stages.values()) <= wall
     with ResultStore(db) as store:
         run = store.run(result.run_id)
         metrics = store.query("SELECT * FROM metrics WHERE run_id = ?", [result.run_id])

@@ -4,6 +4,7 @@ in what actually differs (the scorer, the pooling), never by copy."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,9 @@ from harness.components.neighbors import NearestNeighbors, TorchNearestNeighbors
 from harness.components.scorers import Scorer
 from harness.components.weights import CLIP_PREFIX, resolve_weights
 from harness.core.errors import ParameterError
+
+CORESET_LOG = "coreset: kept %d of %d patches in %.3f s"
+"""The fit's log line of the coreset selection (its arguments are read by `make gpu-check`)."""
 
 
 class BackboneMethod(Method):
@@ -115,8 +119,9 @@ class PatchBank:
         chosen and the bank lives on the run's device: faiss on CPU, matrix products on a GPU."""
         flat = patches.to(ctx.device).permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
         n_keep = max(1, math.ceil(self.coreset_ratio * len(flat)))
-        ctx.log.info("coreset: keeping %d of %d patches", n_keep, len(flat))
+        started = time.perf_counter()
         keep = greedy_coreset(flat, n_keep, projection_dim=self.projection_dim, seed=self.seed)
+        ctx.log.info(CORESET_LOG, n_keep, len(flat), time.perf_counter() - started)
         if ctx.device.type == "cuda":
             self.index: NearestNeighbors | TorchNearestNeighbors = TorchNearestNeighbors(flat[keep.to(ctx.device)])
         else:

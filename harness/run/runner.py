@@ -10,11 +10,13 @@ reference method) is computed where the leaderboard is assembled (`harness.resul
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 import traceback
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,17 +26,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.api.protocol import Method
 from harness.api.registry import get_method
 from harness.boards.spec import Board, board_edition
 from harness.core.errors import DatabaseLocked
 from harness.core.paths import default_db
 from harness.core.provenance import environment
 from harness.data.loading import BoardData, load_board_data
+from harness.data.stress import Condition
 from harness.results.store import ResultStore
+from harness.run.inference import Predicted
 from harness.run.latency import LatencyConfig
 from harness.run.spec import RunOptions, RunSpec
 from harness.run.stages import (
     BENCH_LATENCY,
+    FitResult,
     RunPending,
     Track,
     fit_run,
@@ -45,7 +51,7 @@ from harness.run.stages import (
     store_stage,
     test_conditions,
 )
-from harness.scoring.score import score_predictions
+from harness.scoring.score import Scored, score_predictions
 
 T = TypeVar("T")
 
@@ -64,6 +70,7 @@ class BenchResult:
     latency: pd.DataFrame
     fit_peak_memory_bytes: int
     maps_bytes: int = 0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds of each stage of the run
 
 
 def run_record(run_id: str, spec: RunSpec, data: BoardData) -> dict[str, Any]:
@@ -94,9 +101,11 @@ def run_bench(spec: RunSpec, db: Path | None = None, console: Console | None = N
     """Run one method on one board as `spec` says and store the results (see the module
     docstring); a failure is stored as the run's error, and nothing else of it."""
     console = console or Console(stderr=True)
-    data = load_board_data(spec.board)
-    method = spec.create_method()
-    conditions = test_conditions(spec, data)
+    clock = Stopwatch()
+    with clock("load"):
+        data = load_board_data(spec.board)
+        method = spec.create_method()
+        conditions = test_conditions(spec, data)
     db = db or default_db()
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{spec.method}-{uuid.uuid4().hex[:6]}"
     # The database is opened only to record the start and the outcome, so that other
@@ -105,20 +114,8 @@ def run_bench(spec: RunSpec, db: Path | None = None, console: Console | None = N
         store.record_board(board_edition(spec.board))
         store.start_run(run_record(run_id, spec, data))
     with _progress(console) as progress:
-        track = _tracker(progress, spec.method)
         try:
-            fit = fit_run(spec, method, data, track)
-            predicted = predict_stage(spec, method, data, conditions, track)
-            scored = score_predictions(data.board, data.manifest, predicted.frame, track, predicted.maps, data.truth)
-            gallery = gallery_stage(spec, data, conditions, predicted, scored)
-            latency = latency_rows(spec, method, data.splits["test"].images, BENCH_LATENCY)
-            updates = {
-                "fit_seconds": fit.seconds,
-                "fit_peak_memory_bytes": fit.peak_memory_bytes,
-                "diagnostics": fit.diagnostics,
-                **pipeline_speed(data),
-            }
-            store_stage(db, run_id, spec, method, predicted, scored, {"latency": latency, "gallery": gallery}, updates)
+            fit, predicted, scored, latency = _stages(spec, method, data, conditions, db, run_id, progress, clock)
         except RunPending:
             raise
         except BaseException as exc:
@@ -139,7 +136,52 @@ def run_bench(spec: RunSpec, db: Path | None = None, console: Console | None = N
         latency,
         fit.peak_memory_bytes,
         maps_bytes,
+        clock.seconds,
     )
+
+
+def _stages(
+    spec: RunSpec,
+    method: Method,
+    data: BoardData,
+    conditions: list[Condition],
+    db: Path,
+    run_id: str,
+    progress: Progress,
+    clock: Stopwatch,
+) -> tuple[FitResult, Predicted, Scored, pd.DataFrame]:
+    """Fit, predict, score, the gallery, latency and storing, each timed on `clock`."""
+    track = _tracker(progress, spec.method)
+    with clock("fit"):
+        fit = fit_run(spec, method, data, track)
+    with clock("predict"):
+        predicted = predict_stage(spec, method, data, conditions, track)
+    with clock("score"):
+        scored = score_predictions(data.board, data.manifest, predicted.frame, track, predicted.maps, data.truth)
+    with clock("gallery"):
+        gallery = gallery_stage(spec, data, conditions, predicted, scored)
+    with clock("latency"):
+        latency = latency_rows(spec, method, data.splits["test"].images, BENCH_LATENCY)
+        updates = {"fit_seconds": fit.seconds, "fit_peak_memory_bytes": fit.peak_memory_bytes,
+                   "diagnostics": fit.diagnostics, **pipeline_speed(data)}  # fmt: skip
+    with clock("store"):
+        store_stage(db, run_id, spec, method, predicted, scored, {"latency": latency, "gallery": gallery}, updates)
+    return fit, predicted, scored, latency
+
+
+class Stopwatch:
+    """Seconds of each named stage: `with clock("fit"): ...`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 def bench(
