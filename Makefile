@@ -10,7 +10,7 @@ BOARD ?= synth-cxr-ad
 ARGS ?=
 
 .PHONY: setup browser test bench check leaderboard site verify lint docs wheel wheel-check benchmark \
-	benchmark-scale mutants clean
+	benchmark-scale gpu-check mutants clean
 
 # The environment, installed (editable, with the dev tools) into $(VENV) when missing or when
 # the project's dependencies changed since; every target below needs it.
@@ -83,6 +83,13 @@ benchmark: $(READY)
 IMAGES ?= 20000
 benchmark-scale: $(READY)
 	$(BIN)/python benchmarks/scale.py --images $(IMAGES) $(ARGS)
+
+# Every CUDA path measured in one call, within 8 minutes (benchmarks/gpu_check.py): the report
+# goes to benchmarks/results/gpu-check.{json,md}. DRY=1 runs the same steps on the CPU with tiny
+# boards and sizes (into build/gpu-check/). GPU_PYTHON=python3 runs it with another interpreter
+# that has the dependencies (a GPU machine's own), without setting up $(VENV).
+gpu-check: $(if $(GPU_PYTHON),,$(READY))
+	PYTHONPATH=. $(or $(GPU_PYTHON),$(BIN)/python) benchmarks/gpu_check.py $(if $(DRY),--dry) $(ARGS)
 
 # Deliberate bugs in the statistics and metric code; every one must fail a test.
 mutants: $(READY)
