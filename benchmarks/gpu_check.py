@@ -36,7 +36,6 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -45,7 +44,6 @@ import threading  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
-from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -63,6 +61,7 @@ try:
     from harness.core.paths import REPO_ROOT
     from harness.core.precision import autocast
     from harness.core.provenance import device_name, git_state
+    from harness.core.provenance import environment as run_environment
     from harness.data.loading import load_board_data
     from harness.run.latency import LatencyConfig, time_calls
     from harness.run.runner import run_latency
@@ -190,15 +189,12 @@ def prepare(check: Check, out: dict[str, Any]) -> None:
 
 
 def environment(check: Check, out: dict[str, Any]) -> None:
-    """The device and the versions every number depends on."""
-    out |= {
-        "device": device_name(check.device),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-    }
-    out |= {lib: _version(lib) for lib in ("timm", "faiss-cpu", "duckdb", "numpy")}
+    """The device and the versions every number depends on: what every stored run records
+    (`harness.core.provenance.environment`), the CPU count and, on a GPU, its memory, CUDA,
+    cuDNN and the driver."""
+    recorded = run_environment(check.device)
+    out |= {k: v for k, v in recorded.items() if k not in ("git_commit", "git_dirty", "versions")}
+    out |= json.loads(recorded["versions"]) | {"cpus": os.cpu_count()}
     if check.device.type == "cuda":
         props = torch.cuda.get_device_properties(check.device)
         out |= {
@@ -207,7 +203,10 @@ def environment(check: Check, out: dict[str, Any]) -> None:
             "cudnn": torch.backends.cudnn.version(),
             "driver": _nvidia_smi("driver_version"),
         }
-    say(f"environment: {out['device']}, torch {out['torch']}" + (f", CUDA {out['cuda']}" if "cuda" in out else ""))
+    say(
+        f"environment: {out['device']}, torch {out['torch_version']}"
+        + (f", CUDA {out['cuda']}" if "cuda" in out else "")
+    )
 
 
 def backbone(check: Check, out: dict[str, Any]) -> None:
@@ -248,7 +247,13 @@ def latency(check: Check, out: dict[str, Any]) -> None:
     )
     rows = out.setdefault("rows", [])
     for method in LATENCY_METHODS:
-        spec = RunSpec.build(method, check.boards["anomaly"], None, check.params(method), _options(check))
+        spec = RunSpec.build(
+            method,
+            check.boards["anomaly"],
+            None,
+            check.params(method),
+            RunOptions(check.device.type, corruptions=False),
+        )
         frame = run_latency(spec, configs, check.db, _quiet())
         rows += [{"method": method, **row} for row in frame[list(LATENCY_COLUMNS[1:])].to_dict("records")]
         best = frame["throughput_ips"].max()
@@ -334,10 +339,6 @@ def scale_images(check: Check) -> int:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _options(check: Check) -> RunOptions:
-    return RunOptions(device=check.device.type, corruptions=False)
-
-
 def _quiet() -> Console:
     return Console(file=io.StringIO())
 
@@ -369,13 +370,6 @@ def coreset_seconds(method: str) -> Iterator[dict[str, float]]:
     finally:
         logger.removeHandler(reader)
         logger.setLevel(level)
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _nvidia_smi(field_name: str) -> str | None:

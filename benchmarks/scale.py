@@ -31,6 +31,7 @@ from harness.boards.spec import DatasetSpec
 from harness.boards.splits import anomaly_split
 from harness.conformance.tiny import write_synthetic_board
 from harness.data.adapters import synthetic
+from harness.results import queries
 from harness.results.store import ResultStore
 from harness.run.runner import BenchResult, bench
 
@@ -80,7 +81,7 @@ def timed_run(board: Path | str, method: str, db: Path, corruptions: bool, **opt
     result = bench(method, board, db=db, console=Console(file=io.StringIO()), corruptions=corruptions, **options)
     seconds = {**result.stages, "total": time.perf_counter() - started}
     with ResultStore(db) as store:
-        images = store.query("SELECT count(*) AS n FROM predictions WHERE run_id = ?", [result.run_id])["n"].item()
+        images = queries.prediction_count(store, result.run_id)
     return TimedRun(result, seconds, images)
 
 

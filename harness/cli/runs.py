@@ -57,7 +57,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from harness.api.index import check_params_early
     from harness.api.params import parse_params
 
-    check_params_early(args.method, parse_params(args.param))  # before torch is imported
+    params = parse_params(args.param)
+    check_params_early(args.method, params)  # before torch is imported
     from harness.results import queries
     from harness.results.leaderboard import assemble, run_entry
     from harness.results.store import ResultStore
@@ -65,7 +66,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from harness.run.spec import RunOptions, RunSpec
 
     options = RunOptions(args.device, args.precision, not args.no_corruptions, args.explain)
-    spec = RunSpec.build(args.method, args.board, args.seed, parse_params(args.param), options)
+    spec = RunSpec.build(args.method, args.board, args.seed, params, options)
     result = run_bench(spec, Path(args.db) if args.db else None, err_console)
     with ResultStore(result.db_path) as store:
         assemble(store, result.board)
@@ -183,8 +184,9 @@ def cmd_latency(args: argparse.Namespace) -> None:
         )
         for b in sizes
     )
-    check_params_early(args.method, parse_params(args.param))
-    spec = RunSpec.build(args.method, args.board, args.seed, parse_params(args.param), RunOptions(args.device))
+    params = parse_params(args.param)
+    check_params_early(args.method, params)
+    spec = RunSpec.build(args.method, args.board, args.seed, params, RunOptions(args.device))
     frame = run_latency(spec, configs, Path(args.db) if args.db else None, err_console)
     first = frame.iloc[0]
     title = f"{args.method} on {args.board}: {first['device']}, {first['timer']}, {first['threads']} threads, "

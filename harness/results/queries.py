@@ -101,6 +101,11 @@ def cell_keys(store: ResultStore, run_ids: list[str]) -> set[str]:
     return set(store.query("SELECT cell_key FROM runs WHERE run_id IN (SELECT unnest(?))", [run_ids])["cell_key"])
 
 
+def prediction_count(store: ResultStore, run_id: str) -> int:
+    """Rows of a run's predictions: every validation and test image under every condition."""
+    return int(store.query("SELECT count(*) AS n FROM predictions WHERE run_id = ?", [run_id])["n"].item())
+
+
 def local_predictions_hash(store: ResultStore, run_id: str) -> str | None:
     """The predictions hash of a run of this database that no import wrote (None: there is none)."""
     rows = store.query(
@@ -114,15 +119,6 @@ def local_predictions_hash(store: ResultStore, run_id: str) -> str | None:
 # --- metrics -----------------------------------------------------------------------------------
 
 
-def primary_value(store: ResultStore, run_id: str, metric: str) -> float | None:
-    """A run's clean test value of `metric`, over every slice."""
-    rows = store.query(
-        "SELECT value FROM metrics WHERE run_id = ? AND condition = 'clean' AND slice = 'all' AND metric = ?",
-        [run_id, metric],
-    )
-    return None if rows.empty else float(rows["value"].iloc[0])
-
-
 def primary_values(store: ResultStore, run_ids: list[str], metric: str) -> pd.DataFrame:
     """Runs' clean test `metric` with its interval, indexed by run id."""
     return store.query(
@@ -132,8 +128,14 @@ def primary_values(store: ResultStore, run_ids: list[str], metric: str) -> pd.Da
     ).set_index("run_id")
 
 
+def primary_value(store: ResultStore, run_id: str, metric: str) -> float | None:
+    """A run's clean test value of `metric` over all its images (None when it has none)."""
+    rows = primary_values(store, [run_id], metric)
+    return None if rows.empty else float(rows["value"].iloc[0])
+
+
 def clean_metrics(store: ResultStore, run_ids: list[str]) -> pd.DataFrame:
-    """Every clean test metric over every slice of the runs, with intervals."""
+    """Every clean test metric of the runs over all their images (slice 'all'), with intervals."""
     return store.query(
         "SELECT run_id, metric, value, ci_low, ci_high FROM metrics WHERE condition = 'clean' AND slice = 'all' "
         "AND run_id IN (SELECT unnest(?))",
@@ -141,16 +143,8 @@ def clean_metrics(store: ResultStore, run_ids: list[str]) -> pd.DataFrame:
     )
 
 
-def run_clean_metrics(store: ResultStore, run_id: str) -> pd.DataFrame:
-    """One run's clean test metrics over every slice, indexed by metric."""
-    return store.query(
-        "SELECT metric, value, ci_low, ci_high FROM metrics WHERE run_id = ? AND condition = 'clean' AND slice = 'all'",
-        [run_id],
-    ).set_index("metric")
-
-
 def condition_aurocs(store: ResultStore, run_ids: list[str]) -> pd.DataFrame:
-    """AUROC over every slice of each run, per condition and severity (clean too)."""
+    """AUROC of each run over all its images (slice 'all'), per condition and severity (clean too)."""
     return store.query(
         "SELECT run_id, condition, severity, value FROM metrics WHERE slice = 'all' AND metric = 'auroc' "
         "AND run_id IN (SELECT unnest(?))",

@@ -53,7 +53,7 @@ def findings_section(pages: Pages, store: ResultStore, run: dict) -> dict | None
         return None
     run_id, name = run["run_id"], f"run-{slug(run['run_id'])}"
     metrics = queries.finding_metrics(store, run_id)
-    overall = queries.run_clean_metrics(store, run_id)
+    overall = queries.clean_metrics(store, [run_id]).drop(columns="run_id").set_index("metric")
     risk = queries.risk_coverage(store, run_id)
     curves = finding_curves(store, run_id, json.loads(run.get("targets") or "[]"))
     metrics = metrics.assign(finding=metrics["slice"].str.removeprefix("finding="))
