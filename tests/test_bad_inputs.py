@@ -505,3 +505,57 @@ def test_a_finished_run_is_kept_when_the_database_stays_locked(tiny_board, tmp_p
         n_metrics = store.query("SELECT count(*) AS n FROM metrics")["n"].item()
         store.predictions(run["run_id"])  # verified against its hash
     assert run["status"] == "ok" and n_metrics > 10
+
+
+# --- the site never deletes what it did not write ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def results_db(tiny_board, tmp_path_factory):
+    db = tmp_path_factory.mktemp("site-db") / "results.duckdb"
+    bench("intensity", tiny_board, db=db, device="cpu")
+    return db
+
+
+def test_site_refuses_a_folder_that_is_not_a_site_and_deletes_nothing(results_db, tmp_path, capsys):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "chapter1.tex").write_text("months of work")
+    assert main(["site", "--db", str(results_db), "--out", str(thesis)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {thesis} is not empty and is not a site xrbench built" in err and err.count("\n") == 1
+    assert (thesis / "chapter1.tex").read_text() == "months of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]  # no half-built sibling left
+
+
+def test_site_refuses_an_out_folder_holding_the_results_database(results_db, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "x"
+    folder.mkdir()
+    db = Path(shutil.copy(results_db, folder / "results.duckdb"))
+    assert main(["site", "--db", str(db), "--out", str(folder)]) == 2
+    assert "holds the results database" in capsys.readouterr().err
+    assert db.is_file() and db.stat().st_size > 0
+
+
+def test_a_rebuilt_site_replaces_the_old_one_whole_and_an_interrupted_one_leaves_it(results_db, tmp_path, monkeypatch):
+    from harness.site import builder
+
+    out = tmp_path / "site"
+    assert main(["site", "--db", str(results_db), "--out", str(out)]) == 0
+    (out / "stale.html").write_text("from an older build")
+    assert main(["site", "--db", str(results_db), "--out", str(out)]) == 0
+    assert (out / builder.MARKER).is_file() and not (out / "stale.html").exists()
+
+    (out / "stale.html").write_text("from an older build")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builder, "run_page", interrupted)
+    assert main(["site", "--db", str(results_db), "--out", str(out)]) == 130
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,11 @@ from harness.core.errors import XRBenchError
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("site", help="build the static leaderboard site from the results database")
     add_db(p)
-    p.add_argument("--out", default=None, help="output folder (default: site/_build)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder: new, empty or a site built before, replaced whole at the end (default: site/_build)",
+    )
     p.set_defaults(func=cmd_site)
 
 
@@ -23,15 +28,16 @@ def cmd_site(args: argparse.Namespace) -> None:
     from harness.core.paths import workspace_root
     from harness.results.leaderboard import assemble_all
     from harness.results.store import ResultStore
-    from harness.site.builder import build_site
+    from harness.site.builder import build_site, check_site_folder
 
     db = db_path(args)
     if not db.exists():
         raise XRBenchError(f"no results database at {db}; run a method first: make bench METHOD=patchcore")
+    out = Path(args.out) if args.out else workspace_root() / "site" / "_build"
+    check_site_folder(db, Path(os.path.abspath(out)))
     with ResultStore(db) as store:
         assembled = assemble_all(store)
     if assembled:
         err_console.print(f"leaderboards assembled from the stored runs: {escape(', '.join(assembled))}")
-    out = Path(args.out) if args.out else workspace_root() / "site" / "_build"
     index = build_site(db, out)
     console.print(escape(f"site written to {out}; open file://{index.resolve()}"))

@@ -7,15 +7,22 @@ from the `boards` table. Building the site imports neither torch nor the method 
 reads no board file. Plots are SVG files made at build time and loaded through <img> (so
 nothing in them can run), every table is also written as CSV and JSON, and the pages need no
 network. One module per page: `board_page`, `method_page`, `run_page`.
+
+A build never deletes what it did not write: it goes into a new hidden sibling of `--out` and
+is swapped in at the end, so an interruption leaves the previous site whole, and an existing
+`--out` is replaced only when it is an xrbench site (it holds `MARKER`).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from harness.core.errors import XRBenchError
 from harness.core.paths import project_root
 from harness.results import queries
 from harness.results.store import ResultStore
@@ -25,18 +32,55 @@ from harness.site.render import Pages
 from harness.site.run_page import run_page
 
 INDEX_COLUMNS = ("board", "task", "primary", "methods", "best_method", "best_value", "updated")
+MARKER = ".xrbench-site"
+"""The file that marks a folder as a site xrbench built, which a rebuild may replace."""
 
 
 def build_site(db: Path, out: Path) -> Path:
-    """Write the site into `out` (emptied first); returns its index page."""
-    with ResultStore(db) as store:
-        return build(store, out)
+    """Build the site and put it at `out` (a new folder, or a site built before, replaced
+    whole at the end); returns its index page."""
+    out = Path(os.path.abspath(out))
+    check_site_folder(Path(db), out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        with ResultStore(db) as store:
+            build(store, building)
+        building.chmod(0o755)  # a temporary folder is private; a site is read by a web server
+        (building / MARKER).write_text("built by xrbench site; a rebuild replaces this folder whole\n")
+        swap_in(building, out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return out / "index.html"
+
+
+def check_site_folder(db: Path, out: Path) -> None:
+    """Refuse an `--out` whose replacement would delete something that is not a site."""
+    if Path(os.path.abspath(db)).is_relative_to(out) or db.resolve().is_relative_to(out.resolve()):
+        raise XRBenchError(f"--out {out} holds the results database {db}; choose a folder beside it")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise XRBenchError(f"--out {out} is not a folder; choose a new folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise XRBenchError(
+            f"--out {out} is not empty and is not a site xrbench built (no {MARKER} in it); "
+            "choose a new or empty folder"
+        )
+
+
+def swap_in(new: Path, out: Path) -> None:
+    """Put the finished folder `new` at `out`, replacing the previous site only now."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    previous = out.parent / f".{out.name}.previous-{os.getpid()}"
+    os.replace(out, previous)
+    os.replace(new, out)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def build(store: ResultStore, out: Path) -> Path:
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    """Write every page into the empty folder `out`."""
     shutil.copytree(project_root() / "site" / "static", out / "static")
     pages = Pages(out, project_root() / "site" / "templates")
     runs = queries.ok_runs(store)
