@@ -21,6 +21,7 @@ from harness.api.index import ENTRY_POINT_GROUP, index_key, read_index, write_in
 from harness.api.params import NO_SMOKE
 from harness.api.protocol import Method
 from harness.core.errors import UnknownMethodError, XRBenchError
+from harness.core.names import check_name
 from harness.core.registry import Registry
 
 _PLUGINS: dict[str, dict[str, str]] = {}  # method name -> distribution and version
@@ -69,7 +70,7 @@ METHODS: Registry[type[Method]] = Registry("method", UnknownMethodError, discove
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: make a method available under `cls.card.name`."""
-    name = cls.card.name
+    name = check_name(cls.card.name, "method", f"{cls.__module__}.{cls.__name__}")
     existing = METHODS.find_registered(name)
     if existing is not None and existing is not cls:
         raise XRBenchError(

@@ -17,6 +17,7 @@ from harness.boards.datasets import DATASETS, box_formats
 from harness.boards.spec import Board, DatasetSpec
 from harness.boards.tasks import task_spec
 from harness.core.errors import UnknownBoardError, XRBenchError
+from harness.core.names import check_name
 from harness.core.paths import project_root
 
 
@@ -137,6 +138,8 @@ def load_board(name_or_path: str | Path) -> Board:
     except tomllib.TOMLDecodeError as exc:
         raise XRBenchError(f"board file {path} is not valid TOML: {exc}") from exc
     check_board_table(raw, path)
+    if "name" in raw:
+        check_name(raw["name"], "board", f"board file {path}")
     missing = [k for k in ("name", "version", "description", "task", "resolution", "split_manifest", "split_sha256",
                            "dataset") if k not in raw]  # fmt: skip
     if missing:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.fingerprints import file_sha256
-from harness.core.paths import cache_root
+from harness.core.paths import cache_root, under
 
 
 def checkpoint_key(key: dict[str, Any]) -> str:
@@ -48,7 +48,7 @@ def cached_checkpoint(
     import torch
 
     digest = checkpoint_key(key)
-    path = cache_root() / kind / f"{name}-{digest[:16]}.pth"
+    path = under(cache_root(), kind, f"{name}-{digest[:16]}.pth")
     problem = verified_checkpoint(path, digest)
     if problem is None:
         log.info("using cached checkpoint %s", path)

@@ -19,7 +19,6 @@ check that needs a fit.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +31,13 @@ from harness.boards.files import load_board
 from harness.boards.tasks import TASKS, task_spec
 from harness.conformance.tiny import tiny_board
 from harness.core.errors import XRBenchError
+from harness.core.names import NAME_RULE, is_name
 from harness.data.loading import BoardData, load_board_data
 from harness.run.batches import split_batches
 from harness.run.inference import predict_split
 from harness.run.saliency import Explainer
 from harness.run.stages import fit_stage
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 FIT = "fits"
 """The exception name that covers every check needing a fitted method."""
 
@@ -137,8 +136,8 @@ def check_card(cls: type[Method], task: str, params: dict[str, Any] | None, seed
     if card is None:
         raise MethodCheckError(f"{cls.__name__} has no `card` (a harness.api.protocol.MethodCard)")
     problems = []
-    if not NAME.match(card.name):
-        problems.append(f"name {card.name!r} is not lower-case letters, digits and dashes")
+    if not is_name(card.name):
+        problems.append(f"name {card.name!r} is not {NAME_RULE}")
     if not card.tasks or set(card.tasks) - set(TASKS):
         problems.append(f"tasks {card.tasks} must be some of {', '.join(TASKS)}")
     if card.learning not in LEARNING:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.core.errors import XRBenchError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The folder holding the `harness` package: a checkout, or site-packages."""
 SHIPPED = Path(__file__).resolve().parents[1] / "_shipped"
@@ -51,3 +53,12 @@ def data_root() -> Path:
 def default_db() -> Path:
     """The results database (override: XRBENCH_DB or --db)."""
     return Path(os.environ.get("XRBENCH_DB", workspace_root() / "results" / "xrbench.duckdb"))
+
+
+def under(root: Path, *parts: str) -> Path:
+    """`root / parts...`, refused in one line when it resolves outside `root` (a part holding
+    `..`, an absolute path or a link leading out)."""
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise XRBenchError(f"{'/'.join(parts)} would lie outside {root}; names may not hold '..' or '/'")
+    return path

@@ -19,7 +19,7 @@ from harness.boards.files import available_boards, load_board
 from harness.boards.spec import Board
 from harness.boards.splits import attach_labels, excluded_split_sha256, read_manifest, verify_manifest
 from harness.core.errors import DataIntegrityError
-from harness.core.paths import data_root
+from harness.core.paths import data_root, under
 from harness.data.adapters.base import DatasetSource
 from harness.data.cache import decode_all, write_cache
 from harness.data.datasets import read_entries
@@ -132,7 +132,7 @@ def prepare_local_dataset(name: str, root: Path, entries: pd.DataFrame, report: 
         split = excluded_split_sha256(board.split_sha256, board_excluded) if board_excluded else board.split_sha256
         write_cache(source, split, board.resolution, array[keep], [i for i, k in zip(ids, keep, strict=True) if k])
         prepared.append(PreparedBoard(board.name, sum(keep), len(board_excluded), split, time.perf_counter() - start))
-    report_path = data_root() / name / "exclusions.csv"
+    report_path = under(data_root(), name, "exclusions.csv")
     report_path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"image_id": list(excluded), "reason": list(excluded.values())}).to_csv(report_path, index=False)
     record_prepared(name, root, list(excluded))

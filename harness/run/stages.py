@@ -25,7 +25,7 @@ from harness.boards.spec import Board
 from harness.core.errors import DatabaseLocked, DataIntegrityError, MethodFailure, XRBenchError
 from harness.core.fingerprints import PREDICTIONS_HASH_SCHEME, predictions_sha256
 from harness.core.maps import map_rows, maps_sha256
-from harness.core.paths import cache_root
+from harness.core.paths import cache_root, under
 from harness.data.cache import cached_images, decode_images
 from harness.data.loading import BoardData
 from harness.data.stress import Condition, corrupted_conditions
@@ -78,7 +78,7 @@ def fit_stage(
     ctx = FitContext(
         seed=seed,
         device=device,
-        cache_dir=cache_root() / "methods" / name,
+        cache_dir=under(cache_root(), "methods", name),
         log=logging.getLogger(f"xrbench.method.{name}"),
         progress=track,
         resolution=board.resolution,
