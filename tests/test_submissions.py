@@ -185,8 +185,8 @@ BAD = {
         "lower-case letters",
     ),
     "unknown key": (lambda p: edit_toml(p, lambda d: d.update(surprise=1)), "layout", "unknown key surprise"),
-    "wrong type": (lambda p: edit_toml(p, lambda d: d.update(seed="zero")), "layout", "seed must be int"),
-    "missing key": (lambda p: edit_toml(p, lambda d: d["weights"].pop("id")), "layout", "missing key weights.id"),
+    "wrong type": (lambda p: edit_toml(p, lambda d: d.update(seed="zero")), "layout", "seed must be a whole number"),
+    "missing key": (lambda p: edit_toml(p, lambda d: d["weights"].pop("id")), "layout", "weights.id is missing"),
     "missing file": (lambda p: (p / REPORTED).unlink(), "layout", "missing file reported.json"),
     "stray file": (lambda p: (p / "notes.txt").write_text("hi"), "layout", "unexpected file notes.txt"),
     "file changed after checksums": (
@@ -195,7 +195,125 @@ BAD = {
         "reported.json",
     ),
     "malformed checksums": (lambda p: (p / "SHA256SUMS").write_text("nonsense\n"), "checksums", "line 1"),
+    # A hostile submitter's bundles: each refused at layout, before anything reads or stores it.
+    "checksums linked to a system file": (
+        lambda p: _link(p / "SHA256SUMS", "/etc/passwd"), "layout", "SHA256SUMS is a symbolic link"
+    ),
+    "reported linked to an endless device": (
+        lambda p: _link(p / REPORTED, "/dev/zero"), "layout", "reported.json is a symbolic link"
+    ),
+    "a pipe as a file": (lambda p: _fifo(p / REPORTED), "layout", "reported.json is not a regular file"),
+    "a folder as a file": (lambda p: _folder(p / REPORTED), "layout", "reported.json is a folder"),
+    "run id leading out of its folder": (
+        lambda p: edit_toml(p, lambda d: d.update(run_id="../../x")), "layout", "run_id '../../x' is not lower-case"
+    ),
+    "NaN parameter": (
+        lambda p: edit_toml(p, lambda d: d["method"]["params"].update(smoothing=float("nan"))),
+        "layout",
+        "method.params.smoothing = nan is not finite",
+    ),
+    "seed beyond 32 bits": (
+        lambda p: edit_toml(p, lambda d: d.update(seed=2**40)), "layout", "seed = 1099511627776 is out of range"
+    ),
+    "board version beyond 32 bits": (
+        lambda p: edit_toml(p, lambda d: d["board"].update(version=2**31)), "layout", "board.version = 2147483648"
+    ),
+    "malformed date": (
+        lambda p: edit_toml(p, lambda d: d.update(finished_at="yesterday")), "layout", "'yesterday' is not a date"
+    ),
+    "unknown precision": (
+        lambda p: edit_toml(p, lambda d: d.update(precision="fp4")), "layout", "precision must be one of"
+    ),
+    "NaN in reported.json": (
+        lambda p: _edit_reported(p, lambda d: d["metrics"][0].update(value=float("nan"))),
+        "layout",
+        "holds NaN, which is not a JSON number",
+    ),
+    "extra key in a latency row": (
+        lambda p: _edit_reported(p, lambda d: d["latency"][0].update(surprise=1)),
+        "layout",
+        "unknown key latency[0].surprise",
+    ),
+    "non-numeric timing": (
+        lambda p: _edit_reported(p, lambda d: d["latency"][0].update(p50_ms="fast")),
+        "layout",
+        "latency[0].p50_ms must be a number",
+    ),
+    "negative latency": (
+        lambda p: _edit_reported(p, lambda d: d["latency"][0].update(p50_ms=-5.0)),
+        "layout",
+        "latency[0].p50_ms = -5.0 is out of range",
+    ),
+    "impossible throughput": (
+        lambda p: _edit_reported(p, lambda d: d["latency"][0].update(throughput_ips=1e300)),
+        "layout",
+        "latency[0].throughput_ips = 1e+300 is out of range",
+    ),
+    "throughput the timings do not give": (
+        lambda p: _edit_reported(p, lambda d: d["latency"][0].update(throughput_ips=1e6)),
+        "layout",
+        "claims 1e+06 images/s",
+    ),
+    "negative fit time": (
+        lambda p: _edit_reported(p, lambda d: d["measured"].update(fit_seconds=-1.0)),
+        "layout",
+        "measured.fit_seconds = -1.0 is out of range",
+    ),
+    "NULL severity": (
+        lambda p: edit_predictions(p, lambda f: f.astype({"severity": "Int64"}).pipe(
+            _set, "severity", _first_test_row(f), pd.NA)),
+        "layout",
+        "a row has a NULL image_id, split, condition or severity",
+    ),
+    "maps with the wrong columns": (
+        lambda p: _write(p, "maps.parquet", pd.DataFrame({"image_id": ["a"], "picture": [b"x"]})),
+        "layout",
+        "maps.parquet: missing column split",
+    ),
+    "maps whose data is not their shape": (
+        lambda p: _write(p, "maps.parquet", pd.DataFrame({
+            "image_id": ["a"], "split": ["test"], "condition": ["clean"], "severity": [0], "channels": [1],
+            "height": [4], "width": [4], "scale": [1.0], "data": [b"xx"]}).astype({"severity": "int32"})
+            .astype({c: "int32" for c in ("channels", "height", "width")})),
+        "layout",
+        "a map's data is not channels x height x width",
+    ),
+    "terminal escapes in a key": (
+        lambda p: edit_toml(p, lambda d: d.update({"\x1b[2J:skull:": 1})),
+        "layout",
+        "unknown key",
+    ),
 }
+
+
+def _link(path, target):
+    path.unlink()
+    path.symlink_to(target)
+
+
+def _fifo(path):
+    import os
+
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _folder(path):
+    path.unlink()
+    path.mkdir()
+
+
+def _edit_reported(path, change):
+    data = json.loads((path / REPORTED).read_text())
+    change(data)
+    (path / REPORTED).write_text(json.dumps(data))
+    write_sums(path)
+
+
+def _write(path, name, frame):
+    with duckdb.connect() as con:
+        write_parquet(con, frame, path / name)
+    write_sums(path)
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -349,3 +467,30 @@ def test_submit_refuses_a_run_without_a_code_reference(runs, tmp_path):
         with pytest.raises(XRBenchError, match="before runs recorded their method's code"):
             write_bundle(store, runs[1], tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+def test_a_parquet_of_millions_of_rows_in_a_small_file_is_refused_from_its_metadata(bundle, boards, tmp_path):
+    path = copy_of(bundle, tmp_path)
+    rows = bundle_format.MAX_BUNDLE_ROWS + 1
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT 'a' AS image_id, 'test' AS split, 'clean' AS condition, 0 AS severity, 0.5 AS score "
+            f"FROM range({rows})) TO '{path / PREDICTIONS}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+    write_sums(path)
+    assert (path / PREDICTIONS).stat().st_size < bundle_format.MAX_BUNDLE_BYTES
+    v = verify_bundle(path, boards=boards)
+    assert v.failed == "layout" and f"holds {rows} rows" in v.message and v.bundle is None
+
+
+def test_a_bundle_reusing_another_bundles_run_id_is_refused(bundle, boards, tmp_path):
+    other = shutil.copytree(bundle, tmp_path / "other")
+    edit_toml(other, lambda d: d["method"]["card"].update(description="mine now"))
+    with ResultStore(tmp_path / "db.duckdb") as store:
+        import_verified(store, verify_bundle(bundle, boards=boards))
+        with pytest.raises(XRBenchError, match="is already stored from the bundle .* a bundle may not replace"):
+            import_verified(store, verify_bundle(other, boards=boards))
+        same = shutil.copytree(bundle, tmp_path / "identical")
+        assert import_verified(store, verify_bundle(same, boards=boards)).status == "unchanged"
+        card = store.query("SELECT method_card FROM runs")["method_card"].iloc[0]
+    assert "mine now" not in card

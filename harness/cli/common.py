@@ -6,12 +6,19 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
-from harness.core.errors import XRBenchError
+from harness.core.errors import XRBenchError, printable
 
 # Messages stay one line however long (a path is copied whole); tables fit the terminal.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Emoji codes stay as written: a message may quote a bundle's text (`:skull:`).
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
+
+
+def safe(text: str) -> str:
+    """Text quoted from a file or bundle, printable as written: no markup, no terminal control."""
+    return escape(printable(text))
 
 
 def fmt(x: float | str | None) -> str:

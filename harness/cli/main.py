@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from harness.cli import data, grid, methods, results, runs, site, submissions
 from harness.cli.common import err_console
-from harness.core.errors import XRBenchError
+from harness.core.errors import XRBenchError, printable
 from harness.core.paths import REPO_ROOT
 
 GROUPS = (methods, runs, grid, results, submissions, site, data)
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(exc: BaseException, label: str, verbose: bool, message: str | None = None) -> None:
     """One line naming the problem (and the notes added on the way); the traceback under -v."""
-    err_console.print(f"[bold red]{label}:[/] {escape(message or str(exc))}")
+    err_console.print(f"[bold red]{label}:[/] {escape(printable(message or str(exc)))}")
     for note in getattr(exc, "__notes__", []):
-        err_console.print(f"  {escape(note)}", style="dim")
+        err_console.print(f"  {escape(printable(note))}", style="dim")
     if verbose:
         err_console.print(escape("".join(traceback.format_exception(exc))), style="dim")
     elif exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):

@@ -6,10 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import add_db, board_files, console, db_path, err_console, fmt
+from harness.cli.common import add_db, board_files, console, db_path, err_console, fmt, safe
 from harness.core.errors import XRBenchError
 
 
@@ -45,7 +44,7 @@ def cmd_submit(args: argparse.Namespace) -> None:
     with ResultStore(db_path(args)) as store:
         out = write_bundle(store, args.run_id, Path(args.out) if args.out else None, maps=args.maps)
     size = sum(p.stat().st_size for p in out.iterdir())
-    console.print(escape(f"bundle written to {out} ({size / 1024:.0f} KiB); check it with: xrbench verify {out}"))
+    console.print(safe(f"bundle written to {out} ({size / 1024:.0f} KiB); check it with: xrbench verify {out}"))
 
 
 def verification_table(v: object) -> Table:
@@ -54,7 +53,7 @@ def verification_table(v: object) -> Table:
     shown = frame[frame["key"].str.startswith("clean s0 all ") & (frame["column"] == "value")]
     shown = shown[~shown["key"].str.endswith(("_platt", "_isotonic"))]  # calibrated variants: in the CSVs
     b = v.bundle  # type: ignore[attr-defined]
-    table = Table(title=escape(f"{b.board} · {b.method} · run {b.run_id}: reported vs verified, clean test"))
+    table = Table(title=safe(f"{b.board} · {b.method} · run {b.run_id}: reported vs verified, clean test"))
     for col in ("metric", "reported", "verified", "difference"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for r in shown.itertuples():
@@ -62,7 +61,7 @@ def verification_table(v: object) -> Table:
         numbers = all(isinstance(x, (int, float)) and x == x for x in (a, b))
         diff = f"{b - a:+.2e}" if numbers else ""
         style = "bold red" if r.differs else None
-        table.add_row(escape(r.key.removeprefix("clean s0 all ")), fmt(a), fmt(b), diff, style=style)
+        table.add_row(safe(r.key.removeprefix("clean s0 all ")), fmt(a), fmt(b), diff, style=style)
     return table
 
 
@@ -71,18 +70,18 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
     bundles = bundle_folders([Path(p) for p in args.paths])
     if not bundles:
-        console.print(escape(f"no bundles under {', '.join(args.paths)}"))
+        console.print(safe(f"no bundles under {', '.join(args.paths)}"))
         return
     boards = board_files(args.board)
     failed = []
     for path in bundles:
-        with err_console.status(escape(f"verifying {path}")):
+        with err_console.status(safe(f"verifying {path}")):
             v = verify_bundle(path, rerun=args.rerun, boards=boards)
         if v.comparison is not None and not args.quiet:
             console.print(verification_table(v))
         for note in v.notes:
-            console.print(escape(f"  note: {note}"), style="dim")
-        console.print(("[green]ok[/] " if v.ok else "[bold red]FAILED[/] ") + escape(v.summary()))
+            console.print(safe(f"  note: {note}"), style="dim")
+        console.print(("[green]ok[/] " if v.ok else "[bold red]FAILED[/] ") + safe(v.summary()))
         if not v.ok:
             failed.append(v)
     if failed:
@@ -100,11 +99,11 @@ def cmd_import(args: argparse.Namespace) -> None:
     counts: dict[str, int] = {}
     with ResultStore(db_path(args)) as store:
         for path in bundles:
-            with err_console.status(escape(f"verifying {path}")):
+            with err_console.status(safe(f"verifying {path}")):
                 outcome, v = import_bundle(store, path, boards, unverified=args.unverified)
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
             shown = "imported" if outcome.status != "unchanged" else "already imported"
             flag = "" if v.ok else f" (flagged: check '{v.failed}' failed: {v.message})"
-            console.print(escape(f"{shown}: {path} as run {outcome.run_id}{flag}"))
+            console.print(safe(f"{shown}: {path} as run {outcome.run_id}{flag}"))
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing"
-    console.print(escape(f"{len(bundles)} bundles: {summary}"))
+    console.print(safe(f"{len(bundles)} bundles: {summary}"))

@@ -1,5 +1,15 @@
 """Errors that the CLI prints as one clear message instead of a stack trace."""
 
+import re
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (terminal escapes, bidirectional overrides) written as
+    `\\xNN` escapes: what a message quotes from a bundle or a file cannot drive the terminal."""
+    return CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
+
 
 class XRBenchError(Exception):
     """Base class: a problem the user can fix, with a message that says how."""

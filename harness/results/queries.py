@@ -334,7 +334,7 @@ def submissions_with_bundle(store: ResultStore, bundle_sha256: str) -> pd.DataFr
 
 
 def submission_bundle(store: ResultStore, run_id: str) -> pd.DataFrame:
-    return store.query("SELECT bundle_sha256, status FROM submissions WHERE run_id = ?", [run_id])
+    return store.query("SELECT bundle, bundle_sha256, status FROM submissions WHERE run_id = ?", [run_id])
 
 
 def reported_vs_verified(store: ResultStore, run_id: str) -> pd.DataFrame:

@@ -18,20 +18,29 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
 
-from harness.core.errors import XRBenchError
+from harness.core.errors import printable
 from harness.core.fingerprints import PREDICTION_KEY, file_sha256, predictions_sha256
-from harness.core.paths import workspace_root
+from harness.core.maps import MAX_SIDE
+from harness.core.names import check_name
+from harness.core.paths import under, workspace_root
 from harness.results import queries
 from harness.results.store import ResultStore
+from harness.submissions.schema import (
+    REPORTED_SCHEMA,
+    SUBMISSION_SCHEMA,
+    BundleError,
+    check_file,
+    check_latency_row,
+)
 
 FORMAT = 1
 SUBMISSION, PREDICTIONS, MAPS, REPORTED, SUMS = (
@@ -43,8 +52,14 @@ SUBMISSION, PREDICTIONS, MAPS, REPORTED, SUMS = (
 )
 REQUIRED_FILES = (SUBMISSION, PREDICTIONS, REPORTED, SUMS)
 MAX_BUNDLE_BYTES = 25 * 1024 * 1024
-"""A bundle larger than this is refused (a default PatchCore bundle is about 0.2 MB)."""
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+"""A bundle larger than this on disk is refused (a default PatchCore bundle is about 0.2 MB)."""
+MAX_BUNDLE_ROWS = 5_000_000
+"""The most rows a bundle's parquet file may hold (the largest board's test set under every
+corruption is about 700,000); a board's exact count is checked against its manifest."""
+MAX_DECODED_BYTES = 1024 * 1024 * 1024
+"""The most bytes a bundle's parquet file may decode to (compressed, 1 MB can hold 100 million rows)."""
+SAFE_DUCKDB = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
+"""DuckDB never fetches an extension for a file it is given."""
 PREDICTION_COLUMNS = {"image_id": "VARCHAR", "split": "VARCHAR", "condition": "VARCHAR", "severity": "INTEGER"}
 SCORE_COLUMNS = {"anomaly": ("score", "DOUBLE"), "multilabel": ("scores", "DOUBLE[]")}
 VARIANCES = "variances"  # optional: the scores' variances, for methods that report them
@@ -59,95 +74,8 @@ ROBUSTNESS_KEYS = (
 METRIC_KEYS = ("condition", "severity", "slice", "metric", "value", "ci_low", "ci_high", "n", "n_pos", "flag")
 
 
-class BundleError(XRBenchError):
-    """A bundle that cannot be written or read as a bundle."""
-
-
 def submissions_dir() -> Path:
     return workspace_root() / "leaderboards" / "submissions"
-
-
-# --- the schema of submission.toml --------------------------------------------------------
-# key -> type, "?" marks an optional key, {..} a table, ("map", type) a table of any keys.
-STR, INT, BOOL = str, int, bool
-SCALAR = (str, int, float, bool)
-SCHEMA: dict[str, Any] = {
-    "format": INT,
-    "run_id": STR,
-    "seed": INT,
-    "device": STR,
-    "precision": STR,
-    "corruptions": BOOL,
-    "finished_at": STR,
-    "scoring_version": INT,
-    "predictions_sha256": STR,
-    "maps_sha256?": STR,
-    "explain?": STR,
-    "board": {
-        "name": STR,
-        "version": INT,
-        "task": STR,
-        "split_sha256": STR,
-        "dataset_sha256?": STR,
-        "targets?": ("list", STR),
-    },
-    "method": {
-        "name": STR,
-        "params": ("map", SCALAR),
-        "card": {
-            "name": STR,
-            "family": STR,
-            "description": STR,
-            "reference": STR,
-            "license": STR,
-            "learning": STR,
-            "produces_maps": BOOL,
-            "tasks": ("list", STR),
-        },
-    },
-    "code": {"commit": STR, "dirty?": BOOL, "files?": ("map", STR), "plugin?": ("map", STR)},
-    "weights": {"id": STR, "sha256?": STR},
-    "environment": {"python": STR, "torch": STR, "timm": STR, "xrbench": STR, "versions": ("map", STR)},
-}
-
-
-def check_schema(data: dict, schema: dict = SCHEMA, where: str = "") -> None:
-    """Refuse a missing key, an unknown key or a value of the wrong type, naming the key."""
-    wanted = {k.rstrip("?"): (spec, k.endswith("?")) for k, spec in schema.items()}
-    unknown = sorted(set(data) - set(wanted))
-    if unknown:
-        raise BundleError(f"{SUBMISSION}: unknown key {where}{unknown[0]}")
-    for key, (spec, optional) in wanted.items():
-        if key not in data:
-            if optional:
-                continue
-            raise BundleError(f"{SUBMISSION}: missing key {where}{key}")
-        _check_value(data[key], spec, f"{where}{key}")
-
-
-def _check_value(value: object, spec: object, key: str) -> None:
-    if isinstance(spec, dict):
-        if not isinstance(value, dict):
-            raise BundleError(f"{SUBMISSION}: {key} must be a table")
-        check_schema(value, spec, f"{key}.")
-        return
-    if isinstance(spec, tuple) and spec and spec[0] in ("list", "map"):
-        kind, inner = spec
-        items = value if kind == "list" else (value.values() if isinstance(value, dict) else None)
-        if not isinstance(value, list if kind == "list" else dict) or items is None:
-            raise BundleError(f"{SUBMISSION}: {key} must be a {'list' if kind == 'list' else 'table'}")
-        if not all(_is(v, inner) for v in items):
-            raise BundleError(f"{SUBMISSION}: {key} holds a value of the wrong type")
-        return
-    if not _is(value, spec):
-        names = spec.__name__ if isinstance(spec, type) else "a scalar"
-        raise BundleError(f"{SUBMISSION}: {key} must be {names}, not {type(value).__name__}")
-
-
-def _is(value: object, kind: object) -> bool:
-    if kind is int:  # TOML's booleans are not integers
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)  # type: ignore[arg-type]
 
 
 def toml_text(data: dict, prefix: str = "") -> str:
@@ -269,7 +197,9 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def default_bundle_dir(run: dict) -> Path:
     finished = pd.Timestamp(run["finished_at"])
-    return submissions_dir() / run["board"] / run["method"] / f"{finished:%Y%m%d}-{run['run_id'][-6:]}"
+    for what in ("board", "method"):
+        check_name(run[what], what, f"run {run['run_id']}")
+    return under(submissions_dir(), run["board"], run["method"], f"{finished:%Y%m%d}-{run['run_id'][-6:]}")
 
 
 def write_bundle(store: ResultStore, run_id: str, out: Path | None = None, maps: bool = False) -> Path:
@@ -355,47 +285,68 @@ class Bundle:
 
 
 def read_layout(path: Path) -> Bundle:
-    """Check 1, layout and schema: the files, their size, submission.toml's keys and types,
-    reported.json's structure and the predictions' columns."""
-    if not path.is_dir():
-        raise BundleError(f"{path} is not a bundle folder")
-    names = {p.name for p in path.iterdir()}
-    missing = [f for f in REQUIRED_FILES if f not in names]
+    """Check 1, layout and schema: regular files only, their size on disk and decoded, every
+    field of submission.toml and reported.json, the parquet files' columns and row counts."""
+    sizes = bundle_files(path)
+    missing = [f for f in REQUIRED_FILES if f not in sizes]
     if missing:
         raise BundleError(f"missing file {missing[0]}")
-    unexpected = sorted(names - {*REQUIRED_FILES, MAPS})
+    unexpected = sorted(set(sizes) - {*REQUIRED_FILES, MAPS})
     if unexpected:
         raise BundleError(f"unexpected file {unexpected[0]} (a bundle holds {', '.join(REQUIRED_FILES)} and {MAPS})")
-    size = sum((path / n).stat().st_size for n in names)
-    if size > MAX_BUNDLE_BYTES:
-        raise BundleError(f"the bundle is {size / 2**20:.1f} MiB, over the {MAX_BUNDLE_BYTES / 2**20:.0f} MiB limit")
+    if sum(sizes.values()) > MAX_BUNDLE_BYTES:
+        total = sum(sizes.values())
+        raise BundleError(f"the bundle is {total / 2**20:.1f} MiB, over the {MAX_BUNDLE_BYTES / 2**20:.0f} MiB limit")
     submission = _read_submission(path / SUBMISSION)
     reported = _read_reported(path / REPORTED)
     task = submission["board"]["task"]
-    predictions = _read_parquet(
-        path / PREDICTIONS,
-        {**PREDICTION_COLUMNS, SCORE_COLUMNS[task][0]: SCORE_COLUMNS[task][1]},
-        optional={VARIANCES: "DOUBLE[]"},
-    )
-    maps = _read_parquet(path / MAPS, None) if MAPS in names else None
+    columns = {**PREDICTION_COLUMNS, SCORE_COLUMNS[task][0]: SCORE_COLUMNS[task][1]}
+    predictions = _read_parquet(path / PREDICTIONS, columns, optional={VARIANCES: "DOUBLE[]"})
+    maps = _read_parquet(path / MAPS, MAP_COLUMNS, checks=MAP_CHECKS) if MAPS in sizes else None
     return Bundle(path, submission, reported, predictions, maps)
+
+
+def bundle_files(path: Path) -> dict[str, int]:
+    """name -> size of each file of a bundle folder, refusing anything that is not a regular
+    file: a link could make the verifier read (and the site publish) any file of the machine,
+    and a device has no size."""
+    if path.is_symlink() or not path.is_dir():
+        raise BundleError(f"{path} is not a bundle folder" + (" (it is a symbolic link)" if path.is_symlink() else ""))
+    sizes = {}
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        info = entry.stat(follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a symbolic link" if entry.is_symlink() else "a folder" if entry.is_dir() else "not a regular file"
+            raise BundleError(f"{printable(entry.name)} is {kind}; a bundle holds regular files only")
+        sizes[entry.name] = info.st_size
+    return sizes
+
+
+def read_text(path: Path) -> str:
+    """A bundle's text file, opened without following a link, as UTF-8 (at most the bundle limit)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BundleError(f"{path.name} is not a regular file")
+        data = f.read(MAX_BUNDLE_BYTES + 1)
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{path.name} is over the {MAX_BUNDLE_BYTES / 2**20:.0f} MiB limit")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path.name} is not UTF-8 text: {exc}") from None
 
 
 def _read_submission(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(read_text(path))
+    except tomllib.TOMLDecodeError as exc:
         raise BundleError(f"{SUBMISSION} is not valid TOML: {exc}") from exc
-    check_schema(data)
+    check_file(data, SUBMISSION_SCHEMA, SUBMISSION)
     if data["format"] != FORMAT:
         raise BundleError(f"{SUBMISSION}: format {data['format']} is not one this xrbench reads ({FORMAT})")
-    for key, name in (("board", data["board"]["name"]), ("method", data["method"]["name"])):
-        if not NAME.match(name):
-            raise BundleError(f"{SUBMISSION}: {key} name {name!r} is not lower-case letters, digits and dashes")
     if data["method"]["card"]["name"] != data["method"]["name"]:
         raise BundleError(f"{SUBMISSION}: method.card.name is not the method's name {data['method']['name']!r}")
-    if data["board"]["task"] not in SCORE_COLUMNS:
-        raise BundleError(f"{SUBMISSION}: board.task must be one of {', '.join(SCORE_COLUMNS)}")
     if ("files" in data["code"]) == ("plugin" in data["code"]):
         raise BundleError(f"{SUBMISSION}: code needs exactly one of files (a method module) or plugin")
     return data
@@ -403,39 +354,79 @@ def _read_submission(path: Path) -> dict:
 
 def _read_reported(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(read_text(path), parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
         raise BundleError(f"{REPORTED} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("metrics"), list):
-        raise BundleError(f"{REPORTED}: needs a metrics list")
-    for k, row in enumerate(data["metrics"]):
-        if not isinstance(row, dict) or set(row) != set(METRIC_KEYS):
-            raise BundleError(f"{REPORTED}: metrics[{k}] must have exactly the keys {', '.join(METRIC_KEYS)}")
-    for key in ("run_values", "robustness"):
-        if not isinstance(data.get(key, {}), dict):
-            raise BundleError(f"{REPORTED}: {key} must be an object")
+    check_file(data, REPORTED_SCHEMA, REPORTED)
+    for k, row in enumerate(data.get("latency") or []):
+        check_latency_row(row, f"{REPORTED}:latency[{k}]")
     return data
 
 
-def _read_parquet(path: Path, columns: dict[str, str] | None, optional: dict[str, str] | None = None) -> pd.DataFrame:
-    """A parquet file's rows; with `columns` (and `optional` ones), refuses other column names
-    or types."""
-    with duckdb.connect() as con:
+def _no_constant(name: str) -> None:
+    raise BundleError(f"{REPORTED}: holds {name}, which is not a JSON number (write null for a missing value)")
+
+
+MAP_COLUMNS = {
+    "image_id": "VARCHAR",
+    "split": "VARCHAR",
+    "condition": "VARCHAR",
+    "severity": "INTEGER",
+    "channels": "INTEGER",
+    "height": "INTEGER",
+    "width": "INTEGER",
+    "scale": "DOUBLE",
+    "data": "BLOB",
+}
+MAP_CHECKS = (
+    ("a map's channels, height or width is out of range",
+     f"NOT (channels BETWEEN 1 AND 1000 AND height BETWEEN 1 AND {MAX_SIDE} AND width BETWEEN 1 AND {MAX_SIDE})"),
+    ("a map's data is not channels x height x width float16 values",
+     "octet_length(data) != 2 * channels * height * width"),
+    ("a map's scale is not a finite positive number", "NOT (isfinite(scale) AND scale > 0)"),
+)  # fmt: skip
+"""(problem, SQL condition of a bad row): checked in the parquet file before it is loaded."""
+
+
+def _read_parquet(
+    path: Path, columns: dict[str, str], optional: dict[str, str] | None = None, checks: tuple = ()
+) -> pd.DataFrame:
+    """A parquet file's rows, refusing other column names or types, NULL keys, more rows or
+    decoded bytes than any board needs (read from the file's metadata before loading), and
+    rows that fail `checks`."""
+    source = f"read_parquet({_sql_path(path)})"
+    with duckdb.connect(config=SAFE_DUCKDB) as con:
         try:
-            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_sql_path(path)})").fetchall()
-            types = {row[0]: row[1] for row in described}
-            if columns is not None:
-                present = {name: kind for name, kind in (optional or {}).items() if name in types}
-                columns = {**columns, **present}
-                for name, kind in columns.items():
-                    if name not in types:
-                        raise BundleError(f"{path.name}: missing column {name}")
-                    if types[name] != kind and not (kind == "INTEGER" and types[name] in ("BIGINT", "SMALLINT")):
-                        raise BundleError(f"{path.name}: column {name} is {types[name]}, not {kind}")
-                extra = sorted(set(types) - set(columns))
-                if extra:
-                    raise BundleError(f"{path.name}: unexpected column {extra[0]}")
-            order = f" ORDER BY {', '.join(PREDICTION_KEY)}" if columns is not None else ""
-            return con.execute(f"SELECT * FROM read_parquet({_sql_path(path)}){order}").df()
+            rows, decoded = con.execute(
+                f"SELECT (SELECT sum(num_rows) FROM parquet_file_metadata({_sql_path(path)})), "
+                f"(SELECT sum(total_uncompressed_size) FROM parquet_metadata({_sql_path(path)}))"
+            ).fetchone()
+            if (rows or 0) > MAX_BUNDLE_ROWS or (decoded or 0) > MAX_DECODED_BYTES:
+                raise BundleError(
+                    f"{path.name} holds {rows} rows and {(decoded or 0) / 2**20:.0f} MiB decoded, over the limits "
+                    f"({MAX_BUNDLE_ROWS} rows, {MAX_DECODED_BYTES / 2**20:.0f} MiB)"
+                )
+            types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+            columns = {**columns, **{n: kind for n, kind in (optional or {}).items() if n in types}}
+            _check_columns(path, types, columns)
+            nulls = " OR ".join(f"{k} IS NULL" for k in PREDICTION_KEY)
+            bad = [("a row has a NULL image_id, split, condition or severity", nulls),
+                   ("an image id is longer than 500 characters", "length(image_id) > 500"), *checks]  # fmt: skip
+            for problem, condition in bad:
+                if con.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchone()[0]:
+                    raise BundleError(f"{path.name}: {problem}")
+            order = ", ".join(PREDICTION_KEY)
+            return con.execute(f"SELECT * FROM {source} ORDER BY {order} LIMIT {MAX_BUNDLE_ROWS}").df()
         except duckdb.Error as exc:
             raise BundleError(f"{path.name} is not a readable parquet file: {exc}") from exc
+
+
+def _check_columns(path: Path, types: dict[str, str], columns: dict[str, str]) -> None:
+    for name, kind in columns.items():
+        if name not in types:
+            raise BundleError(f"{path.name}: missing column {name}")
+        if types[name] != kind and not (kind == "INTEGER" and types[name] in ("BIGINT", "SMALLINT")):
+            raise BundleError(f"{path.name}: column {name} is {types[name]}, not {kind}")
+    extra = sorted(set(types) - set(columns))
+    if extra:
+        raise BundleError(f"{path.name}: unexpected column {printable(extra[0])}")

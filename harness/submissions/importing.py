@@ -41,7 +41,9 @@ def import_bundle(
     store: ResultStore, path: Path, boards: dict[str, Path] | None = None, unverified: bool = False
 ) -> tuple[Imported, Verification]:
     """Verify and import one bundle. A bundle imported before, byte for byte (the same
-    SHA256SUMS, still matching its files) on the same board edition, is not scored again."""
+    SHA256SUMS, still matching its files) on the same board edition, is not scored again. A
+    run id stored from another bundle folder is refused unless the bundles are byte-identical;
+    the same folder, changed (its pull request updated it), replaces its earlier import."""
     sums = path / SUMS
     if sums.is_file():
         seen = queries.submissions_with_bundle(store, file_sha256(sums))
@@ -64,6 +66,11 @@ def import_verified(store: ResultStore, v: Verification, unverified: bool = Fals
     previous = queries.submission_bundle(store, bundle.run_id)
     if not previous.empty and previous["bundle_sha256"].iloc[0] == sums:
         return Imported(bundle.run_id, "unchanged")
+    if not previous.empty and previous["bundle"].iloc[0] != shown_path(v.path):
+        raise XRBenchError(
+            f"{v.path}: run {bundle.run_id} is already stored from the bundle {previous['bundle'].iloc[0]}, "
+            "with other content; a bundle may not replace another's run (nothing was imported)"
+        )
     local = queries.local_predictions_hash(store, bundle.run_id)  # a run of this database keeps its own rows
     if local is not None and local != bundle.submission["predictions_sha256"]:
         raise XRBenchError(f"{v.path}: run {bundle.run_id} is already in {store.path} with other predictions")

@@ -26,7 +26,7 @@ import pandas as pd
 
 from harness.boards.files import load_board
 from harness.boards.spec import Board
-from harness.core.errors import XRBenchError
+from harness.core.errors import XRBenchError, printable
 from harness.core.fingerprints import file_sha256, predictions_sha256
 from harness.core.maps import maps_sha256
 from harness.core.metrics import names
@@ -35,7 +35,16 @@ from harness.data.loading import frozen_manifest, load_manifest, test_ground_tru
 from harness.run.inference import prediction_rows
 from harness.scoring.score import SCORING_VERSION, Scored, score_predictions
 from harness.scoring.tasks import task_for
-from harness.submissions.bundles import MAPS, REQUIRED_FILES, ROBUSTNESS_KEYS, SUMS, Bundle, BundleError, read_layout
+from harness.submissions.bundles import (
+    MAPS,
+    REQUIRED_FILES,
+    ROBUSTNESS_KEYS,
+    SUMS,
+    Bundle,
+    BundleError,
+    read_layout,
+    read_text,
+)
 
 TOLERANCE = 1e-9
 """Reported and verified values may differ by this much (float summation order)."""
@@ -80,12 +89,12 @@ def check_layout(v: Verification, boards: dict[str, Path]) -> None:
 
 
 def check_sums(v: Verification, boards: dict[str, Path]) -> None:
-    lines = (v.path / SUMS).read_text().splitlines()
+    lines = read_text(v.path / SUMS).splitlines()
     listed: dict[str, str] = {}
     for k, line in enumerate(lines, 1):
         digest, _, name = line.partition("  ")
         if len(digest) != 64 or not name or "/" in name:
-            raise CheckFailed(f"{SUMS} line {k} is not '<sha256>  <file name>': {line[:80]!r}")
+            raise CheckFailed(f"{SUMS} line {k} is not '<sha256>  <file name>': {printable(line[:80])!r}")
         listed[name] = digest
     present = {p.name for p in v.path.iterdir()} - {SUMS}
     if present - set(listed):
