@@ -197,15 +197,21 @@ BAD = {
     "malformed checksums": (lambda p: (p / "SHA256SUMS").write_text("nonsense\n"), "checksums", "line 1"),
     # A hostile submitter's bundles: each refused at layout, before anything reads or stores it.
     "checksums linked to a system file": (
-        lambda p: _link(p / "SHA256SUMS", "/etc/passwd"), "layout", "SHA256SUMS is a symbolic link"
+        lambda p: _link(p / "SHA256SUMS", "/etc/passwd"),
+        "layout",
+        "SHA256SUMS is a symbolic link",
     ),
     "reported linked to an endless device": (
-        lambda p: _link(p / REPORTED, "/dev/zero"), "layout", "reported.json is a symbolic link"
+        lambda p: _link(p / REPORTED, "/dev/zero"),
+        "layout",
+        "reported.json is a symbolic link",
     ),
     "a pipe as a file": (lambda p: _fifo(p / REPORTED), "layout", "reported.json is not a regular file"),
     "a folder as a file": (lambda p: _folder(p / REPORTED), "layout", "reported.json is a folder"),
     "run id leading out of its folder": (
-        lambda p: edit_toml(p, lambda d: d.update(run_id="../../x")), "layout", "run_id '../../x' is not lower-case"
+        lambda p: edit_toml(p, lambda d: d.update(run_id="../../x")),
+        "layout",
+        "run_id '../../x' is not lower-case",
     ),
     "NaN parameter": (
         lambda p: edit_toml(p, lambda d: d["method"]["params"].update(smoothing=float("nan"))),
@@ -213,16 +219,24 @@ BAD = {
         "method.params.smoothing = nan is not finite",
     ),
     "seed beyond 32 bits": (
-        lambda p: edit_toml(p, lambda d: d.update(seed=2**40)), "layout", "seed = 1099511627776 is out of range"
+        lambda p: edit_toml(p, lambda d: d.update(seed=2**40)),
+        "layout",
+        "seed = 1099511627776 is out of range",
     ),
     "board version beyond 32 bits": (
-        lambda p: edit_toml(p, lambda d: d["board"].update(version=2**31)), "layout", "board.version = 2147483648"
+        lambda p: edit_toml(p, lambda d: d["board"].update(version=2**31)),
+        "layout",
+        "board.version = 2147483648",
     ),
     "malformed date": (
-        lambda p: edit_toml(p, lambda d: d.update(finished_at="yesterday")), "layout", "'yesterday' is not a date"
+        lambda p: edit_toml(p, lambda d: d.update(finished_at="yesterday")),
+        "layout",
+        "'yesterday' is not a date",
     ),
     "unknown precision": (
-        lambda p: edit_toml(p, lambda d: d.update(precision="fp4")), "layout", "precision must be one of"
+        lambda p: edit_toml(p, lambda d: d.update(precision="fp4")),
+        "layout",
+        "precision must be one of",
     ),
     "NaN in reported.json": (
         lambda p: _edit_reported(p, lambda d: d["metrics"][0].update(value=float("nan"))),
@@ -260,8 +274,9 @@ BAD = {
         "measured.fit_seconds = -1.0 is out of range",
     ),
     "NULL severity": (
-        lambda p: edit_predictions(p, lambda f: f.astype({"severity": "Int64"}).pipe(
-            _set, "severity", _first_test_row(f), pd.NA)),
+        lambda p: edit_predictions(
+            p, lambda f: f.astype({"severity": "Int64"}).pipe(_set, "severity", _first_test_row(f), pd.NA)
+        ),
         "layout",
         "a row has a NULL image_id, split, condition or severity",
     ),
@@ -271,10 +286,25 @@ BAD = {
         "maps.parquet: missing column split",
     ),
     "maps whose data is not their shape": (
-        lambda p: _write(p, "maps.parquet", pd.DataFrame({
-            "image_id": ["a"], "split": ["test"], "condition": ["clean"], "severity": [0], "channels": [1],
-            "height": [4], "width": [4], "scale": [1.0], "data": [b"xx"]}).astype({"severity": "int32"})
-            .astype({c: "int32" for c in ("channels", "height", "width")})),
+        lambda p: _write(
+            p,
+            "maps.parquet",
+            pd.DataFrame(
+                {
+                    "image_id": ["a"],
+                    "split": ["test"],
+                    "condition": ["clean"],
+                    "severity": [0],
+                    "channels": [1],
+                    "height": [4],
+                    "width": [4],
+                    "scale": [1.0],
+                    "data": [b"xx"],
+                }
+            )
+            .astype({"severity": "int32"})
+            .astype({c: "int32" for c in ("channels", "height", "width")}),
+        ),
         "layout",
         "a map's data is not channels x height x width",
     ),
@@ -488,7 +518,7 @@ def test_a_bundle_reusing_another_bundles_run_id_is_refused(bundle, boards, tmp_
     edit_toml(other, lambda d: d["method"]["card"].update(description="mine now"))
     with ResultStore(tmp_path / "db.duckdb") as store:
         import_verified(store, verify_bundle(bundle, boards=boards))
-        with pytest.raises(XRBenchError, match="is already stored from the bundle .* a bundle may not replace"):
+        with pytest.raises(XRBenchError, match=r"is already stored from the bundle .* a bundle may not replace"):
             import_verified(store, verify_bundle(other, boards=boards))
         same = shutil.copytree(bundle, tmp_path / "identical")
         assert import_verified(store, verify_bundle(same, boards=boards)).status == "unchanged"
