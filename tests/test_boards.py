@@ -41,7 +41,12 @@ def test_a_valid_board_loads_with_its_defaults(tmp_path):
         (lambda t: t.replace("resolution = 64", "resolution = 64\nbatch_size = 0"), r"batch_size = 0 is out of range"),
         (lambda t: t.replace("resolution = 64", "resolution = true"), "resolution must be a whole number"),
         (lambda t: t.replace("resolution = 64", 'resolution = 64\nslices = ["sex", 3]'), "slices must be a list of"),
-        (lambda t: t + "\n[corruptions]\njpeg = []\n", r"\[corruptions\] jpeg must list one number"),
+        (lambda t: t + "\n[corruptions]\njpeg = []\n", r"\[corruptions\] jpeg must list one finite number"),
+        (lambda t: t + "\n[corruptions]\njpeg = [nan]\n", r"\[corruptions\] jpeg must list one finite number"),
+        (lambda t: t + "\n[corruptions]\njpeg = [inf]\n", r"\[corruptions\] jpeg must list one finite number"),
+        (lambda t: t.replace('name = "b"', 'name = "../b"'), "board '../b' is not a name"),
+        (lambda t: t.replace("resolution = 64", "resolution = 64\nseed = 4294967296"), "seed = 4294967296 is out"),
+        (lambda t: t.replace("version = 1", "version = 4294967296"), "version = 4294967296 is out of range"),
         (lambda t: t + "[[broken", "is not valid TOML"),
         (
             lambda t: t + '\n[ground_truth]\nboxes = "b.csv"\nbox_format = "coco"\n',

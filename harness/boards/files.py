@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from harness.boards.datasets import DATASETS, box_formats
 from harness.boards.spec import Board, DatasetSpec
 from harness.boards.tasks import task_spec
 from harness.core.errors import UnknownBoardError, XRBenchError
+from harness.core.limits import INT32_MAX
 from harness.core.names import check_name
 from harness.core.paths import project_root
 
@@ -77,13 +79,13 @@ GROUND_TRUTH_KEYS = {
     "masks": str,
     "masks_sha256": str,
 }
-RANGES = {
-    "version": (1, None),
+RANGES = {  # the store keeps versions and seeds as 32-bit integers
+    "version": (1, INT32_MAX),
     "resolution": (8, 4096),
-    "bootstrap": (1, None),
-    "seed": (0, None),
+    "bootstrap": (1, 1_000_000),
+    "seed": (0, INT32_MAX),
     "batch_size": (1, 65536),
-    "min_slice_class": (1, None),
+    "min_slice_class": (1, INT32_MAX),
 }
 
 
@@ -106,8 +108,8 @@ def check_board_table(raw: dict, path: Path) -> None:
         if not all(isinstance(v, str) for v in raw.get(key, [])):
             raise XRBenchError(f"board file {path}: {key} must be a list of strings, not {raw[key]!r}")
     for name, levels in raw.get("corruptions", {}).items():
-        if not isinstance(levels, list) or not levels or not all(isinstance(x, (int, float)) for x in levels):
-            raise XRBenchError(f"board file {path}: [corruptions] {name} must list one number per severity")
+        if not isinstance(levels, list) or not levels or not all(_finite_number(x) for x in levels):
+            raise XRBenchError(f"board file {path}: [corruptions] {name} must list one finite number per severity")
     for key, value in raw.get("ground_truth", {}).items():
         if not isinstance(value, GROUND_TRUTH_KEYS.get(key, type(None))):
             wanted = ", ".join(GROUND_TRUTH_KEYS)
@@ -124,6 +126,10 @@ def check_board_table(raw: dict, path: Path) -> None:
             raise XRBenchError(f"board file {path}: [{table}] needs a name (a string)")
         if table in raw and raw[table]["name"] not in DATASETS:
             raise XRBenchError(f"board file {path}: [{table}] {DATASETS.unknown(raw[table]['name'])}")
+
+
+def _finite_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _dataset_spec(table: dict) -> DatasetSpec:

@@ -40,10 +40,16 @@ def add_db(p: argparse.ArgumentParser) -> None:
 
 
 def seed_list(text: str) -> list[int]:
+    from harness.core.limits import INT32_MAX
+
     try:
-        return [int(s) for s in text.split(",")]
+        seeds = [int(s) for s in text.split(",")]
     except ValueError:
         raise XRBenchError(f"--seeds {text!r}: expected integers separated by commas, such as 0,1,2") from None
+    bad = [s for s in seeds if not 0 <= s <= INT32_MAX]
+    if bad:
+        raise XRBenchError(f"--seeds: {bad[0]} is out of range (0 to {INT32_MAX})")
+    return seeds
 
 
 def board_files(paths: list[str]) -> dict[str, Path]:

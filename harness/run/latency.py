@@ -22,6 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.api.protocol import Method
+from harness.core.limits import INT32_MAX, check_int
 from harness.core.provenance import device_name
 from harness.run.inference import inference
 
@@ -34,6 +35,12 @@ class LatencyConfig:
     compile: bool = False
     warmup: int = 5
     iterations: int = 30
+
+    def __post_init__(self) -> None:
+        """A batch of no image, negative warm-up or no timed call would store a timing of nothing."""
+        check_int(self.batch_size, "the batch size", 1, 1_000_000)
+        check_int(self.warmup, "the warm-up calls", 0, INT32_MAX)
+        check_int(self.iterations, "the timed calls (iterations)", 1, INT32_MAX)
 
 
 @dataclass

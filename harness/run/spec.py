@@ -21,6 +21,7 @@ from harness.boards.files import load_board
 from harness.boards.spec import Board
 from harness.core.code import closure, files_sha256
 from harness.core.errors import XRBenchError
+from harness.core.limits import INT32_MAX, check_int
 from harness.core.precision import PRECISIONS
 from harness.data.corruptions import CORRUPTIONS
 from harness.run.explainers import EXPLAINERS
@@ -91,6 +92,8 @@ class RunSpec:
         method and its parameters, that it supports the board's task and can be explained if
         asked, the options (`here=False`: for another machine). The seed defaults to the board's."""
         options = (options or RunOptions()).checked(here)
+        if seed is not None:
+            check_int(seed, "the seed", 0, INT32_MAX)
         board = board if isinstance(board, Board) else load_board(board)
         unknown = sorted(set(board.corruptions) - set(CORRUPTIONS))
         if unknown:
