@@ -73,8 +73,31 @@ def test_malformed_manifest_names_the_problem(tmp_path):
     bad.write_text(
         "image_id,patient_id,split,label,findings,view,sex,age,site\na.png,1,holdout,0,No Finding,PA,M,40,A\n"
     )
-    with pytest.raises(XRBenchError, match="unknown split"):
+    with pytest.raises(XRBenchError, match="line 2, column split: 'holdout' is not one of train, val, test"):
         read_manifest(bad)
+
+
+HEADER = "image_id,patient_id,split,label,findings,view,sex,age,site\n"
+GOOD = "a.png,1,train,0,No Finding,PA,M,40,A\nb.png,2,val,1,Mass,PA,F,50,A\nc.png,3,test,0,No Finding,PA,M,60,A\n"
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("", "lists no images|has no train images"),
+        (GOOD + "d.png,4,test,2,Mass,PA,F,70,A\n", "line 5, column label: '2' is not 0 or 1"),
+        (GOOD + "d.png,4,test,yes,Mass,PA,F,70,A\n", "line 5, column label: 'yes' is not 0 or 1"),
+        (GOOD + "d.png,,test,1,Mass,PA,F,70,A\n", "line 5, column patient_id: is empty"),
+        (GOOD.replace("b.png,2,val", "b.png,2,test"), "has no val images"),
+    ],
+    ids=["empty", "label 2", "label text", "no patient", "no val split"],
+)
+def test_manifest_values_are_checked_on_load_naming_line_and_column(tmp_path, rows, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + rows)
+    with pytest.raises(XRBenchError, match=message) as caught:
+        read_manifest(bad)
+    assert str(bad) in str(caught.value)
 
 
 def _entries(n_patients: int, seed: int = 0) -> pd.DataFrame:

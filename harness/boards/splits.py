@@ -49,19 +49,39 @@ def read_manifest(path: Path, ids_only: bool = False) -> pd.DataFrame:
                 "site": str,
             },
         )
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise XRBenchError(f"split manifest {path} is not a readable CSV: {exc}") from exc
     missing = [c for c in (ID_COLUMNS if ids_only else MANIFEST_COLUMNS) if c not in frame.columns]
     if missing:
         raise XRBenchError(f"split manifest {path} lacks columns {missing}")
-    bad = sorted(set(frame["split"]) - set(SPLITS))
-    if bad:
-        raise XRBenchError(f"split manifest {path} has unknown split values {bad}")
+    check_manifest_values(frame, path)
     if frame["image_id"].duplicated().any():
         dup = frame.loc[frame["image_id"].duplicated(), "image_id"].iloc[0]
         raise XRBenchError(f"split manifest {path} lists image {dup} more than once")
     check_patient_disjoint(frame, str(path))
     return frame
+
+
+def check_manifest_values(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse, naming the file, line and column, what would otherwise stop a run halfway: an
+    empty id, patient or split, a split that is not train, val or test, a label that is not 0
+    or 1; and a manifest with a split of no images."""
+    checks = [(c, frame[c].isna(), "is empty") for c in ID_COLUMNS]
+    checks.append(("split", ~frame["split"].isin(SPLITS), f"is not one of {', '.join(SPLITS)}"))
+    if "label" in frame.columns:
+        numeric = pd.to_numeric(frame["label"], errors="coerce")
+        checks.append(("label", ~numeric.isin([0, 1]), "is not 0 or 1"))
+    for column, bad, problem in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            value = frame[column].iloc[row]
+            shown = "" if pd.isna(value) else f" {str(value)[:40]!r}"
+            raise XRBenchError(f"split manifest {path}, line {row + 2}, column {column}:{shown} {problem}")
+    empty = [s for s in SPLITS if not (frame["split"] == s).any()]
+    if empty:
+        raise XRBenchError(f"split manifest {path} has no {empty[0]} images (it lists {len(frame)} rows)")
+    if "label" in frame.columns:
+        frame["label"] = pd.to_numeric(frame["label"]).astype(int)
 
 
 def check_patient_disjoint(frame: pd.DataFrame, where: str = "manifest") -> None:
