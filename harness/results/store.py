@@ -305,6 +305,12 @@ RUN_TABLES = (
 )  # fmt: skip
 
 LOCK_WAIT_SECONDS = 60.0
+DUCKDB_CONFIG = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
+"""DuckDB never fetches an extension for a file it is given (a SQLite file, a parquet file)."""
+SCHEMA_VERSION = 2
+"""The layout of the results database this code writes: 1, tables only (before the version was
+recorded); 2, the version recorded in `xrbench_schema`. Older databases are migrated on open
+(`MIGRATIONS`); a newer one is refused, so that older code never writes into it."""
 
 
 def _connect(path: Path, wait_seconds: float | None = None) -> duckdb.DuckDBPyConnection:
@@ -313,13 +319,42 @@ def _connect(path: Path, wait_seconds: float | None = None) -> duckdb.DuckDBPyCo
     deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds)
     while True:
         try:
-            return duckdb.connect(str(path))
-        except duckdb.IOException as exc:
+            return duckdb.connect(str(path), config=DUCKDB_CONFIG)
+        except duckdb.Error as exc:
             if "lock" not in str(exc).lower():
-                raise XRBenchError(f"cannot open {path}: {exc}") from exc
+                raise XRBenchError(f"cannot open {path}: {_not_a_database(path, exc)}") from exc
             if time.monotonic() > deadline:
                 raise DatabaseLocked(f"the results database {path} is locked by another process ({exc})") from exc
             time.sleep(0.2)
+
+
+def _not_a_database(path: Path, exc: Exception) -> str:
+    """Why a file does not open as a results database, in a few words."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        head = b""
+    if head.startswith(b"SQLite format 3"):
+        return "it is a SQLite file, not a DuckDB results database"
+    return str(exc).strip().splitlines()[0]
+
+
+def check_schema_version(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a database of a newer xrbench, or a DuckDB file of something else."""
+    tables = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if "xrbench_schema" in tables:
+        found = con.execute("SELECT max(version) FROM xrbench_schema").fetchone()[0]
+        if found is not None and found > SCHEMA_VERSION:
+            raise XRBenchError(
+                f"{path} is a results database of schema version {found}; this xrbench reads versions up to "
+                f"{SCHEMA_VERSION}: upgrade xrbench, or give another --db"
+            )
+    elif tables and "runs" not in tables:
+        raise XRBenchError(
+            f"{path} is a DuckDB database but not xrbench's (its tables: {', '.join(sorted(tables)[:5])}); "
+            "give another --db"
+        )
 
 
 def pending_folder(db: Path) -> Path:
@@ -342,7 +377,7 @@ def _pending_file(db: Path, run_id: str) -> Iterator[Path]:
 def keep_pending(db: Path, run_id: str, tables: dict[str, pd.DataFrame], updates: dict[str, Any]) -> Path:
     """Write a finished run's tables and final `runs` values to a DuckDB file of its own, to be
     loaded into `db` later (`load_pending`); returns the file."""
-    with _pending_file(db, run_id) as tmp, duckdb.connect(str(tmp)) as con:
+    with _pending_file(db, run_id) as tmp, duckdb.connect(str(tmp), config=DUCKDB_CONFIG) as con:
         for table, frame in tables.items():
             if not frame.empty:
                 con.register("frame", frame)
@@ -384,8 +419,18 @@ class ResultStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect(self.path)
-        self.con.execute(SCHEMA)
-        self.con.execute(MIGRATIONS)
+        try:
+            check_schema_version(self.con, self.path)
+            self.con.execute(SCHEMA)
+            self.con.execute(MIGRATIONS)
+            self.con.execute(
+                "CREATE TABLE IF NOT EXISTS xrbench_schema (version INTEGER); "
+                f"INSERT INTO xrbench_schema SELECT {SCHEMA_VERSION} WHERE NOT EXISTS "
+                f"(SELECT 1 FROM xrbench_schema WHERE version = {SCHEMA_VERSION})"
+            )
+        except BaseException:
+            self.con.close()
+            raise
 
     def close(self) -> None:
         self.con.close()
@@ -432,14 +477,14 @@ class ResultStore:
         transaction; returns their ids. A loaded file is removed."""
         loaded = []
         for path in sorted(pending_folder(self.path).glob("*.duckdb")):
-            with duckdb.connect(str(path), read_only=True) as con:
+            with duckdb.connect(str(path), read_only=True, config=DUCKDB_CONFIG) as con:
                 exported = ("pending_run",) not in con.execute("SHOW TABLES").fetchall()
             if exported:  # whole runs kept by a grid's driver (`keep_exported`)
                 with ResultStore(path) as kept:
                     loaded += self.import_runs(kept.export_runs())
                 path.unlink()
                 continue
-            with duckdb.connect(str(path), read_only=True) as con:
+            with duckdb.connect(str(path), read_only=True, config=DUCKDB_CONFIG) as con:
                 run_id, updates = con.execute("SELECT run_id, updates FROM pending_run").fetchall()[0]
                 names = [t for (t,) in con.execute("SHOW TABLES").fetchall() if t != "pending_run"]
                 tables = {name: con.execute(f"SELECT * FROM {name}").df() for name in names}

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import duckdb
 import pandas as pd
 import torch
 
@@ -29,7 +31,7 @@ from harness.core.paths import cache_root, under
 from harness.data.cache import cached_images, decode_images
 from harness.data.loading import BoardData
 from harness.data.stress import Condition, corrupted_conditions
-from harness.results.store import ResultStore, keep_pending, now
+from harness.results.store import ResultStore, keep_pending, now, pending_folder
 from harness.run.batches import data_fingerprint, split_batches
 from harness.run.gallery import case_study, error_cases, gallery_rows
 from harness.run.inference import Predicted, predict_split, prediction_rows
@@ -235,9 +237,25 @@ def store_stage(
     try:
         with ResultStore(db) as store:
             store.complete_run(run_id, tables, updates)
-    except DatabaseLocked as exc:
-        kept = keep_pending(db, run_id, tables, updates)
+    except (DatabaseLocked, OSError, duckdb.Error) as exc:  # locked, or a full disk: keep the work
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        kept = keep_safe(db, run_id, tables, updates, exc)
+        where = "" if kept.parent == pending_folder(db) else f" (move it into {pending_folder(db)} first)"
         raise RunPending(
-            f"{exc}; the finished run {run_id} is kept in {kept}: load it with `xrbench runs --load-pending` "
-            "once the database is free"
+            f"{why}; the finished run {run_id} is kept in {kept}: load it with `xrbench runs --load-pending`"
+            f"{where} once the database can be written"
         ) from exc
+
+
+def keep_safe(db: Path, run_id: str, tables: dict[str, pd.DataFrame], updates: dict[str, Any], exc: Exception) -> Path:
+    """Keep a finished run beside the database, or, when that fails too (the same full disk),
+    in the temporary folder; re-raises `exc` with a note when neither can be written."""
+    try:
+        return keep_pending(db, run_id, tables, updates)
+    except (OSError, duckdb.Error):
+        pass
+    try:
+        return keep_pending(Path(tempfile.gettempdir()) / "xrbench-pending" / db.name, run_id, tables, updates)
+    except (OSError, duckdb.Error):
+        exc.add_note(f"the finished run {run_id} could not be kept anywhere: free some disk space and run it again")
+        raise exc from None
