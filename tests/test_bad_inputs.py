@@ -559,3 +559,135 @@ def test_a_rebuilt_site_replaces_the_old_one_whole_and_an_interrupted_one_leaves
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+
+
+# --- numbers the store cannot hold, options that time nothing ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["bench", "--method", "knn", "--seed", "99999999999"],
+            "the seed = 99999999999 is out of range (0 to 2147483647)",
+        ),
+        (["grid", "--methods", "knn", "--seeds", "0,4294967296"], "--seeds: 4294967296 is out of range"),
+        (["latency", "--method", "knn", "--batch-sizes", "0"], "the batch size = 0 is out of range (1 to"),
+        (["latency", "--method", "knn", "--warmup", "-1"], "the warm-up calls = -1 is out of range (0 to"),
+        (["latency", "--method", "knn", "--iterations", "0"], "the timed calls (iterations) = 0 is out of range"),
+        (
+            ["bench", "--method", "padim", "--param", "smoothing_sigma=nan"],
+            "smoothing_sigma=nan is not a finite number",
+        ),
+        (["bench", "--method", "padim", "--param", "smoothing_sigma=-inf"], "smoothing_sigma=-inf is not a finite"),
+    ],
+    ids=["seed", "grid seeds", "batch 0", "warmup -1", "iterations 0", "nan parameter", "inf parameter"],
+)
+def test_out_of_range_numbers_are_one_line_before_anything_runs(args, message, tmp_path, capsys):
+    db = tmp_path / "r.duckdb"
+    assert main([*args, "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") <= 2
+    assert not db.exists()  # nothing was stored, not even a failed run
+
+
+# --- the results database ---------------------------------------------------------------------
+
+
+def test_a_sqlite_file_is_refused_without_fetching_an_extension(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "results.sqlite"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE runs (x)")
+    before = path.read_bytes()
+    assert main(["runs", "--db", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "it is a SQLite file, not a DuckDB results database" in err and err.count("\n") <= 2
+    assert path.read_bytes() == before
+
+
+def test_a_database_of_a_newer_schema_or_another_program_is_refused(tmp_path, capsys):
+    import duckdb
+
+    from harness.results import store as store_module
+
+    newer = tmp_path / "newer.duckdb"
+    with ResultStore(newer):
+        pass
+    with duckdb.connect(str(newer)) as con:
+        con.execute(f"INSERT INTO xrbench_schema VALUES ({store_module.SCHEMA_VERSION + 1})")
+    assert main(["runs", "--db", str(newer)]) == 2
+    err = capsys.readouterr().err
+    version = store_module.SCHEMA_VERSION
+    assert f"schema version {version + 1}; this xrbench reads versions up to {version}" in err
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE invoices (n INTEGER)")
+    assert main(["runs", "--db", str(other)]) == 2
+    assert "is a DuckDB database but not xrbench's (its tables: invoices)" in capsys.readouterr().err
+    with duckdb.connect(str(other)) as con:
+        assert con.execute("SHOW TABLES").fetchall() == [("invoices",)]  # nothing was added to it
+
+
+def test_a_full_disk_at_store_time_keeps_the_finished_run_pending(tiny_board, tmp_path, monkeypatch):
+    import duckdb
+
+    def full(self, run_id, tables, updates):
+        raise duckdb.IOException("Could not write file: No space left on device")
+
+    db = tmp_path / "r.duckdb"
+    monkeypatch.setattr(ResultStore, "complete_run", full)
+    with pytest.raises(XRBenchError, match=r"No space left on device; the finished run .* is kept in .*pending"):
+        bench("intensity", tiny_board, db=db, device="cpu", corruptions=False)
+    monkeypatch.undo()
+    with ResultStore(db) as store:
+        assert store.query("SELECT status FROM runs")["status"].tolist() == ["running"]
+        (run_id,) = store.load_pending()
+        assert store.run(run_id)["status"] == "ok"
+        store.predictions(run_id)  # whole, and verified against its hash
+
+
+# --- one line, always -------------------------------------------------------------------------
+
+
+def test_an_unexpected_exception_is_one_line_naming_command_and_stage_with_a_log(tmp_path, monkeypatch, capsys):
+    from harness.site import builder
+
+    db = tmp_path / "r.duckdb"
+    with ResultStore(db):
+        pass
+
+    def bug(*args, **kwargs):
+        raise KeyError("missing_column")
+
+    monkeypatch.setattr(builder, "build", bug)
+    assert main(["site", "--db", str(db), "--out", str(tmp_path / "site")]) == 1
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines[0] == "error: xrbench site failed: KeyError: 'missing_column'" and len(lines) == 2
+    log = Path(lines[1].split("the traceback is in ")[1].split(";")[0])
+    assert "Traceback (most recent call last)" in log.read_text() and "missing_column" in log.read_text()
+    assert not (tmp_path / "site").exists()
+
+
+def test_an_unexpected_exception_inside_a_run_names_its_stage(tiny_board, tmp_path, monkeypatch, capsys):
+    from harness.run import runner
+
+    def bug(*args, **kwargs):
+        raise ValueError("a library said no")
+
+    monkeypatch.setattr(runner, "load_board_data", bug)
+    assert main(["bench", "--method", "intensity", "--board", str(tiny_board), "--db", str(tmp_path / "r.db")]) == 1
+    err = capsys.readouterr().err
+    assert "xrbench bench failed: ValueError: a library said no while in the load stage" in err
+
+
+def test_bundle_text_cannot_drive_the_terminal(tiny_board, tmp_path, capsys):
+    folder = tmp_path / "b"
+    folder.mkdir()
+    for name in ("submission.toml", "predictions.parquet", "reported.json", "SHA256SUMS", "\x1b[2J:skull:[red]x"):
+        (folder / name).write_text("x")
+    assert main(["verify", str(folder)]) == 2
+    out = capsys.readouterr()
+    assert "\x1b[2J" not in out.out + out.err and "\\x1b[2J:skull:[red]x" in out.out

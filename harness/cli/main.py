@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         _report(exc, "error", args.verbose, f"{exc.strerror or exc}{where}")
         return 2
+    except Exception as exc:  # a bug, or a library's error xrbench did not foresee: one line, and a log
+        _report_unexpected(exc, args.command, args.verbose)
+        return 1
     except KeyboardInterrupt as exc:
         what = f"terminated by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
         notes = getattr(exc, "__notes__", None) or ["no run had started; nothing was stored"]
@@ -105,6 +109,33 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def write_traceback(exc: BaseException, command: str) -> Path | None:
+    """The full traceback in a log file under the cache folder (None if it cannot be written)."""
+    from harness.core.paths import cache_root
+
+    try:
+        folder = cache_root() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        log = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}-{os.getpid()}.log"
+        log.write_text(f"xrbench {' '.join(sys.argv[1:])}\n\n" + "".join(traceback.format_exception(exc)))
+        return log
+    except OSError:
+        return None
+
+
+def _report_unexpected(exc: Exception, command: str, verbose: bool) -> None:
+    """One line naming the command, the exception and where it happened (its notes)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    where = " ".join(getattr(exc, "__notes__", []))
+    message = f"xrbench {command} failed: {type(exc).__name__}: {first} {where}".strip()
+    err_console.print(f"[bold red]error:[/] {escape(printable(message))}")
+    log = write_traceback(exc, command)
+    err_console.print(escape(f"  (the traceback is in {log}; -v prints it)" if log else "  (-v prints the traceback)"),
+                      style="dim")  # fmt: skip
+    if verbose:
+        err_console.print(escape("".join(traceback.format_exception(exc))), style="dim")
 
 
 def _report(exc: BaseException, label: str, verbose: bool, message: str | None = None) -> None:

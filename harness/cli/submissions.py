@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from harness.cli.common import add_db, board_files, console, db_path, err_console, fmt, safe
-from harness.core.errors import XRBenchError
+from harness.core.errors import XRBenchError, noted
 
 
 def add_commands(sub: Any) -> None:
@@ -99,7 +99,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     counts: dict[str, int] = {}
     with ResultStore(db_path(args)) as store:
         for path in bundles:
-            with err_console.status(safe(f"verifying {path}")):
+            with err_console.status(safe(f"verifying {path}")), noted(f"importing the bundle {path}"):
                 outcome, v = import_bundle(store, path, boards, unverified=args.unverified)
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
             shown = "imported" if outcome.status != "unchanged" else "already imported"

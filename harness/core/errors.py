@@ -1,6 +1,8 @@
 """Errors that the CLI prints as one clear message instead of a stack trace."""
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -56,3 +58,15 @@ class DatabaseLocked(XRBenchError):
 
 class MethodFailure(XRBenchError):
     """A method raised: the message names the method, the stage and the batch."""
+
+
+@contextmanager
+def noted(doing: str) -> Iterator[None]:
+    """Add "while <doing>" to an unexpected exception passing through, so that the one line
+    the CLI prints names the stage and the object (a file, a run, a bundle)."""
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, XRBenchError):
+            exc.add_note(f"while {doing}")
+        raise

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.api.protocol import Method
 from harness.api.registry import get_method
 from harness.boards.spec import Board, board_edition
-from harness.core.errors import DatabaseLocked
+from harness.core.errors import DatabaseLocked, noted
 from harness.core.paths import default_db
 from harness.core.provenance import environment
 from harness.data.loading import BoardData, load_board_data
@@ -180,7 +180,8 @@ class Stopwatch:
     def __call__(self, stage: str) -> Iterator[None]:
         started = time.perf_counter()
         try:
-            yield
+            with noted(f"in the {stage} stage"):
+                yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 

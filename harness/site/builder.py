@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.core.errors import XRBenchError
+from harness.core.errors import XRBenchError, noted
 from harness.core.paths import project_root
 from harness.results import queries
 from harness.results.store import ResultStore
@@ -86,12 +86,17 @@ def build(store: ResultStore, out: Path) -> Path:
     runs = queries.ok_runs(store)
     board_names = sorted(runs["board"].unique()) if not runs.empty else []
     tables = {board: board_table(store, board) for board in board_names}
-    boards = [board_page(pages, store, board, tables[board]) for board in board_names]
+    boards = []
+    for board in board_names:
+        with noted(f"building the page of board {board}"):
+            boards.append(board_page(pages, store, board, tables[board]))
     index = pd.DataFrame([{k: b[k] for k in INDEX_COLUMNS} for b in boards])
     pages.write("index.html", "index.html", boards=boards, index=pages.export(index, "boards"))
     for method in sorted(runs["method"].unique()) if not runs.empty else []:
-        method_page(pages, store, method, tables)
+        with noted(f"building the page of method {method}"):
+            method_page(pages, store, method, tables)
     for run in runs.itertuples():
-        run_page(pages, store, run.run_id)
+        with noted(f"building the page of run {run.run_id}"):
+            run_page(pages, store, run.run_id)
     pages.render_plots()
     return out / "index.html"

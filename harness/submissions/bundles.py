@@ -33,7 +33,7 @@ from harness.core.maps import MAX_SIDE
 from harness.core.names import check_name
 from harness.core.paths import under, workspace_root
 from harness.results import queries
-from harness.results.store import ResultStore
+from harness.results.store import DUCKDB_CONFIG, ResultStore
 from harness.submissions.schema import (
     REPORTED_SCHEMA,
     SUBMISSION_SCHEMA,
@@ -58,8 +58,6 @@ MAX_BUNDLE_ROWS = 5_000_000
 corruption is about 700,000); a board's exact count is checked against its manifest."""
 MAX_DECODED_BYTES = 1024 * 1024 * 1024
 """The most bytes a bundle's parquet file may decode to (compressed, 1 MB can hold 100 million rows)."""
-SAFE_DUCKDB = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
-"""DuckDB never fetches an extension for a file it is given."""
 PREDICTION_COLUMNS = {"image_id": "VARCHAR", "split": "VARCHAR", "condition": "VARCHAR", "severity": "INTEGER"}
 SCORE_COLUMNS = {"anomaly": ("score", "DOUBLE"), "multilabel": ("scores", "DOUBLE[]")}
 VARIANCES = "variances"  # optional: the scores' variances, for methods that report them
@@ -395,7 +393,7 @@ def _read_parquet(
     decoded bytes than any board needs (read from the file's metadata before loading), and
     rows that fail `checks`."""
     source = f"read_parquet({_sql_path(path)})"
-    with duckdb.connect(config=SAFE_DUCKDB) as con:
+    with duckdb.connect(config=DUCKDB_CONFIG) as con:
         try:
             rows, decoded = con.execute(
                 f"SELECT (SELECT sum(num_rows) FROM parquet_file_metadata({_sql_path(path)})), "

@@ -41,7 +41,6 @@ from harness.submissions.bundles import (
     ROBUSTNESS_KEYS,
     SUMS,
     Bundle,
-    BundleError,
     read_layout,
     read_text,
 )
@@ -399,8 +398,12 @@ def verify_bundle(
     for name, check in checks:
         try:
             check(v, boards or {})
-        except (CheckFailed, BundleError, XRBenchError) as exc:
+        except XRBenchError as exc:
             v.failed, v.message = name, str(exc)
+            break
+        except Exception as exc:  # a bundle that crashes a check fails it: it is input, not code
+            first = (str(exc).strip().splitlines() or [""])[0]
+            v.failed, v.message = name, f"the check could not read the bundle: {type(exc).__name__}: {first}"
             break
         v.checks.append(name)
     v.seconds = time.perf_counter() - start
