@@ -134,3 +134,87 @@ def test_gaussian_blur_uses_the_named_kernel_size_and_opencv_sigma(images, kerne
         blurred = sum(w * rows[k : k + image.shape[0], :] for k, w in enumerate(weights))
         expected = np.clip(np.round(blurred), 0, 255).astype(int)
         assert np.abs(out[i] - expected).max() <= 1 and (out[i] == expected).mean() > 0.99
+
+
+# --- the same bytes on every x86-64 machine ---------------------------------------------------
+
+RENDER = """
+import hashlib, sys
+import numpy as np, torch
+sys.path.insert(0, {root!r})
+from harness.boards.files import load_board
+from harness.data.corruptions import CORRUPTIONS, apply
+g = torch.Generator().manual_seed(0)
+smooth = torch.nn.functional.avg_pool2d(torch.rand(64, 1, 128, 128, generator=g, dtype=torch.float64), 5, 1, 2)
+images = (40 + 170 * smooth).round().to(torch.uint8)
+board = load_board("synth-cxr-ad")
+for name in sorted(CORRUPTIONS):
+    for severity, level in enumerate(board.corruptions[name], 1):
+        out = apply(name, images, level, [f"i{{k}}" for k in range(64)], 0, severity)
+        print(name, severity, hashlib.sha256(out.numpy().tobytes()).hexdigest())
+"""
+
+
+def _render(env_extra: dict) -> str:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, **env_extra}
+    done = subprocess.run([sys.executable, "-c", RENDER.format(root=root)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_corrupted_images_are_the_same_bytes_whatever_vector_width_the_libraries_use():
+    """numpy limited to its x86-64-v2 kernels and torch to its scalar ones render what the
+    widest kernels of this machine render (the torch resampling this replaced did not, at 64 images of 128 px)."""
+    widest = _render({})
+    narrowest = _render({"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4", "ATEN_CPU_CAPABILITY": "default"})
+    assert widest == narrowest and len(widest.splitlines()) == 3 * len(CORRUPTIONS)
+
+
+def test_series_exp_and_log_match_the_math_library():
+    from harness.data.corruptions import exp, log
+
+    x = np.linspace(-40, 5, 20001)
+    assert np.abs(exp(x) / np.exp(x) - 1).max() < 1e-14
+    y = np.geomspace(1e-12, 1, 20001)
+    assert np.abs(log(y) - np.log(y)).max() < 1e-13
+
+
+def test_resolution_loss_matches_antialiased_bilinear_resampling(images):
+    """Against torch's float resampling (down antialiased, up bilinear), an independent path."""
+    import torch.nn.functional as F
+
+    for scale in (0.75, 0.5, 0.25):
+        out = apply("resolution_loss", images, scale, IDS, 0, 1).double()
+        small = F.interpolate(images.double(), scale_factor=scale, mode="bilinear", antialias=True)
+        expected = F.interpolate(small, size=images.shape[-2:], mode="bilinear").round().clamp(0, 255)
+        assert (out - expected).abs().max() <= 2 and (out - expected).abs().mean() < 0.2, scale
+
+
+def test_gamma_window_is_the_power_law_of_its_drawn_gamma_and_level(images):
+    from harness.data.corruptions import exp, uniform
+
+    strength = 0.4
+    out = apply("gamma_window", images, strength, IDS, 0, 2).numpy()[:, 0].astype(int)
+    for k, image_id in enumerate(IDS):
+        u = uniform(image_seed(0, image_id, "gamma_window", 2), (2,)) * 2 - 1
+        gamma = float(exp(np.array(strength * np.sign(u[0]) * (0.5 + 0.5 * abs(u[0])))))
+        level = strength / 4 * u[1]
+        expected = np.clip(np.rint(((images[k, 0].numpy() / 255.0) ** gamma - level) * 255), 0, 255)
+        assert np.abs(out[k] - expected).max() <= 1 and (out[k] == expected).mean() > 0.99
+
+
+def test_quantum_noise_counts_have_poisson_mean_and_variance():
+    grey = 128
+    flat = torch.full((8, 1, 64, 64), grey, dtype=torch.uint8)
+    dose, photons = 0.25, 2000.0
+    out = apply("quantum_noise", flat, dose, [f"i{k}" for k in range(8)], 0, 1).double().numpy()
+    expected = (1 - 0.95 * grey / 255) * photons * dose
+    counts = (1 - out * 0.95 / 255) * photons * dose  # back from grey levels (quantised to 1/255)
+    assert counts.mean() == pytest.approx(expected, rel=0.01)
+    assert counts.var() == pytest.approx(expected, rel=0.1)
