@@ -70,6 +70,7 @@ KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "dataset": dict,
     "test_dataset": dict,
     "ground_truth": dict,
+    "stress_sha256": str,
 }
 GROUND_TRUTH_KEYS = {
     "boxes": str,

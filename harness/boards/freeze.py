@@ -66,6 +66,13 @@ def set_board_value(text: str, table: str | None, key: str, value: str) -> str:
     return "".join(lines)
 
 
+def set_top_level_value(text: str, key: str, value: str, after: str) -> str:
+    """Set the top-level `key = "value"`, adding the line after the `after` key if absent."""
+    if re.search(rf'^{key} = ".*"\s*$', text.split("\n[", 1)[0], flags=re.MULTILINE):
+        return set_board_value(text, None, key, value)
+    return re.sub(rf"^({after} = .*\n)", rf'\g<1>{key} = "{value}"\n', text, count=1, flags=re.MULTILINE)
+
+
 def record_frozen(board: Board, frame: pd.DataFrame, content_sha256: dict[str, str | None]) -> str:
     """Write the manifest and record its hash (and, for a licensed board, its labels' hash; the
     datasets' content hashes, by table) in the board file; returns the manifest's SHA-256."""

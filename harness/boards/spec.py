@@ -50,6 +50,9 @@ class Board:
     test_dataset: DatasetSpec | None = None
     # Where the findings are, for scoring maps (see harness.data.groundtruth).
     ground_truth: dict = field(default_factory=dict)
+    # SHA-256 of the rendered corrupted test set (harness.data.stress.stress_sha256), where the
+    # board's pixels are known: a machine that renders other bytes is refused.
+    stress_sha256: str | None = None
     path: Path | None = None
 
     @property

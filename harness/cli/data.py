@@ -35,6 +35,12 @@ def add_commands(sub: Any) -> None:
     q.add_argument("board", help="board name or path to a board .toml")
     q.add_argument("--force", action="store_true", help="overwrite an existing manifest")
     q.set_defaults(func=cmd_split_freeze)
+    q = split_sub.add_parser(
+        "stress", help="render a board's corrupted test set and record its SHA-256 (stress_sha256) in the board file"
+    )
+    q.add_argument("board", help="board name or path to a board .toml")
+    q.add_argument("--force", action="store_true", help="replace a different recorded hash (a new board version)")
+    q.set_defaults(func=cmd_split_stress)
 
 
 def _check_local(name: str, root: Path, decode: bool):
@@ -98,3 +104,10 @@ def cmd_split_freeze(args: argparse.Namespace) -> None:
     frozen = freeze_board(args.board, force=args.force)
     what = f"{frozen.manifest} ({frozen.images} images), SHA-256 {frozen.sha256}"
     console.print(escape(f"wrote {what}, recorded in {frozen.board_file}"))
+
+
+def cmd_split_stress(args: argparse.Namespace) -> None:
+    from harness.data.freeze import freeze_stress
+
+    sha, board_file = freeze_stress(args.board, force=args.force)
+    console.print(escape(f"the corrupted test set hashes to {sha}, recorded in {board_file}"))

@@ -68,4 +68,16 @@ def environment(device: torch.device) -> dict:
         "versions": json.dumps({lib: _version(lib) for lib in LIBRARIES}, sort_keys=True),
         "device": device_name(device),
         "threads": torch.get_num_threads(),
+        "cpu_features": json.dumps(cpu_features(), sort_keys=True),
     }
+
+
+def cpu_features() -> dict[str, str]:
+    """The instruction-set levels the numerical libraries run at here: torch's CPU capability
+    (its kernels' vector width) and numpy's SIMD extensions (baseline and found). Runs on two
+    machines with the same levels and library versions give byte-identical predictions."""
+    import numpy as np
+
+    simd = np.show_config(mode="dicts").get("SIMD Extensions", {})  # type: ignore[union-attr]
+    levels = [*simd.get("baseline", []), *simd.get("found", [])]
+    return {"torch": torch.backends.cpu.get_cpu_capability(), "numpy": " ".join(levels)}

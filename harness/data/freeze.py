@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.boards.files import load_board
-from harness.boards.freeze import record_frozen, split_frame, usable_entries
+from harness.boards.freeze import record_frozen, set_top_level_value, split_frame, usable_entries
 from harness.core.errors import XRBenchError
 from harness.data.datasets import prepare_dataset
 from harness.data.groundtruth import box_reader
@@ -50,3 +50,25 @@ def freeze_board(name: str | Path, force: bool = False) -> Frozen:
     sha = record_frozen(board, frame, contents)
     assert board.path is not None
     return Frozen(board.split_manifest, len(frame), sha, board.path)
+
+
+def freeze_stress(name: str | Path, force: bool = False) -> tuple[str, Path]:
+    """Render the board's corrupted test set and record its SHA-256 as `stress_sha256` in the
+    board file; a different recorded hash is kept unless `force` (a new board version)."""
+    from harness.data.loading import load_board_data
+    from harness.data.stress import corrupted_conditions, stress_sha256
+
+    board = load_board(name)
+    unfrozen = dataclasses.replace(board, stress_sha256=None)
+    data = load_board_data(unfrozen)
+    test = data.splits["test"]
+    conditions = corrupted_conditions(unfrozen, test.images, test.meta["image_id"].tolist(), data.dataset_sha256)
+    sha = stress_sha256(conditions)
+    if board.stress_sha256 not in (None, sha) and not force:
+        raise XRBenchError(
+            f"board {board.name} froze a corrupted test set of SHA-256 {board.stress_sha256}; this machine renders "
+            f"{sha} (use --force for a new board version)"
+        )
+    assert board.path is not None
+    board.path.write_text(set_top_level_value(board.path.read_text(), "stress_sha256", sha, after="split_sha256"))
+    return sha, board.path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.progress import track
 
 from harness.boards.spec import Board
 from harness.core.cachefiles import load_verified, save_verified
+from harness.core.errors import DataIntegrityError
 from harness.core.paths import cache_root
 from harness.data.cache import DECODING
 from harness.data.corruptions import CORRUPTIONS_VERSION, apply
@@ -67,4 +69,27 @@ def corrupted_conditions(
             array = torch.cat(parts).numpy()
             save_verified(path, array)
         conditions.append(Condition(name, severity, float(level), torch.from_numpy(array)))
+    check_frozen(board, conditions)
     return conditions
+
+
+def stress_sha256(conditions: list[Condition]) -> str:
+    """SHA-256 of a corrupted test set: each condition's name, severity and pixels, in order."""
+    digest = hashlib.sha256()
+    for c in conditions:
+        if c.name != "clean":
+            pixels = hashlib.sha256(c.images.numpy().tobytes()).hexdigest()
+            digest.update(f"{c.name}|{c.severity}|{tuple(c.images.shape)}|{pixels}\n".encode())
+    return digest.hexdigest()
+
+
+def check_frozen(board: Board, conditions: list[Condition]) -> None:
+    """Refuse a corrupted test set whose bytes are not the ones the board file froze."""
+    if board.stress_sha256 is None:
+        return
+    found = stress_sha256(conditions)
+    if found != board.stress_sha256:
+        raise DataIntegrityError(
+            f"board {board.name}: the corrupted test set rendered here hashes to {found}, the board file froze "
+            f"{board.stress_sha256}; this machine renders other bytes, so its results would not be comparable"
+        )

@@ -73,7 +73,9 @@ CREATE TABLE IF NOT EXISTS runs (
     host VARCHAR,               -- the machine and process that ran it: a 'running' run whose
     pid INTEGER,                -- process is gone is stale (see ResultStore.stale_runs)
     process_started BIGINT,     -- the process's start time (clock ticks since boot), against pid reuse
-    cell_key VARCHAR            -- what identifies the result (harness.run.runner.cell_key): grids skip done cells
+    cell_key VARCHAR,           -- what identifies the result (harness.run.runner.cell_key): grids skip done cells
+    cpu_features VARCHAR,       -- JSON: torch's CPU capability and numpy's SIMD levels (provenance.cpu_features)
+    stress_sha256 VARCHAR       -- the corrupted test set the run read (harness.data.stress.stress_sha256)
 );
 CREATE TABLE IF NOT EXISTS predictions (
     run_id VARCHAR NOT NULL,
@@ -269,6 +271,8 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS map_level DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS explain VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS diagnostics VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS cell_key VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS cpu_features VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS stress_sha256 VARCHAR;
 ALTER TABLE leaderboard ADD COLUMN IF NOT EXISTS seeds INTEGER;
 ALTER TABLE leaderboard ADD COLUMN IF NOT EXISTS seed_mean DOUBLE;
 ALTER TABLE leaderboard ADD COLUMN IF NOT EXISTS seed_std DOUBLE;

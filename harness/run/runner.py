@@ -33,7 +33,7 @@ from harness.core.errors import DatabaseLocked, noted
 from harness.core.paths import default_db
 from harness.core.provenance import environment
 from harness.data.loading import BoardData, load_board_data
-from harness.data.stress import Condition
+from harness.data.stress import Condition, stress_sha256
 from harness.results.store import ResultStore
 from harness.run.inference import Predicted
 from harness.run.latency import LatencyConfig
@@ -73,8 +73,9 @@ class BenchResult:
     stages: dict[str, float] = field(default_factory=dict)  # seconds of each stage of the run
 
 
-def run_record(run_id: str, spec: RunSpec, data: BoardData) -> dict[str, Any]:
-    """The `runs` row written when a run starts: everything that identifies what is run."""
+def run_record(run_id: str, spec: RunSpec, data: BoardData, conditions: list[Condition]) -> dict[str, Any]:
+    """The `runs` row written when a run starts: everything that identifies what is run, the
+    corrupted test set's hash included."""
     board, card = data.board, get_method(spec.method).card
     return {
         "run_id": run_id,
@@ -93,6 +94,7 @@ def run_record(run_id: str, spec: RunSpec, data: BoardData) -> dict[str, Any]:
         "method_card": json.dumps(card.summary()),
         "method_code": json.dumps(spec.code),
         "cell_key": spec.key,
+        "stress_sha256": stress_sha256(conditions) if len(conditions) > 1 else None,
         **environment(spec.device),
     }
 
@@ -112,7 +114,7 @@ def run_bench(spec: RunSpec, db: Path | None = None, console: Console | None = N
     # processes (another bench, `xrbench runs`, the site) can use it while this one computes.
     with ResultStore(db) as store:
         store.record_board(board_edition(spec.board))
-        store.start_run(run_record(run_id, spec, data))
+        store.start_run(run_record(run_id, spec, data, conditions))
     with _progress(console) as progress:
         try:
             fit, predicted, scored, latency = _stages(spec, method, data, conditions, db, run_id, progress, clock)

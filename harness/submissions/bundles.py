@@ -127,12 +127,14 @@ def submission_record(run: dict) -> dict:
         "predictions_sha256": "",  # set by write_bundle from the predictions
         "maps_sha256": None,
         "explain": run.get("explain") if isinstance(run.get("explain"), str) else None,
+        "cpu": json.loads(run["cpu_features"]) if isinstance(run.get("cpu_features"), str) else None,
         "board": {
             "name": run["board"],
             "version": int(run["board_version"]),
             "task": run["task"],
             "split_sha256": run["split_sha256"],
             "dataset_sha256": _json_value(run["dataset_sha256"]) or None,
+            "stress_sha256": _json_value(run.get("stress_sha256")) or None,
             "targets": json.loads(run["targets"]) if isinstance(run.get("targets"), str) else None,
         },
         "method": {"name": run["method"], "params": run["params"], "card": card},

@@ -105,6 +105,8 @@ def run_row(v: Verification) -> dict:
         "git_dirty": code.get("dirty"),
         "split_sha256": board["split_sha256"],
         "dataset_sha256": board.get("dataset_sha256"),
+        "stress_sha256": board.get("stress_sha256"),
+        "cpu_features": json.dumps(s["cpu"], sort_keys=True) if s.get("cpu") else None,
         "weights_id": s["weights"]["id"],
         "weights_sha256": s["weights"].get("sha256"),
         "python_version": env["python"],

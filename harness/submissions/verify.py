@@ -12,6 +12,7 @@ frozen labels; what the submitter reported is only compared with them.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import tempfile
@@ -117,6 +118,12 @@ def check_board(v: Verification, boards: dict[str, Path]) -> None:
             )
     if board.dataset_sha256 is not None and claimed.get("dataset_sha256") != board.dataset_sha256:
         raise CheckFailed(f"the bundle's dataset hash {claimed.get('dataset_sha256')} is not board {board.name}'s")
+    stress = claimed.get("stress_sha256")
+    if board.stress_sha256 is not None and stress is not None and stress != board.stress_sha256:
+        raise CheckFailed(
+            f"the bundle's corrupted test set hashes to {stress}; board {board.name} froze {board.stress_sha256}: "
+            "its corrupted predictions were made on other inputs"
+        )
     if tuple(claimed.get("targets") or ()) != tuple(board.targets):
         raise CheckFailed(f"the bundle's targets are not board {board.name}'s ({', '.join(board.targets)})")
     v.board = board
@@ -317,6 +324,8 @@ def _file_at_commit(commit: str, path: str) -> str | None:
 
 
 def check_rerun(v: Verification, boards: dict[str, Path]) -> None:
+    """Run the method again here and compare: first the inputs (the corrupted test set's hash),
+    then the predictions, byte for byte where the bundle's CPU levels are this machine's."""
     from harness.results.store import ResultStore
     from harness.run.runner import run_bench
     from harness.run.spec import RunOptions, RunSpec
@@ -330,25 +339,62 @@ def check_rerun(v: Verification, boards: dict[str, Path]) -> None:
         result = run_bench(spec, db)
         with ResultStore(db) as store:
             again = store.predictions(result.run_id)
-    exact = s["device"].startswith("cpu") and s["precision"] == "fp32"
-    compare_rerun(v, again, exact)
+            rerun = store.run(result.run_id)
+    theirs, mine = s["board"].get("stress_sha256"), rerun.get("stress_sha256")
+    if isinstance(theirs, str) and isinstance(mine, str):
+        if theirs != mine:
+            raise CheckFailed(
+                f"the inputs differ: the corrupted test set rendered here hashes to {mine}, the bundle's run read "
+                f"{theirs}; its predictions cannot be compared"
+            )
+        v.notes.append(f"rerun inputs identical (corrupted test set {mine[:12]})")
+    here = json.loads(rerun["cpu_features"]) if isinstance(rerun.get("cpu_features"), str) else None
+    same_cpu = s.get("cpu") is not None and s.get("cpu") == here
+    exact = s["device"].startswith("cpu") and s["precision"] == "fp32" and same_cpu
+    why = "same CPU levels" if exact else _why_tolerant(s, here)
+    compare_rerun(v, again, exact, why)
 
 
-def compare_rerun(v: Verification, again: pd.DataFrame, exact: bool) -> None:
-    if exact:
-        if predictions_sha256(again) != predictions_sha256(v.predictions):
-            first = _first_difference(v.predictions, again)
-            raise CheckFailed(f"the method run again gives other predictions (first: {first}); expected byte-identical")
-        v.notes.append("rerun on CPU: byte-identical predictions")
-        return
+def _why_tolerant(submission: dict, here: dict | None) -> str:
+    if not submission["device"].startswith("cpu") or submission["precision"] != "fp32":
+        return f"the bundle ran on {submission['device']} at {submission['precision']}"
+    if submission.get("cpu") is None:
+        return "the bundle does not record its CPU levels"
+    return f"the bundle's CPU levels {_levels(submission['cpu'])} are not this machine's {_levels(here)}"
+
+
+def _levels(cpu: dict | None) -> str:
+    return "unknown" if not cpu else f"(torch {cpu.get('torch')}, numpy {cpu.get('numpy')})"
+
+
+def compare_rerun(v: Verification, again: pd.DataFrame, exact: bool, why: str = "") -> None:
+    """Byte-identical predictions when `exact`; else within `RERUN_TOLERANCE` of the score range.
+    Either way the note or the failure says how many rows differ, where and by how much."""
     column = "score" if v.board.task == "anomaly" else "scores"
     a = np.vstack(v.predictions[column].to_numpy()).astype(float).reshape(len(v.predictions), -1)
     b = np.vstack(again[column].to_numpy()).astype(float).reshape(len(again), -1)
+    if a.shape != b.shape:
+        raise CheckFailed(f"the method run again gives {len(b)} predictions, the bundle {len(a)}")
+    gap = np.abs(a - b).max(axis=1)
+    differing = gap > 0
+    clean = (v.predictions["condition"] == "clean").to_numpy()
+    where = (
+        f"{int(differing.sum())} of {len(gap)} rows (clean {int((differing & clean).sum())}, "
+        f"corrupted {int((differing & ~clean).sum())}), by up to {float(gap.max()):.3g}"
+    )
+    if exact:
+        if predictions_sha256(again) != predictions_sha256(v.predictions):
+            first = _first_difference(v.predictions, again)
+            raise CheckFailed(
+                f"the method run again gives other predictions on {where} (first: {first}); expected "
+                f"byte-identical ({why})"
+            )
+        v.notes.append(f"rerun on CPU: byte-identical predictions ({why})")
+        return
     allowed = RERUN_TOLERANCE * float(np.ptp(a))
-    worst = float(np.abs(a - b).max()) if a.shape == b.shape else math.inf
-    if worst > allowed:
-        raise CheckFailed(f"the method run again on CPU differs by up to {worst:.3g} (allowed {allowed:.3g})")
-    v.notes.append(f"rerun on CPU: scores within {worst:.3g} (allowed {allowed:.3g})")
+    if float(gap.max()) > allowed:
+        raise CheckFailed(f"the method run again on CPU differs on {where}; allowed {allowed:.3g} because {why}")
+    v.notes.append(f"rerun on CPU: predictions differ on {where}, within the {allowed:.3g} allowed because {why}")
 
 
 def _first_difference(a: pd.DataFrame, b: pd.DataFrame) -> str:
