@@ -9,7 +9,7 @@ METHOD ?= patchcore
 BOARD ?= synth-cxr-ad
 ARGS ?=
 
-.PHONY: setup browser test bench check leaderboard site verify lint docs wheel wheel-check benchmark \
+.PHONY: setup browser test bench check leaderboard site verify rerun-check lint docs wheel wheel-check benchmark \
 	benchmark-scale gpu-check mutants clean
 
 # The environment, installed (editable, with the dev tools) into $(VENV) when missing or when
@@ -60,6 +60,12 @@ site: $(READY)
 # Every committed submission bundle, re-scored from its predictions; fails on any failure.
 verify: $(READY)
 	$(BIN)/xrbench verify leaderboards/submissions
+
+# The committed intensity bundle run again here: its corrupted test set must hash to the one the
+# board file froze, and its predictions must be byte-identical (a few minutes: the synthetic
+# dataset is generated first).
+rerun-check: $(READY)
+	$(BIN)/xrbench verify --rerun --quiet leaderboards/submissions/synth-cxr-ad/intensity
 
 lint: $(READY)
 	$(BIN)/ruff check .

@@ -37,6 +37,21 @@ damaged cache is detected and rebuilt with a notice; no partial result is ever s
 | bundle: code reference hash differs, or a file outside the repository | `verify` fails at code | test_submissions |
 | bundle: HTML in a card, a name outside [a-z0-9-] | escaped on the site; the name refused | test_submissions |
 | bundle import failing halfway | nothing of the bundle is written | test_submissions |
+| bundle: a link, pipe or folder as a file; millions of rows in a small parquet | refused at layout | test_submissions |
+| bundle: NaN, 33-bit seed, bad date, extra or text latency key, NULL severity | refused at layout | test_submissions |
+| bundle: negative or impossible latency and throughput | refused at layout | test_submissions |
+| bundle reusing a run id stored from another bundle | refused unless byte-identical | test_submissions |
+| a pull request changing the verifier with its bundle | base code verifies; flagged | test_pr_bundles |
+| site --out a folder of other files, or holding the database | refused; nothing deleted | here |
+| site interrupted while building | the previous site stays whole | here |
+| 33-bit seed; latency batch 0, warm-up -1, no iterations; NaN or inf parameter | one line, nothing stored | here |
+| SQLite file, newer schema or another program's DuckDB file as the database | refused in one line | here |
+| full disk when a finished run is stored | kept in <db>.pending/ | here |
+| any unexpected exception | one line: command, exception, stage; traceback in a log | here |
+| terminal escapes and markup in bundle text | printed escaped | here |
+| manifest empty, label not 0/1, empty id or patient, split without images | file, line, column named | test_splits |
+| board named with ../, NaN corruption level, 33-bit seed or version | refused naming file and key | test_boards |
+| corrupted set rendered differently (another CPU) | refused with both hashes | test_corruptions |
 """
 
 import os

@@ -218,3 +218,23 @@ def test_quantum_noise_counts_have_poisson_mean_and_variance():
     counts = (1 - out * 0.95 / 255) * photons * dose  # back from grey levels (quantised to 1/255)
     assert counts.mean() == pytest.approx(expected, rel=0.01)
     assert counts.var() == pytest.approx(expected, rel=0.1)
+
+
+def test_a_corrupted_set_other_than_the_frozen_one_is_refused_with_both_hashes(tiny_board):
+    import dataclasses
+
+    from harness.boards.files import load_board
+    from harness.core.errors import DataIntegrityError
+    from harness.data.loading import load_board_data
+    from harness.data.stress import corrupted_conditions, stress_sha256
+
+    board = load_board(tiny_board)
+    data = load_board_data(board)
+    test = data.splits["test"]
+    ids = test.meta["image_id"].tolist()
+    rendered = stress_sha256(corrupted_conditions(board, test.images, ids, data.dataset_sha256))
+    frozen = dataclasses.replace(board, stress_sha256=rendered)
+    assert stress_sha256(corrupted_conditions(frozen, test.images, ids, data.dataset_sha256)) == rendered
+    other = dataclasses.replace(board, stress_sha256="0" * 64)
+    with pytest.raises(DataIntegrityError, match=f"hashes to {rendered}, the board file froze 0000"):
+        corrupted_conditions(other, test.images, ids, data.dataset_sha256)
