@@ -524,3 +524,46 @@ def test_a_bundle_reusing_another_bundles_run_id_is_refused(bundle, boards, tmp_
         assert import_verified(store, verify_bundle(same, boards=boards)).status == "unchanged"
         card = store.query("SELECT method_card FROM runs")["method_card"].iloc[0]
     assert "mine now" not in card
+
+
+def test_import_unverified_skips_a_bundle_linking_a_system_file_and_publishes_nothing_of_it(
+    bundle, boards, tmp_path, capsys
+):
+    folder = tmp_path / "submissions" / "tiny-ad" / "intensity"
+    shutil.copytree(bundle, folder / "good")
+    hostile = shutil.copytree(bundle, folder / "hostile")
+    _link(hostile / "SHA256SUMS", "/etc/passwd")
+    db = tmp_path / "db.duckdb"
+    args = ["import", str(tmp_path / "submissions"), "--db", str(db), "--board", str(boards["tiny-ad"])]
+    assert main([*args, "--unverified"]) == 0
+    out = capsys.readouterr()
+    assert "SHA256SUMS is a symbolic link" in out.err and "1 not imported" in out.out
+    assert main(args) == 2  # without --unverified the refusal is the command's outcome
+    first_line = open("/etc/passwd").readline().strip()
+    with ResultStore(db) as store:
+        assert store.query("SELECT count(*) AS n FROM submissions")["n"].item() == 1
+        stored = " ".join(str(v) for v in store.query("SELECT * FROM submissions").iloc[0].tolist())
+    site = build_site(db, tmp_path / "site").parent
+    pages = "".join(p.read_text() for p in site.rglob("*.html"))
+    assert first_line not in stored and first_line not in pages
+
+
+def test_a_bundle_at_every_bound_the_schema_allows_imports(bundle, boards, tmp_path):
+    """What verify accepts, import stores: the schema's bounds are the store's."""
+    path = copy_of(bundle, tmp_path)
+    edit_toml(path, lambda d: d.update(seed=2**31 - 1, finished_at="2026-12-31T23:59:59.999999"))
+
+    def extremes(data):
+        row = data["latency"][0]
+        row.update(p50_ms=1e9, p95_ms=1e9, p99_ms=1e9, mean_ms=1e9, host_p50_ms=1e9, warmup=2**31 - 1,
+                   iterations=2**31 - 1, peak_memory_bytes=2**63 - 1, param_count=2**63 - 1, bank_bytes=0)  # fmt: skip
+        row["throughput_ips"] = row["batch_size"] / (row["mean_ms"] / 1000.0)
+        data["measured"].update(fit_seconds=0.0, fit_peak_memory_bytes=2**63 - 1)
+
+    _edit_reported(path, extremes)
+    v = verify_bundle(path, boards=boards)
+    assert v.ok, v.summary()
+    with ResultStore(tmp_path / "db.duckdb") as store:
+        assert import_verified(store, v).status == "verified"
+        row = store.query("SELECT seed, fit_peak_memory_bytes FROM runs").iloc[0]
+        assert row["seed"] == 2**31 - 1 and row["fit_peak_memory_bytes"] == 2**63 - 1

@@ -31,7 +31,11 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("import", help="load verified bundles into the results database (for the site)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="bundle folders, or folders holding bundles")
-    p.add_argument("--unverified", action="store_true", help="import failing bundles too, flagged and never ranked")
+    p.add_argument(
+        "--unverified",
+        action="store_true",
+        help="import failing bundles too, flagged and never ranked (one that cannot be read is skipped)",
+    )
     p.add_argument("--board", action="append", default=[], metavar="FILE", help="a board file not in leaderboards/")
     add_db(p)
     p.set_defaults(func=cmd_import)
@@ -97,13 +101,22 @@ def cmd_import(args: argparse.Namespace) -> None:
     bundles = bundle_folders([Path(p) for p in args.paths])
     boards = board_files(args.board)
     counts: dict[str, int] = {}
+    refused = []
     with ResultStore(db_path(args)) as store:
         for path in bundles:
-            with err_console.status(safe(f"verifying {path}")), noted(f"importing the bundle {path}"):
-                outcome, v = import_bundle(store, path, boards, unverified=args.unverified)
+            try:
+                with err_console.status(safe(f"verifying {path}")), noted(f"importing the bundle {path}"):
+                    outcome, v = import_bundle(store, path, boards, unverified=args.unverified)
+            except XRBenchError as exc:  # unreadable, or failed without --unverified: the others go on
+                refused.append(path)
+                err_console.print(f"[bold red]not imported:[/] {safe(str(exc))}")
+                continue
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
             shown = "imported" if outcome.status != "unchanged" else "already imported"
             flag = "" if v.ok else f" (flagged: check '{v.failed}' failed: {v.message})"
             console.print(safe(f"{shown}: {path} as run {outcome.run_id}{flag}"))
+    counts.update({"not imported": len(refused)} if refused else {})
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing"
     console.print(safe(f"{len(bundles)} bundles: {summary}"))
+    if refused and not args.unverified:
+        raise XRBenchError(f"{len(refused)} of {len(bundles)} bundles were not imported (first: {refused[0]})")
