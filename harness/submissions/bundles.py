@@ -397,15 +397,7 @@ def _read_parquet(
     source = f"read_parquet({_sql_path(path)})"
     with duckdb.connect(config=DUCKDB_CONFIG) as con:
         try:
-            rows, decoded = con.execute(
-                f"SELECT (SELECT sum(num_rows) FROM parquet_file_metadata({_sql_path(path)})), "
-                f"(SELECT sum(total_uncompressed_size) FROM parquet_metadata({_sql_path(path)}))"
-            ).fetchone()
-            if (rows or 0) > MAX_BUNDLE_ROWS or (decoded or 0) > MAX_DECODED_BYTES:
-                raise BundleError(
-                    f"{path.name} holds {rows} rows and {(decoded or 0) / 2**20:.0f} MiB decoded, over the limits "
-                    f"({MAX_BUNDLE_ROWS} rows, {MAX_DECODED_BYTES / 2**20:.0f} MiB)"
-                )
+            _check_decoded_size(con, path)
             types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
             columns = {**columns, **{n: kind for n, kind in (optional or {}).items() if n in types}}
             _check_columns(path, types, columns)
@@ -419,6 +411,19 @@ def _read_parquet(
             return con.execute(f"SELECT * FROM {source} ORDER BY {order} LIMIT {MAX_BUNDLE_ROWS}").df()
         except duckdb.Error as exc:
             raise BundleError(f"{path.name} is not a readable parquet file: {exc}") from exc
+
+
+def _check_decoded_size(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a parquet file whose metadata declares more rows or decoded bytes than the limits."""
+    rows, decoded = con.execute(
+        f"SELECT (SELECT sum(num_rows) FROM parquet_file_metadata({_sql_path(path)})), "
+        f"(SELECT sum(total_uncompressed_size) FROM parquet_metadata({_sql_path(path)}))"
+    ).fetchone()
+    if (rows or 0) > MAX_BUNDLE_ROWS or (decoded or 0) > MAX_DECODED_BYTES:
+        raise BundleError(
+            f"{path.name} holds {rows} rows and {(decoded or 0) / 2**20:.0f} MiB decoded, over the limits "
+            f"({MAX_BUNDLE_ROWS} rows, {MAX_DECODED_BYTES / 2**20:.0f} MiB)"
+        )
 
 
 def _check_columns(path: Path, types: dict[str, str], columns: dict[str, str]) -> None:
