@@ -19,8 +19,8 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from harness.cli import data, grid, methods, results, runs, site, submissions
-from harness.cli.common import err_console
-from harness.core.errors import XRBenchError, printable
+from harness.cli.common import err_console, safe
+from harness.core.errors import XRBenchError, first_line
 from harness.core.paths import REPO_ROOT
 
 GROUPS = (methods, runs, grid, results, submissions, site, data)
@@ -127,10 +127,9 @@ def write_traceback(exc: BaseException, command: str) -> Path | None:
 
 def _report_unexpected(exc: Exception, command: str, verbose: bool) -> None:
     """One line naming the command, the exception and where it happened (its notes)."""
-    first = (str(exc).strip().splitlines() or [""])[0]
     where = " ".join(getattr(exc, "__notes__", []))
-    message = f"xrbench {command} failed: {type(exc).__name__}: {first} {where}".strip()
-    err_console.print(f"[bold red]error:[/] {escape(printable(message))}")
+    message = f"xrbench {command} failed: {type(exc).__name__}: {first_line(exc)} {where}".strip()
+    err_console.print(f"[bold red]error:[/] {safe(message)}")
     log = write_traceback(exc, command)
     err_console.print(escape(f"  (the traceback is in {log}; -v prints it)" if log else "  (-v prints the traceback)"),
                       style="dim")  # fmt: skip
@@ -140,9 +139,9 @@ def _report_unexpected(exc: Exception, command: str, verbose: bool) -> None:
 
 def _report(exc: BaseException, label: str, verbose: bool, message: str | None = None) -> None:
     """One line naming the problem (and the notes added on the way); the traceback under -v."""
-    err_console.print(f"[bold red]{label}:[/] {escape(printable(message or str(exc)))}")
+    err_console.print(f"[bold red]{label}:[/] {safe(message or str(exc))}")
     for note in getattr(exc, "__notes__", []):
-        err_console.print(f"  {escape(printable(note))}", style="dim")
+        err_console.print(f"  {safe(note)}", style="dim")
     if verbose:
         err_console.print(escape("".join(traceback.format_exception(exc))), style="dim")
     elif exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):

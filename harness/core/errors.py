@@ -13,6 +13,11 @@ def printable(text: str) -> str:
     return CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ('' when it has none)."""
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
 class XRBenchError(Exception):
     """Base class: a problem the user can fix, with a message that says how."""
 

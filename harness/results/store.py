@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from harness.core.errors import DatabaseLocked, DataIntegrityError, UnknownRunError, XRBenchError
+from harness.core.errors import DatabaseLocked, DataIntegrityError, UnknownRunError, XRBenchError, first_line
 from harness.core.fingerprints import PREDICTION_KEY, PREDICTION_SCHEMA, PREDICTIONS_HASH_SCHEME, predictions_sha256
 from harness.core.maps import maps_sha256
 
@@ -341,7 +341,7 @@ def _not_a_database(path: Path, exc: Exception) -> str:
         head = b""
     if head.startswith(b"SQLite format 3"):
         return "it is a SQLite file, not a DuckDB results database"
-    return str(exc).strip().splitlines()[0]
+    return first_line(exc)
 
 
 def check_schema_version(con: duckdb.DuckDBPyConnection, path: Path) -> None:

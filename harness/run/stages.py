@@ -24,7 +24,7 @@ import torch
 
 from harness.api.protocol import FitContext, Method
 from harness.boards.spec import Board
-from harness.core.errors import DatabaseLocked, DataIntegrityError, MethodFailure, XRBenchError
+from harness.core.errors import DatabaseLocked, DataIntegrityError, MethodFailure, XRBenchError, first_line
 from harness.core.fingerprints import PREDICTIONS_HASH_SCHEME, predictions_sha256
 from harness.core.maps import map_rows, maps_sha256
 from harness.core.paths import cache_root, under
@@ -238,7 +238,7 @@ def store_stage(
         with ResultStore(db) as store:
             store.complete_run(run_id, tables, updates)
     except (DatabaseLocked, OSError, duckdb.Error) as exc:  # locked, or a full disk: keep the work
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        why = first_line(exc) or type(exc).__name__
         kept = keep_safe(db, run_id, tables, updates, exc)
         where = "" if kept.parent == pending_folder(db) else f" (move it into {pending_folder(db)} first)"
         raise RunPending(

@@ -27,7 +27,7 @@ import pandas as pd
 
 from harness.boards.files import load_board
 from harness.boards.spec import Board
-from harness.core.errors import XRBenchError, printable
+from harness.core.errors import XRBenchError, first_line, printable
 from harness.core.fingerprints import file_sha256, predictions_sha256
 from harness.core.maps import maps_sha256
 from harness.core.metrics import names
@@ -448,8 +448,7 @@ def verify_bundle(
             v.failed, v.message = name, str(exc)
             break
         except Exception as exc:  # a bundle that crashes a check fails it: it is input, not code
-            first = (str(exc).strip().splitlines() or [""])[0]
-            v.failed, v.message = name, f"the check could not read the bundle: {type(exc).__name__}: {first}"
+            v.failed, v.message = name, f"the check could not read the bundle: {type(exc).__name__}: {first_line(exc)}"
             break
         v.checks.append(name)
     v.seconds = time.perf_counter() - start
