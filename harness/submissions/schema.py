@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from harness.core.errors import XRBenchError
-from harness.core.limits import INT32_MAX, INT64_MAX
+from harness.core.limits import INT32_MAX, INT64_MAX, check_int
 from harness.core.names import NAME_RULE, is_name
 from harness.core.precision import PRECISIONS
 
@@ -77,10 +77,8 @@ def integer(low: int = 0, high: int = INT32_MAX) -> Checker:
     """A whole number within [low, high] (the store's INTEGER is 32 bits, BIGINT 64)."""
 
     def check(value: Any, where: str) -> None:
-        if not isinstance(value, int) or isinstance(value, bool):
-            _fail(where, f"must be a whole number, not {value!r}")
-        if not low <= value <= high:
-            _fail(where, f"= {value} is out of range ({low} to {high})")
+        file, _, key = where.partition(":")
+        check_int(value, f"{file}: {key}", low, high)
 
     return check
 
