@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -25,6 +26,12 @@ class Condition:
     severity: int  # 0 for clean, 1.. in the order the board lists the levels
     level: float | None
     images: torch.Tensor  # (N, 1, H, W) uint8
+
+    @cached_property
+    def pixels_sha256(self) -> str:
+        """SHA-256 of the images' bytes, computed once (the frozen check and the run record
+        both read it)."""
+        return hashlib.sha256(self.images.numpy().tobytes()).hexdigest()
 
 
 def corrupted_folder(board: Board, dataset_sha256: str) -> Path:
@@ -78,8 +85,7 @@ def stress_sha256(conditions: list[Condition]) -> str:
     digest = hashlib.sha256()
     for c in conditions:
         if c.name != "clean":
-            pixels = hashlib.sha256(c.images.numpy().tobytes()).hexdigest()
-            digest.update(f"{c.name}|{c.severity}|{tuple(c.images.shape)}|{pixels}\n".encode())
+            digest.update(f"{c.name}|{c.severity}|{tuple(c.images.shape)}|{c.pixels_sha256}\n".encode())
     return digest.hexdigest()
 
 
