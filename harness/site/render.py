@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from matplotlib.figure import Figure
 from PIL import Image
 
 from harness import __version__
+from harness.results.plots import svg
 
-PlotJob = tuple[Callable[..., "str | bytes"], object, Path]
+PlotJob = tuple[Callable[..., "Figure | bytes"], object, Path]
 
 
 def slug(name: str) -> str:
@@ -69,7 +71,7 @@ class Pages:
         (folder / f"{name}.json").write_text(frame.to_json(orient="records", indent=1, date_format="iso"))
         return Table(frame, name)
 
-    def plot(self, render: Callable[..., str | bytes], data: object, name: str, suffix: str = "svg") -> str:
+    def plot(self, render: Callable[..., Figure | bytes], data: object, name: str, suffix: str = "svg") -> str:
         """Queue a plot (rendered in parallel at the end of the build); returns its path."""
         self._plots.append((render, data, self.out / "plots" / f"{name}.{suffix}"))
         return f"plots/{name}.{suffix}"
@@ -92,7 +94,7 @@ def _render(job: PlotJob) -> None:
     if isinstance(out, bytes):
         path.write_bytes(out)
     else:
-        path.write_text(out)
+        path.write_text(svg(out))
 
 
 def num(value: object, digits: int = 3) -> str:
