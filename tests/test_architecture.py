@@ -27,15 +27,19 @@ LAYERS = {
     "harness.submissions": {"harness.run", "harness.results", "harness.scoring", "harness.data", "harness.boards",
                             "harness.api", "harness.core"},
     "harness.site": {"harness.results", "harness.core"},
-    "harness.cli": {"harness.site", "harness.submissions", "harness.conformance", "harness.run", "harness.results",
-                    "harness.scoring", "harness.data", "harness.boards", "harness.api", "harness.core"},
+    "harness.public": {"harness.submissions", "harness.run", "harness.results", "harness.scoring", "harness.api",
+                       "harness.core"},
+    "harness.cli": {"harness.public", "harness.site", "harness.submissions", "harness.conformance", "harness.run",
+                    "harness.results", "harness.scoring",
+                    "harness.data", "harness.boards", "harness.api", "harness.core"},
     "methods": {"harness.api", "harness.components"},
+    "xrbench": {"harness.public", "harness.submissions", "harness.core"},  # the public API's one import
 }  # fmt: skip
 
 
 def module_files() -> dict[str, Path]:
     files = {}
-    for path in [*ROOT.glob("harness/**/*.py"), *ROOT.glob("methods/*.py")]:
+    for path in [*ROOT.glob("harness/**/*.py"), *ROOT.glob("methods/*.py"), *ROOT.glob("xrbench/*.py")]:
         files[".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")] = path
     return files
 

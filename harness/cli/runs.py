@@ -54,20 +54,18 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from harness.api.index import check_params_early
     from harness.api.params import parse_params
+    from harness.public import bench
 
-    params = parse_params(args.param)
-    check_params_early(args.method, params)  # before torch is imported
+    run = bench(
+        args.method, args.board, params=parse_params(args.param), seed=args.seed, device=args.device,
+        corruptions=not args.no_corruptions, precision=args.precision, explain=args.explain, db=args.db,
+    )  # fmt: skip
     from harness.results import queries
     from harness.results.leaderboard import assemble, run_entry
     from harness.results.store import ResultStore
-    from harness.run.runner import run_bench
-    from harness.run.spec import RunOptions, RunSpec
 
-    options = RunOptions(args.device, args.precision, not args.no_corruptions, args.explain)
-    spec = RunSpec.build(args.method, args.board, args.seed, params, options)
-    result = run_bench(spec, Path(args.db) if args.db else None, err_console)
+    result = run.result
     with ResultStore(result.db_path) as store:
         assemble(store, result.board)
         entry = run_entry(store, result.run_id)

@@ -70,7 +70,8 @@ def verification_table(v: object) -> Table:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from harness.submissions.verify import bundle_folders, verify_bundle
+    from harness.public import verify
+    from harness.submissions.verify import bundle_folders
 
     bundles = bundle_folders([Path(p) for p in args.paths])
     if not bundles:
@@ -80,7 +81,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     failed = []
     for path in bundles:
         with err_console.status(safe(f"verifying {path}")):
-            v = verify_bundle(path, rerun=args.rerun, boards=boards)
+            v = verify(path, rerun=args.rerun, boards=boards)
         if v.comparison is not None and not args.quiet:
             console.print(verification_table(v))
         for note in v.notes:

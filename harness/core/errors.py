@@ -19,35 +19,45 @@ def first_line(exc: BaseException) -> str:
 
 
 class XRBenchError(Exception):
-    """Base class: a problem the user can fix, with a message that says how."""
+    """Every error below: a problem the user can fix, with a message that says how."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show instead of a traceback: the message and its notes, as
+        the command line prints them. The traceback stays one call away."""
+        lines = [f"{type(self).__name__}: {printable(str(self))}"]
+        lines += [f"  {printable(note)}" for note in getattr(self, "__notes__", [])]
+        return [*lines, "  (the traceback: import sys, traceback; traceback.print_exception(sys.last_value))"]
 
 
 class ManifestHashMismatch(XRBenchError):
-    pass
+    """A split manifest or label file whose SHA-256 is not the one its board file froze."""
 
 
 class DataIntegrityError(XRBenchError):
-    pass
+    """Data that is not what it should be: an unreadable image, or stored predictions and
+    maps that no longer match the hash their run recorded."""
 
 
 class UnknownMethodError(XRBenchError):
-    pass
+    """A method name that no module registers (the message suggests the closest)."""
 
 
 class UnknownBoardError(XRBenchError):
-    pass
+    """A board name without a board file in leaderboards/, or a path that is not one."""
 
 
 class WeightsUnavailable(XRBenchError):
-    pass
+    """Pretrained weights that are not on this machine: the message says what to fetch and
+    where to put it (nothing is downloaded at run time)."""
 
 
 class MethodOutputError(XRBenchError):
-    pass
+    """A method's output that breaks the contract: a wrong shape or type, or values that are
+    not finite; the message names the method, the images and the problem."""
 
 
 class ParameterError(XRBenchError):
-    pass
+    """A method parameter that is unknown, of the wrong type, out of range or not finite."""
 
 
 class UnknownRunError(XRBenchError, KeyError):

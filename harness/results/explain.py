@@ -4,6 +4,7 @@ a quick look from the terminal."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +19,25 @@ from harness.results.plots import overlay
 from harness.results.store import ResultStore
 
 
-def explain_image(
-    store: ResultStore,
-    run_id: str,
-    image_id: str,
-    board_file: str | Path | None = None,
-    out: Path | None = None,
-    finding: str | None = None,
-) -> tuple[Path, str]:
-    """Write the figure; returns its path and a note (what the map shows, or why it is missing).
-    On a multi-label board the map is `finding`'s (default: the image's first finding that is a
+@dataclass
+class Explained:
+    """What a figure of one image shows: the image (board resolution, uint8), the run's map of
+    it (None when it kept none), the ground truth, the colour scale and what the map is of."""
+
+    image: np.ndarray
+    heat: np.ndarray | None
+    mask: np.ndarray | None
+    boxes: list
+    scale: tuple[float, float]
+    finding: str | None
+    note: str
+
+
+def explained(
+    store: ResultStore, run_id: str, image_id: str, board_file: str | Path | None = None, finding: str | None = None
+) -> Explained:
+    """One validation or test image of a run with its stored clean map and ground truth. On a
+    multi-label board the map is `finding`'s (default: the image's first finding that is a
     target, else the first target)."""
     run = store.run(run_id)
     board = load_board(board_file or run["board"])
@@ -39,12 +49,28 @@ def explain_image(
     heat = decode(rows.iloc[0])[channel] if not rows.empty else None
     mask, boxes = truth_of(data.truth, image_id, finding or "")
     scale = (float(np.percentile(heat, 1)), float(np.percentile(heat, 99))) if heat is not None else (0.0, 1.0)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{run_id}-{image_id}" + (f"-{finding}" if finding else ""))
-    out = out or Path(f"{safe}.png")
-    out.write_bytes(overlay(image, heat, mask, boxes, scale))
     if heat is None:
-        return out, "the run kept no map for this image: its method makes none (run it with --explain)"
-    return out, f"map of {finding}" if finding else ""
+        note = "the run kept no map for this image: its method makes none (run it with --explain)"
+    else:
+        note = f"map of {finding}" if finding else ""
+    return Explained(image, heat, mask, boxes, scale, finding, note)
+
+
+def explain_image(
+    store: ResultStore,
+    run_id: str,
+    image_id: str,
+    board_file: str | Path | None = None,
+    out: Path | None = None,
+    finding: str | None = None,
+) -> tuple[Path, str]:
+    """`explained` as a PNG file; returns its path and a note (what the map shows, or why it is
+    missing)."""
+    e = explained(store, run_id, image_id, board_file, finding)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{run_id}-{image_id}" + (f"-{e.finding}" if e.finding else ""))
+    out = out or Path(f"{safe}.png")
+    out.write_bytes(overlay(e.image, e.heat, e.mask, e.boxes, e.scale))
+    return out, e.note
 
 
 def _image(data: BoardData, board: Board, image_id: str) -> tuple[np.ndarray, list[str]]:

@@ -22,6 +22,11 @@ def ok_runs(store: ResultStore) -> pd.DataFrame:
     return store.query("SELECT * FROM runs WHERE status = 'ok' ORDER BY finished_at")
 
 
+def all_runs(store: ResultStore) -> pd.DataFrame:
+    """Every run of the database, whatever its status, oldest first."""
+    return store.query("SELECT * FROM runs ORDER BY started_at")
+
+
 def recent_runs(store: ResultStore, limit: int) -> pd.DataFrame:
     """The newest runs with their status, clean test AUROC and error."""
     return store.query(
@@ -132,6 +137,12 @@ def primary_value(store: ResultStore, run_id: str, metric: str) -> float | None:
     """A run's clean test value of `metric` over all its images (None when it has none)."""
     rows = primary_values(store, [run_id], metric)
     return None if rows.empty else float(rows["value"].iloc[0])
+
+
+def completed_metrics(store: ResultStore, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Every metric row of the completed runs: run id, board, method and `columns`."""
+    shown = ", ".join(f"m.{c}" for c in ("run_id", "board", "method", *columns))
+    return store.query(f"SELECT {shown} FROM metrics m JOIN runs r USING (run_id) WHERE r.status = 'ok' ORDER BY ALL")
 
 
 def clean_metrics(store: ResultStore, run_ids: list[str]) -> pd.DataFrame:
@@ -290,6 +301,11 @@ def drop_leaderboards_except(store: ResultStore, boards: list[str]) -> None:
 def leaderboard_row(store: ResultStore, run_id: str) -> dict[str, Any] | None:
     rows = store.query("SELECT * FROM leaderboard WHERE run_id = ?", [run_id])
     return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def leaderboards(store: ResultStore) -> pd.DataFrame:
+    """The stored leaderboard of every board, best first."""
+    return store.query("SELECT * FROM leaderboard ORDER BY board, rank NULLS LAST, value DESC")
 
 
 def board_entries(store: ResultStore, board: str) -> pd.DataFrame:

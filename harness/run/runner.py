@@ -115,7 +115,7 @@ def run_bench(spec: RunSpec, db: Path | None = None, console: Console | None = N
     with ResultStore(db) as store:
         store.record_board(board_edition(spec.board))
         store.start_run(run_record(run_id, spec, data, conditions))
-    with _progress(console) as progress:
+    with progress_bars(console) as progress:
         try:
             fit, predicted, scored, latency = _stages(spec, method, data, conditions, db, run_id, progress, clock)
         except RunPending:
@@ -217,7 +217,7 @@ def run_latency(
     console = console or Console(stderr=True)
     data = load_board_data(spec.board)
     method = spec.create_method()
-    with _progress(console) as progress:
+    with progress_bars(console) as progress:
         fit_run(spec, method, data, _tracker(progress, spec.method))
         task = progress.add_task(f"{spec.method}: measuring", total=len(configs))
         rows = []
@@ -246,12 +246,13 @@ def _tracker(progress: Progress, label: str) -> Track:
     return track
 
 
-def _progress(console: Console) -> Progress:
+def progress_bars(console: Console, transient: bool = True) -> Progress:
+    """Bars for long loops (in Jupyter, rich shows them as a widget); `transient`: gone when done."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=True,
+        transient=transient,
     )
