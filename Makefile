@@ -9,7 +9,7 @@ METHOD ?= patchcore
 BOARD ?= synth-cxr-ad
 ARGS ?=
 
-.PHONY: setup browser test bench check leaderboard site verify rerun-check lint docs wheel wheel-check benchmark \
+.PHONY: setup browser test bench check leaderboard site verify rerun-check lint docs notebooks wheel wheel-check benchmark \
 	benchmark-scale gpu-check mutants clean
 
 # The environment, installed (editable, with the dev tools) into $(VENV) when missing or when
@@ -74,6 +74,19 @@ lint: $(READY)
 # The documentation site (mkdocs-material), built offline; a warning fails the build.
 docs: $(READY)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The example notebooks, each run top to bottom in a fresh kernel: a cell that errors fails. They
+# store their runs in a database of their own (the workspace's is left alone); the executed
+# copies, outputs included, are written to build/notebooks/.
+NOTEBOOKS ?= $(wildcard docs/notebooks/*.ipynb)
+notebooks: $(READY)
+	@mkdir -p build/notebooks
+	@db=$$(mktemp -d)/notebooks.duckdb; for nb in $(NOTEBOOKS); do \
+		start=$$(date +%s); \
+		XRBENCH_DB=$$db $(BIN)/jupyter-execute --timeout=1200 --output="$(CURDIR)/build/notebooks/{notebook_name}" \
+			"$$nb" || exit 1; \
+		echo "$$nb ran top to bottom in $$(( $$(date +%s) - start )) s"; \
+	done
 
 wheel: $(READY)
 	rm -rf dist && $(BIN)/pip wheel . --no-deps --no-build-isolation -w dist -q
