@@ -3,17 +3,22 @@ built, so that they cannot drift from it. A page holds a marker, replaced here:
 
 - `<!-- methods -->`: every registered method, from its card (`harness.api.registry`);
 - `<!-- boards -->`: every board file (`harness.boards.files`);
-- `<!-- cli -->`: every command and option of `xrbench` (`harness.cli.main.build_parser`).
+- `<!-- cli -->`: every command and option of `xrbench` (`harness.cli.main.build_parser`);
+- `<!-- python-api -->`: every function and class `import xrbench` offers, with its signature
+  and docstring (`xrbench.__all__`).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 from typing import Any
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    for marker, render in (("<!-- methods -->", methods), ("<!-- boards -->", boards), ("<!-- cli -->", commands)):
+    markers = {"<!-- methods -->": methods, "<!-- boards -->": boards, "<!-- cli -->": commands,
+               "<!-- python-api -->": python_api}  # fmt: skip
+    for marker, render in markers.items():
         if marker in markdown:
             markdown = markdown.replace(marker, render())
     return markdown
@@ -71,3 +76,49 @@ def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[tupl
                 children = _subcommands(sub, f"{prefix}{name} ")
                 out += children or [(f"{prefix}{name}", sub)]
     return out
+
+
+def python_api() -> str:
+    """Each function and class of `xrbench.__all__`: its signature and docstring (for a class,
+    those of its public methods and properties too); then the exceptions, one line each."""
+    import xrbench
+
+    out, errors = [], []
+    for name in xrbench.__all__:
+        value = getattr(xrbench, name)
+        if inspect.isclass(value) and issubclass(value, Exception):
+            errors.append(f"| `{name}` | {_cell(_first_paragraph(value) or value.__mro__[1].__name__)} |")
+        elif callable(value):
+            out += _api_entry(f"xrbench.{name}", value)
+            if inspect.isclass(value):
+                for member, attribute in vars(value).items():
+                    if not member.startswith("_") and attribute.__doc__ and not isinstance(attribute, type):
+                        shown = attribute if inspect.isfunction(attribute) else property(doc=attribute.__doc__)
+                        out += _api_entry(f"{name}.{member}", shown, level="####")
+    return "\n".join([*out, "### Exceptions", "", "| exception | raised for |", "| --- | --- |", *errors])
+
+
+def _api_entry(title: str, value: Any, level: str = "###") -> list[str]:
+    name = title.rpartition(".")[2]
+    signature = f"{name}{_signature(value)}" if callable(value) else f"{name}  # an attribute"
+    return [f"{level} `{title}`", "", "```python", signature, "```", "", inspect.cleandoc(value.__doc__ or ""), ""]
+
+
+def _signature(value: Any) -> str:
+    """`(a: int, *, b: str = 'x') -> Run`, annotations as written (they are strings here)."""
+    sig = inspect.signature(value)
+    parts, starred = [], False
+    for p in sig.parameters.values():
+        if p.name == "self":
+            continue
+        if p.kind is p.KEYWORD_ONLY and not starred:
+            parts.append("*")
+            starred = True
+        text = p.name + (f": {p.annotation}" if p.annotation is not p.empty else "")
+        parts.append(text + (f" = {p.default!r}" if p.default is not p.empty else ""))
+    returns = f" -> {sig.return_annotation}" if sig.return_annotation not in (sig.empty, "None") else ""
+    return f"({', '.join(parts)}){returns}"
+
+
+def _first_paragraph(value: Any) -> str:
+    return inspect.cleandoc(value.__doc__ or "").split("\n\n")[0] if value.__doc__ else ""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import xrbench
 from harness.cli.main import build_parser
 from harness.conformance.checks import check_method
 from harness.run.runner import bench
@@ -49,6 +50,11 @@ def test_the_site_builds_offline_and_strict(tmp_path):
     methods = (tmp_path / "docs" / "methods" / "index.html").read_text()
     assert "patchcore" in methods and "flowdiff-normalizer" in methods  # the table read from the cards
     assert "xrbench data prepare" in (tmp_path / "docs" / "cli" / "index.html").read_text()
+    api = (tmp_path / "docs" / "python-api" / "index.html").read_text()
+    assert all(
+        f"xrbench.{name}" in api or f"<code>{name}</code>" in api for name in xrbench.__all__ if name != "__version__"
+    )
+    assert "Run.compare" in api and "paired patient-bootstrap interval" in api  # a method's docstring
 
 
 def resolves(dotted: str) -> bool:
