@@ -3,8 +3,8 @@
 The wheel goes into a fresh virtual environment in a temporary folder; from another temporary
 folder (so that nothing of the checkout can be found) it runs `xrbench list boards`,
 `xrbench show patchcore` and `xrbench bench --method patchcore --no-corruptions`, then reads the
-run back from the results database the run wrote in that folder. Exits non-zero, naming the
-step, when anything fails.
+run back from the results database the run wrote in that folder, with DuckDB and through
+`import xrbench`. Exits non-zero, naming the step, when anything fails.
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ def main() -> None:
         files = json.loads(code)["files"]
         assert status == "ok" and "methods/patchcore.py" in files and "harness/components/coreset.py" in files
         print(f"run {run_id} stored in {db.relative_to(root)}: status {status}, split {split[:12]}, {len(files)} files")
+        read = f"import xrbench as xb; run = xb.Run({run_id!r}); print(run, run.metrics['value'].iloc[0])"
+        shown = step("import xrbench", [str(venv / "bin" / "python"), "-c", read], work, env)
+        assert run_id in shown and "ok" in shown, shown
+        print(shown)
 
 
 if __name__ == "__main__":
