@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.boards.files import load_board
 from harness.boards.freeze import record_frozen, set_top_level_value, split_frame, usable_entries
+from harness.boards.lists import is_listed, listed_split
 from harness.core.errors import XRBenchError
 from harness.data.datasets import prepare_dataset
 from harness.data.groundtruth import box_reader
@@ -43,7 +44,10 @@ def freeze_board(name: str | Path, force: bool = False) -> Frozen:
         boxed = set(box_reader(board.ground_truth)(source.root / board.ground_truth["boxes"])["image_id"])
     test_entries = usable_entries(test_source.entries, spec) if test_source else None
     try:
-        frame = split_frame(board, usable_entries(source.entries, spec), test_entries, boxed)
+        if is_listed(board):  # the lists label the images, those the copy leaves unlabelled too
+            frame = listed_split(board, source.entries)
+        else:
+            frame = split_frame(board, usable_entries(source.entries, spec), test_entries, boxed)
     except KeyError as exc:
         raise XRBenchError(f"board {board.name}: its [split] table lacks {exc}") from None
     contents = {"dataset": source.content_sha256, "test_dataset": test_source.content_sha256 if test_source else None}

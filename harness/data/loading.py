@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.boards.lists import is_listed, list_labelled
 from harness.boards.slices import check_slices
 from harness.boards.spec import Board
 from harness.boards.splits import attach_labels, excluded_split_sha256, read_manifest, verify_manifest
+from harness.core.errors import XRBenchError
 from harness.core.fingerprints import dataset_pair_sha256
 from harness.data.adapters.base import DatasetSource
 from harness.data.cache import SplitData, board_splits
@@ -70,9 +72,16 @@ def load_manifest(board: Board) -> BoardManifest:
     sources = [source] if test_source is None else [source, test_source]
     if board.labels_sha256 is not None:
         entries = pd.concat([s.entries for s in sources], ignore_index=True)
+        entries = list_labelled(board, entries) if is_listed(board) else entries
         manifest = attach_labels(manifest, entries, board.labels_sha256, f"board {board.name}")
     check_slices(board.slices, list(manifest.columns), f"board {board.name}")
     excluded = sorted(set().union(*(s.excluded for s in sources)) & set(manifest["image_id"]))
+    if excluded and is_listed(board):
+        raise XRBenchError(
+            f"board {board.name} reproduces a published protocol, and {len(excluded)} of its images are missing or "
+            f"unreadable on this machine (first: {excluded[0]}; see `xrbench data prepare`): a partial "
+            "reproduction is not a reproduction"
+        )
     if excluded:
         manifest = manifest[~manifest["image_id"].isin(excluded)].reset_index(drop=True)
         board = dataclasses.replace(board, split_sha256=excluded_split_sha256(board.split_sha256, excluded))
