@@ -5,6 +5,7 @@ written here from the raw files, independently of the adapters."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -31,6 +32,8 @@ REAL_BOARDS = [
     "chexpert-cls",
     "vindr-ad",
     "nih-to-chexpert-ad",
+    "rsna-medianomaly",
+    "vindr-medianomaly",
 ]
 
 
@@ -53,6 +56,7 @@ def test_a_real_board_freezes_again_to_its_committed_manifest(name, packaged_env
     text = board.path.read_text()
     text = re.sub(r'(?m)^split_manifest = ".*"$', f'split_manifest = "{name}.csv"', text)
     text = re.sub(r'(?m)^(split_sha256|labels_sha256) = ".*"$', r'\1 = ""', text)
+    text = re.sub(r'(?m)^lists = "(.*)"$', lambda m: f'lists = "{(board.path.parent / m.group(1)).resolve()}"', text)
     (tmp_path / f"{name}.toml").write_text(text)
     main(["split", "freeze", str(tmp_path / f"{name}.toml")])
     assert file_sha256(tmp_path / f"{name}.csv") == board.split_sha256
@@ -181,3 +185,39 @@ def test_nih_to_chexpert_ad_tests_on_chexpert_ad_test_split():
     test_ids = set(cross.loc[cross["split"] == "test", "image_id"])
     assert test_ids == set(own.loc[own["split"] == "test", "image_id"])
     assert not any(i.startswith("train/patient") for i in cross.loc[cross["split"] != "test", "image_id"])
+
+
+def _published(name: str) -> dict[str, set[str]]:
+    """MedIAnomaly's lists as its JSON file holds them, ids without the `.jpg` it appends."""
+    raw = json.loads((Path(__file__).parents[1] / "datasets" / "medianomaly" / name).read_text())
+    flat = {"train/0": raw["train"]["0"], "test/0": raw["test"]["0"], "test/1": raw["test"]["1"]}
+    flat |= {f"pool/{k}": v for k, v in (raw["train"].get("unlabeled") or {"1": raw["train"]["1"]}).items()}
+    return {key: {i.removesuffix(".jpg") for i in ids} for key, ids in flat.items()}
+
+
+def _ids(frame: pd.DataFrame, split: str) -> set[str]:
+    return set(frame.loc[frame["split"] == split, "image_id"])
+
+
+def test_rsna_medianomaly_is_the_published_lists(roots):
+    lists, frame = _published("rsna.json"), _manifest("rsna-medianomaly")
+    assert _ids(frame, "train") == lists["train/0"] and len(lists["train/0"]) == 3851
+    assert _ids(frame, "test") == lists["test/0"] | lists["test/1"]
+    val = _ids(frame, "val")
+    assert len(val & lists["pool/0"]) == 500 and len(val & lists["pool/1"]) == 500 and len(val) == 1000
+    target = pd.read_csv(roots["rsna"] / "stage_2_train_labels.csv").groupby("patientId")["Target"].max()
+    assert _counts(frame, target) == {("train", 0): 3851, ("val", 0): 500, ("val", 1): 500, ("test", 0): 1000,
+                                      ("test", 1): 1000}  # fmt: skip
+    assert load_board("rsna-medianomaly").resolution == 64
+
+
+def test_vindr_medianomaly_is_the_published_lists_less_a_drawn_validation_split(roots):
+    lists, frame = _published("vincxr.json"), _manifest("vindr-medianomaly")
+    assert _ids(frame, "test") == lists["test/0"] | lists["test/1"]
+    train, val = _ids(frame, "train"), _ids(frame, "val")
+    assert train | (val & lists["train/0"]) == lists["train/0"] and len(train) == 9606 - 500
+    assert len(val & lists["pool/1"]) == 500
+    raw = pd.read_csv(roots["vindr"] / "train.csv")
+    every_reader_none = raw.groupby("image_id")["class_name"].agg(lambda c: (c == "No finding").all())
+    normal = set(every_reader_none[every_reader_none].index)
+    assert train <= normal and lists["test/0"] <= normal and not (lists["test/1"] | lists["pool/1"]) & normal
