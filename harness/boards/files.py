@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 from harness.boards.datasets import DATASETS, box_formats
+from harness.boards.reported import check_reported
 from harness.boards.spec import Board, DatasetSpec
 from harness.boards.tasks import task_spec
 from harness.core.errors import UnknownBoardError, XRBenchError
@@ -71,6 +72,7 @@ KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "test_dataset": dict,
     "ground_truth": dict,
     "stress_sha256": str,
+    "reported": list,
 }
 GROUND_TRUTH_KEYS = {
     "boxes": str,
@@ -152,7 +154,9 @@ def load_board(name_or_path: str | Path) -> Board:
     if missing:
         raise XRBenchError(f"board file {path} lacks the key{'s' * (len(missing) > 1)} {', '.join(missing)}")
     test_dataset = raw.pop("test_dataset", None)
+    reported = check_reported(raw.pop("reported", []), raw["task"], path)
     board = Board(
+        reported=reported,
         dataset=_dataset_spec(raw.pop("dataset")),
         test_dataset=_dataset_spec(test_dataset) if test_dataset is not None else None,
         split_manifest=(path.parent / raw.pop("split_manifest")).resolve(),

@@ -53,6 +53,8 @@ class Board:
     # SHA-256 of the rendered corrupted test set (harness.data.stress.stress_sha256), where the
     # board's pixels are known: a machine that renders other bytes is refused.
     stress_sha256: str | None = None
+    # Numbers papers published on this board's protocol (harness.boards.reported), never ranked.
+    reported: tuple = ()
     path: Path | None = None
 
     @property
@@ -76,4 +78,5 @@ def board_edition(board: Board) -> dict[str, Any]:
         "dataset_sha256": board.dataset_sha256,
         "targets": json.dumps(list(board.targets)) if board.targets else None,
         "reference_method": board.reference_method,
+        "reported": json.dumps(list(board.reported)) if board.reported else None,
     }

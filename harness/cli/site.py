@@ -25,6 +25,8 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_site(args: argparse.Namespace) -> None:
+    from harness.boards.files import available_boards, load_board
+    from harness.boards.spec import board_edition
     from harness.core.paths import workspace_root
     from harness.results.leaderboard import assemble_all
     from harness.results.store import ResultStore
@@ -36,6 +38,8 @@ def cmd_site(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else workspace_root() / "site" / "_build"
     check_site_folder(db, Path(os.path.abspath(out)))
     with ResultStore(db) as store:
+        for board in available_boards():  # their reported numbers are shown, runs or not
+            store.record_board(board_edition(load_board(board)))
         assembled = assemble_all(store)
     if assembled:
         err_console.print(f"leaderboards assembled from the stored runs: {escape(', '.join(assembled))}")

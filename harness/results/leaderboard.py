@@ -45,6 +45,7 @@ class Edition:
     reference_method: str | None
     description: str = ""
     targets: tuple[str, ...] = ()
+    reported: tuple[dict, ...] = ()  # the board file's [[reported]] numbers, never ranked
 
 
 def edition(store: ResultStore, board: str) -> Edition | None:
@@ -65,6 +66,7 @@ def edition(store: ResultStore, board: str) -> Edition | None:
             r["reference_method"] if isinstance(r["reference_method"], str) else None,
             r["description"] or "",
             targets,
+            tuple(json.loads(r["reported"])) if isinstance(r.get("reported"), str) else (),
         )
     runs = queries.latest_run_edition(store, board)
     if runs.empty:

@@ -273,6 +273,14 @@ def gallery(store: ResultStore, run_id: str) -> pd.DataFrame:
 # --- boards and the leaderboard -------------------------------------------------------------------
 
 
+def boards_with_reported_numbers(store: ResultStore) -> list[str]:
+    """Boards whose newest recorded edition holds [[reported]] numbers."""
+    rows = store.query(
+        "SELECT board, arg_max(reported, (coalesce(version, 0), recorded_at)) AS reported FROM boards GROUP BY board"
+    )
+    return sorted(rows.loc[rows["reported"].notna(), "board"])
+
+
 def board_edition_row(store: ResultStore, board: str) -> pd.DataFrame:
     """The newest recorded edition of a board: highest version, then most recently recorded."""
     return store.query(

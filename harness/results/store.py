@@ -202,6 +202,7 @@ CREATE TABLE IF NOT EXISTS boards (
     dataset_sha256 VARCHAR,      -- the board file's dataset content hash (NULL for real datasets)
     targets VARCHAR,
     reference_method VARCHAR,
+    reported VARCHAR,            -- JSON: the board file's [[reported]] numbers (never ranked)
     recorded_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS submissions (
@@ -245,6 +246,7 @@ CREATE TABLE IF NOT EXISTS leaderboard (
 """
 # Columns added after the first release: databases created before them gain them on open.
 MIGRATIONS = """
+ALTER TABLE boards ADD COLUMN IF NOT EXISTS reported VARCHAR;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS severity INTEGER DEFAULT 0;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS patient_id VARCHAR;
 ALTER TABLE metrics ADD COLUMN IF NOT EXISTS flag VARCHAR;

@@ -93,8 +93,17 @@ def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame
         slice_grid=slice_grid,
         corruptions=corrupt,
         tie_alpha=TIE_ALPHA,
+        reported=reported_table(pages, ed.reported if ed else (), name),
     )
     return info
+
+
+def reported_table(pages: Pages, reported: tuple[dict, ...], name: str) -> Table | None:
+    """The numbers papers published on the board's protocol, as the board file gives them."""
+    if not reported:
+        return None
+    keys = ["method", "metric", "value", "spread", "n_runs", "source", "protocol"]
+    return pages.export(pd.DataFrame([{k: entry.get(k) for k in keys} for entry in reported]), f"{name}-reported")
 
 
 def latency_scatter(pages: Pages, best: pd.DataFrame, name: str) -> str | None:

@@ -84,7 +84,8 @@ def build(store: ResultStore, out: Path) -> Path:
     shutil.copytree(project_root() / "site" / "static", out / "static")
     pages = Pages(out, project_root() / "site" / "templates")
     runs = queries.ok_runs(store)
-    board_names = sorted(runs["board"].unique()) if not runs.empty else []
+    ranked = set(runs["board"]) if not runs.empty else set()
+    board_names = sorted(ranked | set(queries.boards_with_reported_numbers(store)))
     tables = {board: board_table(store, board) for board in board_names}
     boards = []
     for board in board_names:
