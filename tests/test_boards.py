@@ -49,6 +49,10 @@ def test_a_valid_board_loads_with_its_defaults(tmp_path):
         (lambda t: t.replace("version = 1", "version = 4294967296"), "version = 4294967296 is out of range"),
         (lambda t: t + "[[broken", "is not valid TOML"),
         (
+            lambda t: t.replace("resolution = 64", 'resolution = 64\nresample = "bicubic"'),
+            "resample = 'bicubic'; choose one of bilinear, lanczos",
+        ),
+        (
             lambda t: t + '\n[ground_truth]\nboxes = "b.csv"\nbox_format = "coco"\n',
             r"\[ground_truth\] box_format 'coco' is not one of nih, rsna, dentex",
         ),

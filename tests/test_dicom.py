@@ -150,3 +150,22 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_dct_scale_close_to_the_full_decode
     png = tmp_path / "large.png"
     Image.open(path).save(png)
     assert read_pixels(png, at_least=128).shape == (1664, 2048)  # only JPEGs have a draft mode
+
+
+def test_a_board_that_names_lanczos_resizes_the_full_image_with_it(tmp_path):
+    """UPD resized with Lanczos from the full image: no draft-mode shortcut, Pillow's Lanczos."""
+    from PIL import Image
+
+    from harness.data.adapters.base import DatasetSource
+    from harness.data.cache import _cache_folder, _decode
+
+    y, x = np.mgrid[0:390, 0:320]
+    pixels = (127 + 100 * np.sin(x / 7.0) * np.cos(y / 5.0)).clip(0, 255).astype(np.uint8)
+    path = tmp_path / "small.jpg"
+    Image.fromarray(pixels).save(path, quality=95)
+    lanczos = _decode(path, 128, None, "small", resample="lanczos")
+    expected = np.asarray(Image.fromarray(read_pixels(path)).resize((128, 128), Image.Resampling.LANCZOS))
+    assert np.array_equal(lanczos, expected)
+    assert not np.array_equal(lanczos, _decode(path, 128, None, "small"))
+    source = DatasetSource("chexpert", tmp_path, pd.DataFrame({"image_id": []}), tmp_path)
+    assert _cache_folder(source, "a" * 64, 128, "lanczos") != _cache_folder(source, "a" * 64, 128)

@@ -3,6 +3,7 @@ reduced synthetic dataset: the frozen manifest is the lists, and every way a lis
 is refused in one line."""
 
 import hashlib
+import itertools
 import json
 import re
 from pathlib import Path
@@ -109,3 +110,90 @@ def test_a_listed_image_missing_on_this_machine_refuses_the_board(tiny_board, tm
     monkeypatch.setattr(loading, "prepare_dataset", lambda spec: dataclasses.replace(prepare(spec), excluded=(first,)))
     with pytest.raises(XRBenchError, match=rf"1 of its images are missing .*first: {re.escape(first)}.* a partial"):
         load_manifest(load_board(board_file))
+
+
+def _cross_one_patient(lists: dict) -> None:
+    """Move one of a training patient's two images into the normal test list."""
+    train = lists["train"]
+    first, second = next((a, b) for a, b in itertools.pairwise(train) if a[:8] == b[:8])
+    train.remove(second)
+    lists["test"]["0"].append(second)
+    lists["crossing"] = [first, second]
+
+
+def test_a_list_crossing_patients_is_refused_by_default(tiny_board, tmp_path):
+    with pytest.raises(XRBenchError, match=r"published lists \(crossing_patients = \"refuse\"\): 1 patients appear"):
+        freeze_board(listed_board(tiny_board, tmp_path, _cross_one_patient))
+    assert not (tmp_path / "listed.csv").exists()
+
+
+def test_crossing_patients_kept_as_published_or_dropped_from_training(tiny_board, tmp_path):
+    frames = {}
+    for mode in ("keep", "drop"):
+        (tmp_path / mode).mkdir()
+        board_file = listed_board(tiny_board, tmp_path / mode, _cross_one_patient, crossing_patients=mode)
+        freeze_board(board_file)
+        board = load_board(board_file)
+        assert board.patient_disjoint == (mode == "drop")
+        frames[mode] = load_manifest(board).manifest.set_index("image_id")["split"]
+    first, second = json.loads((tmp_path / "keep" / "lists.json").read_text())["crossing"]
+    assert (frames["keep"][first], frames["keep"][second]) == ("train", "test")
+    assert first not in frames["drop"] and frames["drop"][second] == "test"
+    assert len(frames["keep"]) == len(frames["drop"]) + 1
+    with pytest.raises(XRBenchError, match=r"patients appear in more than one split"):
+        read_manifest(tmp_path / "keep" / "listed.csv")  # a reader that was not told the board keeps them
+
+
+def test_validation_lists_taken_whole_and_joined(tiny_board, tmp_path):
+    """Without n_val_*, every image of the validation lists is validation; a role may join lists."""
+
+    def split_pool(lists: dict) -> None:
+        pool = lists["pool"]["0"]
+        lists["pool"]["0"], lists["extra"] = pool[: len(pool) // 2], pool[len(pool) // 2 :]
+
+    board_file = listed_board(tiny_board, tmp_path, split_pool, val_normal=["pool/0", "extra"])
+    text = re.sub(r"(?m)^n_val_(normal|abnormal) = .*\n", "", board_file.read_text())
+    board_file.write_text(text)
+    freeze_board(board_file)
+    frame = read_manifest(tmp_path / "listed.csv")
+    lists = json.loads((tmp_path / "lists.json").read_text())
+    assert set(frame.loc[frame["split"] == "val", "image_id"]) == set(
+        lists["pool"]["0"] + lists["extra"] + lists["pool"]["1"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ({"crossing_patients": "ignore"}, r"crossing_patients = 'ignore'; choose one of refuse, keep, drop"),
+        ({"recipe": "nobody-2031"}, r"unknown split recipe 'nobody-2031' \(known: upd-chexpert\)"),
+    ],
+)
+def test_a_wrong_split_option_is_refused_in_one_line(tiny_board, tmp_path, split, message):
+    with pytest.raises(XRBenchError, match=message):
+        freeze_board(listed_board(tiny_board, tmp_path, **split))
+    assert not (tmp_path / "listed.csv").exists()
+
+
+def test_the_upd_recipe_reads_string_values_as_upd_did(tmp_path):
+    """Ages compare as strings ('9' > '18'); an uncertain support device stays in; the effusion
+    list leaves out images with an excluded finding."""
+    from harness.boards.recipes import read_train_csv, upd_list
+
+    header = ("Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Lung Opacity,"
+              "Pleural Effusion,Pleural Other,Pneumothorax,Fracture,Support Devices")  # fmt: skip
+    rows = [
+        "R/train/patient1/study1/view1_frontal.jpg,Female,9,Frontal,AP,1.0,,,,,,,-1.0",  # '9' > '18'
+        "R/train/patient2/study1/view1_frontal.jpg,Female,18,Frontal,AP,1.0,,,,,,,",  # not > '18'
+        "R/train/patient3/study1/view1_frontal.jpg,Female,40,Frontal,AP,1.0,,,,,,,1.0",  # support device
+        "R/train/patient4/study1/view1_frontal.jpg,Female,40,Frontal,AP,,,,1.0,,,,",
+        "R/train/patient5/study1/view1_frontal.jpg,Female,40,Frontal,AP,,,1.0,1.0,,,,",  # opacity too
+        "R/train/patient6/study1/view2_lateral.jpg,Female,40,Lateral,,1.0,,,,,,,",
+    ]
+    (tmp_path / "train.csv").write_text("\n".join([header, *rows]) + "\n")
+    table = read_train_csv(tmp_path / "train.csv")
+    assert upd_list(table, "Female", "normal") == [rows[0].split(",")[0]]
+    assert upd_list(table, "Female", "effusion") == [rows[3].split(",")[0]]
+    (tmp_path / "bad.csv").write_text("Path,Sex\nx,Female\n")
+    with pytest.raises(XRBenchError, match=r"bad.csv lacks the CheXpert columns \['Age'"):
+        read_train_csv(tmp_path / "bad.csv")

@@ -34,6 +34,8 @@ REAL_BOARDS = [
     "nih-to-chexpert-ad",
     "rsna-medianomaly",
     "vindr-medianomaly",
+    "chexpert-upd",
+    "chexpert-upd-disjoint",
 ]
 
 
@@ -68,7 +70,8 @@ def test_a_real_board_freezes_again_to_its_committed_manifest(name, packaged_env
 
 
 def _manifest(name: str) -> pd.DataFrame:
-    return read_manifest(load_board(name).split_manifest, ids_only=True)
+    board = load_board(name)
+    return read_manifest(board.split_manifest, ids_only=True, patient_disjoint=board.patient_disjoint)
 
 
 def _counts(frame: pd.DataFrame, label: pd.Series) -> dict:
@@ -221,3 +224,80 @@ def test_vindr_medianomaly_is_the_published_lists_less_a_drawn_validation_split(
     every_reader_none = raw.groupby("image_id")["class_name"].agg(lambda c: (c == "No finding").all())
     normal = set(every_reader_none[every_reader_none].index)
     assert train <= normal and lists["test/0"] <= normal and not (lists["test/1"] | lists["pool/1"]) & normal
+
+
+def _upd_draw(train_csv: Path) -> dict[str, list[str]]:
+    """UPD's default CheXpert split, rebuilt here from the rules in the splits README with the
+    csv module and torch's global seed, as UPD's code draws it (not with harness.boards.recipes)."""
+    import csv
+
+    import torch
+
+    with open(train_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    others = ("Enlarged Cardiomediastinum", "Lung Opacity", "Fracture", "Pleural Other", "Pneumothorax")
+
+    def listed(sex: str, effusion: bool) -> list[str]:
+        out = []
+        for r in rows:
+            kept = r["Frontal/Lateral"] == "Frontal" and r["Age"] > "18" and r["Sex"] == sex
+            kept = kept and r["AP/PA"] == "AP" and r["Support Devices"] != "1.0"
+            if effusion:
+                kept = kept and r["Pleural Effusion"] == "1.0" and all(r[c] != "1.0" for c in others)
+            else:
+                kept = kept and r["No Finding"] == "1.0"
+            if kept:
+                out.append(r["Path"].split("/", 1)[1])
+        return out
+
+    paths1, paths2 = listed("Female", False), listed("Male", False)
+    assert (len(paths1), len(paths2)) == (2446, 3000)  # the line counts of UPD's list files
+    effusion1, effusion2 = listed("Female", True), listed("Male", True)
+    assert (len(effusion1), len(effusion2)) == (3419, 4036)
+    n = min(len(paths1), len(paths2))
+    paths1, paths2 = paths1[:n], paths2[:n]
+    pool = paths1[200:] + paths2[200:]
+    torch.manual_seed(42)
+    order = torch.randperm(len(pool))
+    cut = int(len(pool) * 0.95)
+    normals = paths1[:200] + paths2[:200]
+    m = min(len(effusion1), len(effusion2))
+    anomalies = (effusion1[:m] + effusion2[:m])[:400]
+    torch.manual_seed(42)
+    normal_order, anomaly_order = torch.randperm(400), torch.randperm(400)
+    normals = [normals[k] for k in normal_order]
+    anomalies = [anomalies[k] for k in anomaly_order]
+    return {"train": [pool[k] for k in order[:cut]], "val_pool": [pool[k] for k in order[cut:]],
+            "test_normal": normals[:360], "test_effusion": anomalies[:360],
+            "val_normal": normals[360:], "val_effusion": anomalies[360:]}  # fmt: skip
+
+
+def test_chexpert_upd_is_the_split_upds_code_draws(roots):
+    draw, frame = _upd_draw(roots["chexpert"] / "train.csv"), _manifest("chexpert-upd")
+    assert len(draw["train"]) == 4267 and len(draw["val_pool"]) == 225
+    assert _ids(frame, "train") == set(draw["train"])
+    assert _ids(frame, "test") == set(draw["test_normal"]) | set(draw["test_effusion"])
+    assert _ids(frame, "val") == set(draw["val_pool"]) | set(draw["val_normal"]) | set(draw["val_effusion"])
+    raw = _chexpert_frontal(roots)
+    assert (raw.loc[draw["test_effusion"], "Sex"] == "Female").all()
+    assert (raw.loc[draw["test_effusion"], "Pleural Effusion"] == 1).all()
+    assert (raw.loc[draw["train"] + draw["test_normal"], "No Finding"] == 1).all()
+    board = load_board("chexpert-upd")
+    assert (board.resolution, board.resample, board.patient_disjoint) == (128, "lanczos", False)
+    # The crossing patients the board file counts: test effusions of patients with training normals.
+    patient = lambda ids: {i.split("/")[1] for i in ids}  # noqa: E731
+    train_patients = patient(draw["train"])
+    assert sum(i.split("/")[1] in train_patients for i in draw["test_effusion"]) == 14
+    assert not patient(draw["test_normal"]) & train_patients
+
+
+def test_chexpert_upd_disjoint_keeps_the_test_set_and_drops_crossing_patients():
+    upd, disjoint = _manifest("chexpert-upd"), _manifest("chexpert-upd-disjoint")
+    assert _ids(disjoint, "test") == _ids(upd, "test")
+    assert disjoint.groupby("patient_id")["split"].nunique().max() == 1
+    test_patients = set(upd.loc[upd["split"] == "test", "patient_id"])
+    upd_train = upd[upd["split"] == "train"]
+    assert _ids(disjoint, "train") == set(upd_train.loc[~upd_train["patient_id"].isin(test_patients), "image_id"])
+    assert len(_ids(disjoint, "train")) == 4256 and len(_ids(disjoint, "val")) == 242
+    assert _ids(disjoint, "val") <= _ids(upd, "val")
+    assert load_board("chexpert-upd-disjoint").patient_disjoint

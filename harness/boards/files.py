@@ -61,6 +61,7 @@ KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "bootstrap": int,
     "seed": int,
     "batch_size": int,
+    "resample": str,
     "split": dict,
     "corruptions": dict,
     "slices": list,
@@ -82,6 +83,7 @@ GROUND_TRUTH_KEYS = {
     "masks": str,
     "masks_sha256": str,
 }
+RESAMPLE_FILTERS = ("bilinear", "lanczos")  # the keys of harness.data.cache.RESAMPLING
 RANGES = {  # the store keeps versions and seeds as 32-bit integers
     "version": (1, INT32_MAX),
     "resolution": (8, 4096),
@@ -107,6 +109,9 @@ def check_board_table(raw: dict, path: Path) -> None:
         if (low is not None and value < low) or (high is not None and value > high):
             allowed = f"from {low}" + (f" to {high}" if high is not None else " up")
             raise XRBenchError(f"board file {path}: {key} = {value} is out of range ({allowed})")
+    if raw.get("resample", "bilinear") not in RESAMPLE_FILTERS:
+        raise XRBenchError(f"board file {path}: resample = {raw['resample']!r}; choose one of "
+                           f"{', '.join(RESAMPLE_FILTERS)}")  # fmt: skip
     for key in ("slices", "targets"):
         if not all(isinstance(v, str) for v in raw.get(key, [])):
             raise XRBenchError(f"board file {path}: {key} must be a list of strings, not {raw[key]!r}")

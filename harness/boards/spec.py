@@ -36,6 +36,7 @@ class Board:
     bootstrap: int = 1000
     seed: int = 0
     batch_size: int = 32
+    resample: str = "bilinear"  # the filter images are resized with (harness.data.cache.RESAMPLING)
     split: dict = field(default_factory=dict)  # how the manifest was built (xrbench split freeze)
     corruptions: dict = field(default_factory=dict)  # corruption name -> parameter per severity
     slices: tuple = ()  # metadata columns reported per value (age_bin is derived from age)
@@ -56,6 +57,12 @@ class Board:
     # Numbers papers published on this board's protocol (harness.boards.reported), never ranked.
     reported: tuple = ()
     path: Path | None = None
+
+    @property
+    def patient_disjoint(self) -> bool:
+        """False only for a board that reproduces a published split keeping its crossing patients
+        (`crossing_patients = "keep"`, harness.boards.lists)."""
+        return self.split.get("crossing_patients") != "keep"
 
     @property
     def dataset_sha256(self) -> str | None:

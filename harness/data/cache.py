@@ -1,7 +1,7 @@
 """Board images as tensors: decoded once, resized to the board resolution, cached, verified.
 
 The cache key holds everything that changes the pixels a method sees: dataset content hash
-(or, for a user's copy, where it lives), manifest hash and resolution. A cache entry carries
+(or, for a user's copy, where it lives), manifest hash, resolution and resampling filter. A cache entry carries
 the SHA-256 of its array and the size and modification time of every source file; both are
 checked on every load, so a damaged cache, or one whose source images changed on disk since,
 is rebuilt with a notice, never silently reused.
@@ -48,6 +48,9 @@ class SplitData:
 
 # Part of every cache key: how images become pixels. 2: JPEGs decoded in Pillow's draft mode.
 DECODING = 2
+# A board's `resample` filter: bilinear by default; a board reproducing a published protocol
+# names the filter that protocol resized with.
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling.LANCZOS}
 
 
 def read_pixels(path: Path, at_least: int | None = None) -> np.ndarray:
@@ -64,19 +67,26 @@ def read_pixels(path: Path, at_least: int | None = None) -> np.ndarray:
 
 
 def _decode(
-    path: Path, resolution: int, expected_digest: str | None, image_id: str, crop: tuple | None = None
+    path: Path,
+    resolution: int,
+    expected_digest: str | None,
+    image_id: str,
+    crop: tuple | None = None,
+    resample: str = "bilinear",
 ) -> np.ndarray:
     """Decode, check the recorded digest, cut the entry's crop if it has one, resize to the
     square board resolution (non-square images such as panoramics are stretched, not cropped:
     every method sees the whole image or the whole crop). A recorded digest is of the native
-    pixels, so those images (and crops) are decoded at native size."""
-    pixels = read_pixels(path, at_least=None if expected_digest or crop else resolution)
+    pixels, so those images (and crops) are decoded at native size; so are images of a board
+    that names its own filter, as the protocol it reproduces resized from the full image."""
+    native = expected_digest or crop or resample != "bilinear"
+    pixels = read_pixels(path, at_least=None if native else resolution)
     if expected_digest is not None and image_digest(image_id, pixels).hex() != expected_digest:
         raise DataIntegrityError(f"{path}: pixels differ from the dataset's recorded digest")
     if crop is not None:
         pixels = cut(pixels, crop)
     if pixels.shape != (resolution, resolution):
-        pixels = np.asarray(Image.fromarray(pixels).resize((resolution, resolution), Image.Resampling.BILINEAR))
+        pixels = np.asarray(Image.fromarray(pixels).resize((resolution, resolution), RESAMPLING[resample]))
     return pixels
 
 
@@ -88,16 +98,16 @@ def cut(pixels: np.ndarray, crop: tuple) -> np.ndarray:
 
 
 Failure = tuple[str, str]  # (image id, what went wrong, starting with the file's path)
-Chunk = tuple[list[Path], list[str], list[str | None], int, list[tuple | None]]
+Chunk = tuple[list[Path], list[str], list[str | None], int, list[tuple | None], str]
 
 
 def _decode_chunk(args: Chunk) -> tuple[np.ndarray, list[Failure]]:
-    paths, image_ids, digests, resolution, crops = args
+    paths, image_ids, digests, resolution, crops, resample = args
     out = np.zeros((len(paths), resolution, resolution), dtype=np.uint8)
     failures: list[Failure] = []
     for i, (path, image_id, digest, crop) in enumerate(zip(paths, image_ids, digests, crops, strict=True)):
         try:
-            out[i] = _decode(path, resolution, digest, image_id, crop)
+            out[i] = _decode(path, resolution, digest, image_id, crop, resample)
         except FileNotFoundError:
             failures.append((image_id, f"{path}: missing"))
         except DataIntegrityError as exc:
@@ -108,7 +118,7 @@ def _decode_chunk(args: Chunk) -> tuple[np.ndarray, list[Failure]]:
 
 
 def decode_all(
-    source: DatasetSource, image_ids: list[str], resolution: int, workers: int = 0
+    source: DatasetSource, image_ids: list[str], resolution: int, workers: int = 0, resample: str = "bilinear"
 ) -> tuple[np.ndarray, list[Failure]]:
     """Decode every image (in worker processes when there are many); failed images stay zero
     and are listed with what went wrong."""
@@ -121,6 +131,7 @@ def decode_all(
             [digests.get(i) for i in image_ids[start : start + chunk]],
             resolution,
             [source.crop(i) for i in image_ids[start : start + chunk]],
+            resample,
         )
         for start in range(0, len(image_ids), chunk)
     ]
@@ -144,9 +155,11 @@ def decode_all(
     return (np.concatenate(parts) if parts else np.empty((0, resolution, resolution), np.uint8)), failures
 
 
-def decode_images(source: DatasetSource, image_ids: list[str], resolution: int, workers: int = 0) -> np.ndarray:
+def decode_images(
+    source: DatasetSource, image_ids: list[str], resolution: int, workers: int = 0, resample: str = "bilinear"
+) -> np.ndarray:
     """Decode every image, collecting all failures before raising one error that lists them."""
-    array, failures = decode_all(source, image_ids, resolution, workers)
+    array, failures = decode_all(source, image_ids, resolution, workers, resample)
     if failures:
         shown = "\n  ".join(message for _, message in failures[:5])
         raise DataIntegrityError(
@@ -157,10 +170,12 @@ def decode_images(source: DatasetSource, image_ids: list[str], resolution: int, 
     return array
 
 
-def _cache_folder(source: DatasetSource, manifest_sha256: str, resolution: int) -> Path:
+def _cache_folder(source: DatasetSource, manifest_sha256: str, resolution: int, resample: str = "bilinear") -> Path:
     # Generated datasets are identified by their pixel hash; a user's copy by where it lives.
     content = source.content_sha256 or "root-" + hashlib.sha256(str(source.root.resolve()).encode()).hexdigest()
     key = f"{source.name}-{content[:17]}-{manifest_sha256[:12]}-r{resolution}-d{DECODING}"
+    if resample != "bilinear":
+        key += f"-{resample}"
     if source.crops:  # entries cut from images: the cut is part of their pixels
         key += "-c" + hashlib.sha256(repr(sorted(source.crops.items())).encode()).hexdigest()[:12]
     return cache_root() / "tensors" / key
@@ -181,11 +196,16 @@ def source_stats(source: DatasetSource, image_ids: list[str]) -> np.ndarray:
 
 
 def write_cache(
-    source: DatasetSource, manifest_sha256: str, resolution: int, array: np.ndarray, image_ids: list[str]
+    source: DatasetSource,
+    manifest_sha256: str,
+    resolution: int,
+    array: np.ndarray,
+    image_ids: list[str],
+    resample: str = "bilinear",
 ) -> None:
     """Store decoded images (N, H, W) uint8 with their SHA-256, and the sizes and modification
     times of their source files: what every later load checks."""
-    folder = _cache_folder(source, manifest_sha256, resolution)
+    folder = _cache_folder(source, manifest_sha256, resolution, resample)
     folder.mkdir(parents=True, exist_ok=True)
     save_verified(folder / "sources.npy", source_stats(source, image_ids))
     save_verified(
@@ -224,20 +244,22 @@ def _reusable(folder: Path, source: DatasetSource, image_ids: list[str]) -> np.n
     return images[0]
 
 
-def cached_images(source: DatasetSource, manifest: pd.DataFrame, manifest_sha256: str, resolution: int) -> np.ndarray:
+def cached_images(
+    source: DatasetSource, manifest: pd.DataFrame, manifest_sha256: str, resolution: int, resample: str = "bilinear"
+) -> np.ndarray:
     """All manifest images at `resolution`, as (N, H, W) uint8 in manifest order, memory-mapped
     from the cache when it is intact and as new as its source files; else decoded and cached."""
-    folder = _cache_folder(source, manifest_sha256, resolution)
+    folder = _cache_folder(source, manifest_sha256, resolution, resample)
     ids = manifest["image_id"].tolist()
     array = _reusable(folder, source, ids)
     if array is None:
-        array = decode_images(source, ids, resolution)
-        write_cache(source, manifest_sha256, resolution, array, ids)
+        array = decode_images(source, ids, resolution, resample=resample)
+        write_cache(source, manifest_sha256, resolution, array, ids, resample)
     return array
 
 
 def board_splits(
-    source: DatasetSource, manifest: pd.DataFrame, manifest_sha256: str, resolution: int
+    source: DatasetSource, manifest: pd.DataFrame, manifest_sha256: str, resolution: int, resample: str = "bilinear"
 ) -> dict[str, SplitData]:
     known = set(source.entries["image_id"])
     unknown = [i for i in manifest["image_id"] if i not in known]
@@ -245,7 +267,7 @@ def board_splits(
         raise DataIntegrityError(
             f"{len(unknown)} manifest images are not in dataset {source.name} at {source.root} (first: {unknown[0]})"
         )
-    array = cached_images(source, manifest, manifest_sha256, resolution)
+    array = cached_images(source, manifest, manifest_sha256, resolution, resample)
     splits = {}
     for split in ("train", "val", "test"):
         mask = (manifest["split"] == split).to_numpy()

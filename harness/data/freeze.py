@@ -45,7 +45,7 @@ def freeze_board(name: str | Path, force: bool = False) -> Frozen:
     test_entries = usable_entries(test_source.entries, spec) if test_source else None
     try:
         if is_listed(board):  # the lists label the images, those the copy leaves unlabelled too
-            frame = listed_split(board, source.entries)
+            frame = listed_split(board, source.entries, source.root)
         else:
             frame = split_frame(board, usable_entries(source.entries, spec), test_entries, boxed)
     except KeyError as exc:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.boards.lists import is_listed, list_labelled
+from harness.boards.lists import is_listed, labels_from_lists, list_labelled
 from harness.boards.slices import check_slices
 from harness.boards.spec import Board
 from harness.boards.splits import attach_labels, excluded_split_sha256, read_manifest, verify_manifest
@@ -58,7 +58,7 @@ def frozen_manifest(board: Board) -> pd.DataFrame:
     """The board's committed manifest, verified by hash. For a licensed dataset it holds ids,
     patients and splits only: `load_manifest` adds the labels from the user's copy."""
     verify_manifest(board.split_manifest, board.split_sha256)
-    return read_manifest(board.split_manifest, ids_only=board.labels_sha256 is not None)
+    return read_manifest(board.split_manifest, board.labels_sha256 is not None, board.patient_disjoint)
 
 
 def load_manifest(board: Board) -> BoardManifest:
@@ -72,7 +72,7 @@ def load_manifest(board: Board) -> BoardManifest:
     sources = [source] if test_source is None else [source, test_source]
     if board.labels_sha256 is not None:
         entries = pd.concat([s.entries for s in sources], ignore_index=True)
-        entries = list_labelled(board, entries) if is_listed(board) else entries
+        entries = list_labelled(board, entries) if labels_from_lists(board) else entries
         manifest = attach_labels(manifest, entries, board.labels_sha256, f"board {board.name}")
     check_slices(board.slices, list(manifest.columns), f"board {board.name}")
     excluded = sorted(set().union(*(s.excluded for s in sources)) & set(manifest["image_id"]))
@@ -110,11 +110,11 @@ def load_board_data(board: Board) -> BoardData:
     found = load_manifest(board)
     board, manifest = found.board, found.manifest
     if found.test_source is None:
-        splits = board_splits(found.source, manifest, board.split_sha256, board.resolution)
+        splits = board_splits(found.source, manifest, board.split_sha256, board.resolution, board.resample)
     else:
         is_test = (manifest["split"] == "test").to_numpy()
         own, other = (
-            board_splits(s, manifest[rows].reset_index(drop=True), board.split_sha256, board.resolution)
+            board_splits(s, manifest[rows].reset_index(drop=True), board.split_sha256, board.resolution, board.resample)
             for s, rows in ((found.source, ~is_test), (found.test_source, is_test))
         )
         splits = {"train": own["train"], "val": own["val"], "test": other["test"]}

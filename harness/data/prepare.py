@@ -114,7 +114,8 @@ def prepare_local_dataset(name: str, root: Path, entries: pd.DataFrame, report: 
     prepared = []
     for board in boards_on(name):
         verify_manifest(board.split_manifest, board.split_sha256)
-        manifest, params = rows_from(board, read_manifest(board.split_manifest, board.labels_sha256 is not None), name)
+        frozen = read_manifest(board.split_manifest, board.labels_sha256 is not None, board.patient_disjoint)
+        manifest, params = rows_from(board, frozen, name)
         board_entries = read_entries(name, root, **params) if params else entries
         if board.labels_sha256 is None:
             check_manifest_labels(board, manifest, board_entries)
@@ -124,13 +125,14 @@ def prepare_local_dataset(name: str, root: Path, entries: pd.DataFrame, report: 
             check_manifest_images(board, manifest, board_entries)
         ids = [i for i in manifest["image_id"] if i not in excluded]
         start = time.perf_counter()
-        array, failures = decode_all(source, ids, board.resolution)
+        array, failures = decode_all(source, ids, board.resolution, resample=board.resample)
         excluded.update(failures)
         failed = {image_id for image_id, _ in failures}
         keep = [i not in failed for i in ids]
         board_excluded = sorted(set(manifest["image_id"]) & set(excluded))
         split = excluded_split_sha256(board.split_sha256, board_excluded) if board_excluded else board.split_sha256
-        write_cache(source, split, board.resolution, array[keep], [i for i, k in zip(ids, keep, strict=True) if k])
+        kept = [i for i, k in zip(ids, keep, strict=True) if k]
+        write_cache(source, split, board.resolution, array[keep], kept, board.resample)
         prepared.append(PreparedBoard(board.name, sum(keep), len(board_excluded), split, time.perf_counter() - start))
     report_path = under(data_root(), name, "exclusions.csv")
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -125,13 +125,15 @@ class RunSpec:
     def key(self) -> str:
         """What identifies the run's result, for `xrbench grid` to tell a cell already done: the
         method, its parameters and code, the harness code its predictions pass through, the
-        board edition, the seed, the device type and the options."""
+        board edition, its resolution and resampling filter, the seed, the device type and the
+        options."""
         parts = {
             "method": self.method,
             "params": self.params,
             "code": self.code,
             "pipeline": pipeline_code(),
             "board": [self.board.name, self.board.version, self.board.split_sha256, self.board.dataset_sha256],
+            "pixels": [self.board.resolution, self.board.resample],
             "seed": self.seed,
             "device": self.options.device.split(":")[0],
             "corruptions": self.options.corruptions,

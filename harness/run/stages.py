@@ -194,8 +194,10 @@ def pipeline_speed(data: BoardData, sample: int = 64) -> dict[str, float]:
     ids = rows["image_id"].tolist()
     try:
         return data_pipeline_speed(
-            decode=lambda: len(decode_images(data.source, ids[:sample], board.resolution)),
-            read_cache=lambda: len(cached_images(data.source, rows, board.split_sha256, board.resolution)),
+            decode=lambda: len(decode_images(data.source, ids[:sample], board.resolution, resample=board.resample)),
+            read_cache=lambda: len(
+                cached_images(data.source, rows, board.split_sha256, board.resolution, board.resample)
+            ),
         )
     except DataIntegrityError as exc:
         logging.getLogger("xrbench").warning("data pipeline speed not measured: %s", exc)
