@@ -49,6 +49,22 @@ def test_a_valid_board_loads_with_its_defaults(tmp_path):
         (lambda t: t.replace("version = 1", "version = 4294967296"), "version = 4294967296 is out of range"),
         (lambda t: t + "[[broken", "is not valid TOML"),
         (
+            lambda t: t.replace("resolution = 64", 'resolution = 64\nthreshold = "median"'),
+            "threshold = 'median'; choose one of best-f1, normal-quantile",
+        ),
+        (
+            lambda t: t.replace("resolution = 64", "resolution = 64\nthreshold_quantile = 1.5"),
+            "threshold_quantile = 1.5 must lie strictly between 0 and 1",
+        ),
+        (
+            lambda t: t.replace("resolution = 64", "resolution = 64\nthreshold_quantile = nan"),
+            "threshold_quantile = nan must lie strictly between 0 and 1",
+        ),
+        (
+            lambda t: t.replace("resolution = 64", "resolution = 64\nthreshold_quantile = 1"),
+            "threshold_quantile must be a number",
+        ),
+        (
             lambda t: t.replace("resolution = 64", 'resolution = 64\nresample = "bicubic"'),
             "resample = 'bicubic'; choose one of bilinear, lanczos",
         ),

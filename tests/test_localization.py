@@ -157,3 +157,36 @@ def test_masks_give_one_box_per_connected_region_and_resize_by_area():
     small = resize_mask(np.kron(mask, np.ones((2, 2), bool)), (8, 10))
     assert np.array_equal(small, mask)
     assert masks_sha256({"a|Mass": mask}) != masks_sha256({"a|Mass": ~mask})
+
+
+def _covered_by_fractions(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Each output pixel's covered share, from the overlap of every input pixel with it in exact
+    fractions: the definition `resize_mask` implements, written out one pixel at a time."""
+    from fractions import Fraction
+
+    (height, width), (h, w) = mask.shape, size
+    out = np.zeros(size, dtype=bool)
+    marked = np.argwhere(mask)
+    for r in range(h):
+        top, bottom = Fraction(r * height, h), Fraction((r + 1) * height, h)
+        for c in range(w):
+            left, right = Fraction(c * width, w), Fraction((c + 1) * width, w)
+            area = sum(max(0, min(i + 1, bottom) - max(i, top)) * max(0, min(j + 1, right) - max(j, left))
+                       for i, j in marked)  # fmt: skip
+            out[r, c] = area * 2 >= (bottom - top) * (right - left)
+    return out
+
+
+@pytest.mark.parametrize(("shape", "size"), [((24, 20), (7, 9)), ((9, 11), (20, 16)), ((30, 30), (12, 12))])
+def test_a_mask_resizes_to_the_pixels_it_covers_at_least_half(shape, size):
+    """Down and up, by ratios that are not whole, with regions on the borders and single pixels."""
+    rng = np.random.default_rng(sum(shape))
+    for trial in range(6):
+        mask = np.zeros(shape, dtype=bool)
+        top, left = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        mask[top : top + rng.integers(1, shape[0] // 2), left : left + rng.integers(1, shape[1] // 2)] = True
+        mask[rng.integers(0, shape[0], 3), rng.integers(0, shape[1], 3)] = True
+        if trial % 2:
+            mask[-1, :] = mask[:, 0] = True
+        assert np.array_equal(resize_mask(mask, size), _covered_by_fractions(mask, size)), trial
+    assert not resize_mask(np.zeros(shape, dtype=bool), size).any()

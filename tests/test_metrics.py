@@ -49,6 +49,18 @@ def test_point_estimates_match_scikit_learn_and_counting(scored):
     assert values["auroc"].n == 300 and values["auroc"].n_pos == 150
 
 
+def test_the_literatures_metrics_against_a_sweep_over_every_threshold(scored):
+    """Specificity at 95% sensitivity and F1-max, against every threshold tried by hand."""
+    labels, scores, groups = scored
+    values = {m.metric: m.value for m in binary_metrics(labels, scores, groups, 0.5, 100, 0)}
+    thresholds = [*np.unique(scores), np.inf]
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    specificities = [(negatives < t).mean() for t in thresholds if (positives >= t).mean() >= 0.95]
+    assert values["spec@95sens"] == pytest.approx(max(specificities), abs=1e-12)
+    assert values["f1max"] == pytest.approx(max(f1_score(labels, scores >= t) for t in np.unique(scores)), abs=1e-12)
+    assert values["f1max"] >= values["f1"]  # the test set's own best threshold beats any other
+
+
 def test_bootstrap_intervals_depend_on_the_seed_only(scored):
     labels, scores, groups = scored
     first = binary_metrics(labels, scores, groups, 0.5, 300, seed=1)

@@ -134,7 +134,7 @@ def test_micro_auroc_aurc_and_thresholds_of_a_clean_evaluation(tiny_multilabel_b
     findings = ["|".join(n for n, t in zip(board.targets, row, strict=True) if t) or "No Finding" for row in targets]
     meta = pd.DataFrame({"patient_id": groups, "image_id": [f"i{i}" for i in range(120)], "findings": findings})
     task = MultilabelTask()
-    fitted = task.fit_on_validation(targets, logits)
+    fitted = task.fit_on_validation(board, targets, logits)
     board = dataclasses.replace(board, slices=("num_findings",), min_slice_class=1)
     out = task.evaluate(board, meta, targets, logits, fitted, "clean", 0, detailed=True)
     frame = pd.DataFrame(out.metrics).set_index(["slice", "metric"])

@@ -36,6 +36,7 @@ REAL_BOARDS = [
     "vindr-medianomaly",
     "chexpert-upd",
     "chexpert-upd-disjoint",
+    "siim-ptx-loc",
 ]
 
 
@@ -64,9 +65,10 @@ def test_a_real_board_freezes_again_to_its_committed_manifest(name, packaged_env
     assert file_sha256(tmp_path / f"{name}.csv") == board.split_sha256
     again = load_board(tmp_path / f"{name}.toml")
     assert again.labels_sha256 == board.labels_sha256
-    if board.ground_truth.get("boxes_sha256"):
-        root = packaged_env[(board.test_dataset or board.dataset).name]
-        assert file_sha256(root / board.ground_truth["boxes"]) == board.ground_truth["boxes_sha256"]
+    root = packaged_env[(board.test_dataset or board.dataset).name]
+    for file, sha in (("boxes", "boxes_sha256"), ("masks", "masks_sha256")):
+        if board.ground_truth.get(sha):
+            assert file_sha256(root / board.ground_truth[file]) == board.ground_truth[sha]
 
 
 def _manifest(name: str) -> pd.DataFrame:
@@ -301,3 +303,13 @@ def test_chexpert_upd_disjoint_keeps_the_test_set_and_drops_crossing_patients():
     assert len(_ids(disjoint, "train")) == 4256 and len(_ids(disjoint, "val")) == 242
     assert _ids(disjoint, "val") <= _ids(upd, "val")
     assert load_board("chexpert-upd-disjoint").patient_disjoint
+
+
+def test_siim_ptx_loc_counts_from_the_raw_run_lengths(roots):
+    raw = pd.read_csv(roots["siim"] / "train-rle.csv", dtype=str, skipinitialspace=True)
+    raw.columns = [c.strip() for c in raw.columns]
+    outlined = (raw["EncodedPixels"].str.strip() != "-1").groupby(raw["ImageId"]).any().astype(int)
+    frame = _manifest("siim-ptx-loc")
+    assert _counts(frame, outlined) == {("train", 0): 5000, ("val", 0): 500, ("val", 1): 500, ("test", 0): 1500,
+                                        ("test", 1): 1500}  # fmt: skip
+    assert (frame["patient_id"] == frame["image_id"]).all()

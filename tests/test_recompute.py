@@ -106,11 +106,16 @@ def test_clean_metrics_equal_independent_computations(anomaly_runs, tiny_board):
     sens = max(
         ((s >= t) & (y == 1)).sum() / y.sum() for t in [*np.unique(s), np.inf] if (negatives >= t).mean() <= 0.05
     )
+    positives = s[y == 1]
+    spec = max((negatives < t).mean() for t in [*np.unique(s), np.inf] if (positives >= t).mean() >= 0.95)
+    f1s = [2 * ((s >= t) & (y == 1)).sum() / (y.sum() + (s >= t).sum()) for t in np.unique(s)]
     expected = {
         "auroc": roc_auc_score(y, s),
         "auprc": step_auprc(y, s),
         "sens@95spec": sens,
+        "spec@95sens": spec,
         "f1": 2 * tp / (2 * tp + fp + fn),
+        "f1max": max(f1s),
     }
     for metric, value in expected.items():
         assert stored[("clean", 0, "all", metric)].value == pytest.approx(value, abs=EXACT), metric

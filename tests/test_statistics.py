@@ -93,10 +93,10 @@ def test_bootstrap_interval_equals_a_hand_written_patient_loop_with_the_same_dra
 
 @pytest.mark.parametrize("rounding", [1, 3, None])  # heavy ties, few ties, no ties
 def test_every_bootstrapped_metric_equals_the_copy_loop_bit_for_bit(rounding):
-    """AUROC, AUPRC, sensitivity at 95% specificity and F1 count the resamples instead of
-    copying them: each resample's value must be exactly what scikit-learn (or the rank AUROC)
-    gives on the copied images."""
-    from sklearn.metrics import average_precision_score, f1_score, roc_curve
+    """AUROC, AUPRC, sensitivity at 95% specificity, specificity at 95% sensitivity, F1 and
+    F1-max count the resamples instead of copying them: each resample's value must be exactly
+    what scikit-learn (or the rank AUROC) gives on the copied images."""
+    from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_curve
 
     y, scores, _ = correlated_tied_scores(2, 45, 70)
     if rounding != 1:
@@ -105,7 +105,8 @@ def test_every_bootstrapped_metric_equals_the_copy_loop_bit_for_bit(rounding):
     groups = np.array([f"p{i // 4:03d}" for i in range(len(y))])  # four images per patient
     threshold = float(np.median(scores))
     fns = binary_metric_fns(threshold)
-    loop: dict[str, list[float]] = {"auroc": [], "f1": [], "auprc": [], "sens@95spec": []}
+    loop: dict[str, list[float]] = {"auroc": [], "f1": [], "auprc": [], "sens@95spec": [], "spec@95sens": [],
+                                    "f1max": []}  # fmt: skip
     for idx in patient_loop_resamples(groups, 200, seed=3):
         if y[idx].min() != y[idx].max():
             loop["auroc"].append(pairwise_auroc(y[idx], scores[idx]))
@@ -113,8 +114,11 @@ def test_every_bootstrapped_metric_equals_the_copy_loop_bit_for_bit(rounding):
             loop["auprc"].append(average_precision_score(y[idx], scores[idx]))
             fpr, tpr, _ = roc_curve(y[idx], scores[idx])
             loop["sens@95spec"].append(tpr[fpr <= 0.05 + 1e-12].max())
+            loop["spec@95sens"].append(1.0 - fpr[tpr >= 0.95 - 1e-12].min())
+            precision, recall, _ = precision_recall_curve(y[idx], scores[idx])
+            loop["f1max"].append((2 * precision * recall / np.maximum(precision + recall, 1e-12)).max())
     samples = counted_samples(fns, y, scores, groups, 200, 3)
-    for name in ("f1", "auprc", "sens@95spec"):
+    for name in ("f1", "auprc", "sens@95spec", "spec@95sens", "f1max"):
         np.testing.assert_array_equal(samples[name], loop[name], err_msg=name)
     np.testing.assert_allclose(samples["auroc"], loop["auroc"], rtol=0, atol=1e-15)
     intervals = cluster_bootstrap({k: fns[k] for k in loop}, y, scores, groups, 200, 3)
@@ -312,7 +316,7 @@ def test_a_slice_below_min_slice_class_gets_a_flag_and_no_number():
     scores = rng.normal(size=n) + truth
     task = AnomalyTask()
     board = _board(slices=("site",), min_slice_class=2, bootstrap=20)
-    rows = task.evaluate(board, meta, truth, scores, task.fit_on_validation(truth, scores), "clean", 0, True)
+    rows = task.evaluate(board, meta, truth, scores, task.fit_on_validation(board, truth, scores), "clean", 0, True)
     by_slice = {r["slice"]: r for r in rows.metrics if r["metric"] == "auroc"}
     assert by_slice["site=B"]["flag"].startswith("too few cases: 0 abnormal, 4 normal") and np.isnan(
         by_slice["site=B"]["value"]
@@ -342,3 +346,31 @@ def test_no_resample_with_both_classes_gives_nan_intervals_not_a_crash():
     assert set(intervals) == set(fns)
     empty = cluster_bootstrap(fns, y[:3], scores[:3], groups[:3], 20, 0)  # one class: no resample kept
     assert all(np.isnan(v).all() for v in empty.values())
+
+
+def test_the_normal_quantile_threshold_needs_no_abnormal_validation_image():
+    """`threshold = "normal-quantile"`: the q-quantile of the normal validation scores, by
+    linear interpolation between order statistics (written out here); without abnormal
+    validation images only min-max scaling is fitted and no risk-coverage curve is drawn."""
+    from harness.core.errors import XRBenchError
+
+    rng = np.random.default_rng(8)
+    val = rng.normal(size=41)
+    ordered, q = np.sort(val), 0.9
+    h = (len(val) - 1) * q
+    expected = ordered[int(h)] + (h - int(h)) * (ordered[int(h) + 1] - ordered[int(h)])
+    task = AnomalyTask()
+    board = _board(threshold="normal-quantile", threshold_quantile=q, bootstrap=20)
+    fitted = task.fit_on_validation(board, np.zeros(41, int), val)
+    assert fitted.threshold == pytest.approx(expected, abs=1e-12) and set(fitted.calibrators) == {"none"}
+    assert (val >= fitted.threshold).sum() == 5  # (41 - 1) * 0.9 = 36: the 37th smallest and the four above it
+    truth = np.r_[np.ones(30, int), np.zeros(30, int)]
+    scores = rng.normal(size=60) + truth
+    meta = pd.DataFrame({"image_id": [f"i{k}" for k in range(60)], "patient_id": [f"p{k}" for k in range(60)],
+                         "findings": ["Mass"] * 30 + ["No Finding"] * 30})  # fmt: skip
+    rows = {r["metric"]: r for r in task.evaluate(board, meta, truth, scores, fitted, "clean", 0, True).metrics}
+    tp = int(((scores >= expected) & (truth == 1)).sum())
+    assert rows["f1"]["value"] == pytest.approx(2 * tp / (30 + int((scores >= expected).sum())), abs=1e-12)
+    assert "ece_none" in rows and "ece_platt" not in rows and "aurc" not in rows
+    with pytest.raises(XRBenchError, match=r"no abnormal images, so no F1-optimal threshold; set threshold = "):
+        task.fit_on_validation(_board(), np.zeros(41, int), val)

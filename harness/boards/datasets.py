@@ -19,13 +19,16 @@ class DatasetEntry:
     """`reader(root, **options)` reads a user's copy in its published layout into entries
     (`harness.data.adapters.base`); `generator(spec)` makes a generated dataset ready as a
     `DatasetSource`; `boxes(path)` reads a boxes file of this dataset's layout (a board's
-    `box_format` names the dataset whose layout its boxes file has)."""
+    `box_format` names the dataset whose layout its boxes file has); `masks(path, image_ids)`
+    decodes the masks of those images from a file in this dataset's own encoding (a board's
+    `mask_format`), as {(image id, finding): bool array}."""
 
     title: str
     card: str  # the dataset card: datasets/<folder>/README.md
     reader: Ref | None = None
     generator: Ref | None = None
     boxes: Ref | None = None
+    masks: Ref | None = None
 
     @property
     def preparable(self) -> bool:
@@ -54,6 +57,12 @@ for _name, _entry in {
         "RSNA Pneumonia Detection", "rsna", reader=_adapter("rsna", "read_rsna"), boxes=_adapter("rsna", "read_boxes")
     ),
     "vindr": DatasetEntry("VinDr-CXR", "vindr", reader=_adapter("vindr", "read_vindr")),
+    "siim": DatasetEntry(
+        "SIIM-ACR Pneumothorax Segmentation",
+        "siim",
+        reader=_adapter("siim", "read_siim"),
+        masks=_adapter("siim", "read_masks"),
+    ),
     "dental": DatasetEntry("Dental panoramic DICOM folders", "dental", reader=_adapter("dental", "read_dental_folder")),
     "dentex": DatasetEntry(
         "DENTEX dental panoramics (quadrant crops)",
@@ -73,3 +82,8 @@ def preparable_datasets() -> list[str]:
 def box_formats() -> list[str]:
     """The boxes file layouts a board's `[ground_truth] box_format` may name."""
     return [name for name, entry in DATASETS.items() if entry.boxes is not None]
+
+
+def mask_formats() -> list[str]:
+    """The mask encodings a board's `[ground_truth] mask_format` may name."""
+    return [name for name, entry in DATASETS.items() if entry.masks is not None]

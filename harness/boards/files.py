@@ -14,7 +14,7 @@ import math
 import tomllib
 from pathlib import Path
 
-from harness.boards.datasets import DATASETS, box_formats
+from harness.boards.datasets import DATASETS, box_formats, mask_formats
 from harness.boards.reported import check_reported
 from harness.boards.spec import Board, DatasetSpec
 from harness.boards.tasks import task_spec
@@ -62,6 +62,8 @@ KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "seed": int,
     "batch_size": int,
     "resample": str,
+    "threshold": str,
+    "threshold_quantile": float,
     "split": dict,
     "corruptions": dict,
     "slices": list,
@@ -82,7 +84,9 @@ GROUND_TRUTH_KEYS = {
     "box_format": str,
     "masks": str,
     "masks_sha256": str,
+    "mask_format": str,
 }
+THRESHOLDS = ("best-f1", "normal-quantile")  # harness.scoring.anomaly
 RESAMPLE_FILTERS = ("bilinear", "lanczos")  # the keys of harness.data.cache.RESAMPLING
 RANGES = {  # the store keeps versions and seeds as 32-bit integers
     "version": (1, INT32_MAX),
@@ -103,15 +107,13 @@ def check_board_table(raw: dict, path: Path) -> None:
             raise XRBenchError(f"board file {path}: unknown key {key!r}{hint}")
         wanted = KEY_TYPES[key]
         if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
-            kind = {int: "a whole number", str: "a string", dict: "a table", list: "a list"}[wanted]
+            kind = {int: "a whole number", float: "a number", str: "a string", dict: "a table", list: "a list"}[wanted]
             raise XRBenchError(f"board file {path}: {key} must be {kind}, not {value!r}")
         low, high = RANGES.get(key, (None, None))
         if (low is not None and value < low) or (high is not None and value > high):
             allowed = f"from {low}" + (f" to {high}" if high is not None else " up")
             raise XRBenchError(f"board file {path}: {key} = {value} is out of range ({allowed})")
-    if raw.get("resample", "bilinear") not in RESAMPLE_FILTERS:
-        raise XRBenchError(f"board file {path}: resample = {raw['resample']!r}; choose one of "
-                           f"{', '.join(RESAMPLE_FILTERS)}")  # fmt: skip
+    _check_choices(raw, path)
     for key in ("slices", "targets"):
         if not all(isinstance(v, str) for v in raw.get(key, [])):
             raise XRBenchError(f"board file {path}: {key} must be a list of strings, not {raw[key]!r}")
@@ -127,13 +129,27 @@ def check_board_table(raw: dict, path: Path) -> None:
         raise XRBenchError(
             f"board file {path}: [ground_truth] box_format {box_format!r} is not one of {', '.join(box_formats())}"
         )
-    if raw.get("ground_truth") and "boxes" not in raw["ground_truth"]:
-        raise XRBenchError(f"board file {path}: [ground_truth] needs a boxes file")
+    truth = raw.get("ground_truth", {})
+    if "mask_format" in truth and (truth["mask_format"] not in mask_formats() or "masks" not in truth):
+        raise XRBenchError(f"board file {path}: [ground_truth] mask_format {truth['mask_format']!r} needs a masks "
+                           f"file and is one of {', '.join(mask_formats())}")  # fmt: skip
+    if truth and "boxes" not in truth and "mask_format" not in truth:
+        raise XRBenchError(f"board file {path}: [ground_truth] needs a boxes file (or masks with their mask_format)")
     for table in ("dataset", "test_dataset"):
         if table in raw and not isinstance(raw[table].get("name"), str):
             raise XRBenchError(f"board file {path}: [{table}] needs a name (a string)")
         if table in raw and raw[table]["name"] not in DATASETS:
             raise XRBenchError(f"board file {path}: [{table}] {DATASETS.unknown(raw[table]['name'])}")
+
+
+def _check_choices(raw: dict, path: Path) -> None:
+    """Keys that take one of a few values, and the threshold quantile."""
+    for key, choices, default in (("threshold", THRESHOLDS, "best-f1"), ("resample", RESAMPLE_FILTERS, "bilinear")):
+        if raw.get(key, default) not in choices:
+            raise XRBenchError(f"board file {path}: {key} = {raw[key]!r}; choose one of {', '.join(choices)}")
+    quantile = raw.get("threshold_quantile", 0.95)
+    if not (math.isfinite(quantile) and 0.0 < quantile < 1.0):
+        raise XRBenchError(f"board file {path}: threshold_quantile = {quantile} must lie strictly between 0 and 1")
 
 
 def _finite_number(x: object) -> bool:

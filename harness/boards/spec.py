@@ -37,6 +37,10 @@ class Board:
     seed: int = 0
     batch_size: int = 32
     resample: str = "bilinear"  # the filter images are resized with (harness.data.cache.RESAMPLING)
+    # Anomaly boards: how the decision threshold is chosen on validation scores, "best-f1" or
+    # "normal-quantile" (that quantile of the normal scores; no abnormal validation image needed).
+    threshold: str = "best-f1"
+    threshold_quantile: float = 0.95
     split: dict = field(default_factory=dict)  # how the manifest was built (xrbench split freeze)
     corruptions: dict = field(default_factory=dict)  # corruption name -> parameter per severity
     slices: tuple = ()  # metadata columns reported per value (age_bin is derived from age)

@@ -38,7 +38,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--board", default=None, help="with --seeds: the board")
     p.add_argument("--condition", default="clean", help="clean or a corruption name (default: clean)")
     p.add_argument("--severity", type=int, default=0, help="the corruption's severity (default: 0, clean)")
-    p.add_argument("--metric", default="auroc", help="auroc (default), auprc or sens@95spec")
+    p.add_argument("--metric", default="auroc", help="auroc (default), auprc, sens@95spec; anomaly: spec@95sens, f1max")
     add_db(p)
     p.set_defaults(func=cmd_compare)
 

@@ -106,11 +106,13 @@ def print_summary(result: BenchResult, entry: dict) -> None:
         ("n (abnormal)", "right"),
     ):
         table.add_column(col, justify=justify)
-    shown = clean[(clean["slice"] == "all") & clean["metric"].isin(["auroc", "auprc", "sens@95spec", "f1"])]
+    headline = ["auroc", "auprc", "sens@95spec", "spec@95sens", "f1", "f1max"]
+    shown = clean[(clean["slice"] == "all") & clean["metric"].isin(headline)]
     shown = pd.concat([shown, clean[(clean["slice"] != "all") & (clean["metric"] == "auroc")]])
     for r in shown.itertuples():
         ci = f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]" if pd.notna(r.ci_low) else "[dim]too few cases[/]"
-        table.add_row(escape(r.slice), r.metric, fmt(r.value), ci, f"{r.n} ({r.n_pos})")
+        name = r.metric + (" (test-set threshold: optimistic)" if r.metric == "f1max" else "")
+        table.add_row(escape(r.slice), name, fmt(r.value), ci, f"{r.n} ({r.n_pos})")
     console.print(table)
     from harness.core.metrics import names
 

@@ -63,15 +63,23 @@ for _metric in (
     Metric("auroc", "AUROC", "ranking", "Area under the ROC curve: the chance that an abnormal image scores "
            "above a normal one (multi-label: the mean over findings).", counted=True, leaderboard=TASKS,
            per_finding=True, labels={"multilabel": "Macro AUROC"}),
-    Metric("auprc", "AUPRC", "ranking", "Area under the precision-recall curve (average precision).",
+    Metric("auprc", "AUPRC", "ranking", "Area under the precision-recall curve, as average precision: the "
+           "number papers call image AP (one metric, two names).",
            counted=True, leaderboard=TASKS, per_finding=True, labels={"multilabel": "Macro AUPRC"}),
     Metric("sens@95spec", "Sens@95%Spec", "ranking", "Sensitivity at the threshold that keeps 95% of normal "
            "images below it.", counted=True, leaderboard=("anomaly",), per_finding=True,
            labels={"multilabel": "Sensitivity at 95% specificity"}),
+    Metric("spec@95sens", "Spec@95%Sens", "ranking", "Specificity at the threshold that finds 95% of abnormal "
+           "images: the share of normal images a screen would not send for review.", tasks=("anomaly",),
+           counted=True),
     Metric("f1@0.5", "F1 at 0.5", "decision", "F1 of deciding 'present' at probability 0.5.",
            tasks=("multilabel",), counted=True, per_finding=True),
     Metric("f1", "F1", "decision", "F1 at the threshold chosen on the validation split (best validation F1).",
            counted=True, per_finding=True),
+    Metric("f1max", "F1-max (optimistic)", "decision", "The best F1 over every threshold, chosen on the test set "
+           "itself, as MedIAnomaly and anomalib report it: optimistic, since no method could choose that "
+           "threshold in advance; F1 takes its threshold from the validation split.", tasks=("anomaly",),
+           counted=True),
     Metric("precision@val", "Precision", "decision", "Precision at the validation threshold.",
            tasks=("multilabel",), counted=True, per_finding=True),
     Metric("recall@val", "Recall", "decision", "Recall at the validation threshold.",

@@ -11,6 +11,15 @@ test images come from), their SHA-256 and the pixel space of the boxes:
     box_format = "rsna"               # optional: whose layout the boxes file has (default nih)
     masks = "masks.npz"               # optional: one bool array per "<image id>|<finding>"
     masks_sha256 = "..."              # over the masks' contents (`masks_sha256`)
+
+or, for a dataset that publishes masks in its own encoding, no boxes file:
+
+    [ground_truth]
+    masks = "train-rle.csv"           # SIIM's run lengths
+    masks_sha256 = "..."              # the file's SHA-256
+    mask_format = "siim"              # the dataset whose encoding it is
+
+The boxes the box metrics score against then surround each connected region of each mask.
 """
 
 from __future__ import annotations
@@ -24,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from scipy import ndimage
 
 from harness.boards.datasets import DATASETS
@@ -51,10 +59,16 @@ class GroundTruth:
 
 
 def mask_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """(x, y, w, h) of every 8-connected region of a bool mask, in pixels."""
-    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    """(x, y, w, h) of every 8-connected region of a bool mask, in pixels. Regions are labelled
+    within the rectangle that holds every marked pixel (a lesion is a small part of a 1024 px
+    radiograph: ten times faster)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return []
+    top, left = int(rows[0]), int(cols[0])
+    labels, _ = ndimage.label(mask[top : rows[-1] + 1, left : cols[-1] + 1], structure=np.ones((3, 3)))
     regions = ndimage.find_objects(labels)
-    return [(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start) for rows, cols in regions]
+    return [(left + c.start, top + r.start, c.stop - c.start, r.stop - r.start) for r, c in regions]
 
 
 def write_ground_truth(folder: Path, masks: list[tuple[str, str, np.ndarray]]) -> dict[str, str]:
@@ -159,9 +173,32 @@ def read_masks(path: Path, expected_sha256: str | None) -> dict[str, np.ndarray]
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A bool mask at (height, width): pixels at least half covered by the original mask."""
-    image = Image.fromarray(mask.astype(np.float32))
-    return np.asarray(image.resize((size[1], size[0]), Image.Resampling.BOX)) >= 0.5
+    """A bool mask at (height, width): the pixels at least half covered by the original mask,
+    their covered area counted exactly in integers (no rounding decides a borderline pixel).
+    Only the output pixels the marked pixels touch are computed: a lesion on a 1024 px
+    radiograph resizes in well under a millisecond."""
+    (height, width), (h, w) = mask.shape, size
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    out = np.zeros(size, dtype=bool)
+    if not len(rows):
+        return out
+    r0, r1 = (int(rows[0]) * h) // height, -((-(int(rows[-1]) + 1) * h) // height)  # output rows touched
+    c0, c1 = (int(cols[0]) * w) // width, -((-(int(cols[-1]) + 1) * w) // width)
+    y0, y1 = (r0 * height) // h, -((-r1 * height) // h)  # the input rows under them
+    x0, x1 = (c0 * width) // w, -((-c1 * width) // w)
+    # The covered area times h * w: whole numbers below 2**53, so float64 products (BLAS) are exact.
+    covered = _overlaps(height, h, r0, r1, y0, y1) @ mask[y0:y1, x0:x1].astype(np.float64)
+    covered = covered @ _overlaps(width, w, c0, c1, x0, x1).T
+    out[r0:r1, c0:c1] = 2 * covered >= height * width
+    return out
+
+
+def _overlaps(n_in: int, n_out: int, lo: int, hi: int, first: int, last: int) -> np.ndarray:
+    """(hi - lo, last - first): n_out times the length of input pixel i (first <= i < last)
+    inside output pixel r (lo <= r < hi), which spans [r * n_in / n_out, (r + 1) * n_in / n_out)."""
+    r, i = np.arange(lo, hi)[:, None], np.arange(first, last)[None, :]
+    overlap = np.minimum((i + 1) * n_out, (r + 1) * n_in) - np.maximum(i * n_out, r * n_in)
+    return np.clip(overlap, 0, None).astype(np.float64)
 
 
 def scale_boxes(boxes: pd.DataFrame, space: tuple[float, float], size: tuple[int, int]) -> pd.DataFrame:
@@ -175,23 +212,18 @@ def load_ground_truth(
 ) -> GroundTruth:
     """Ground truth of `images` (manifest rows) from a board's `[ground_truth]` table, files
     read from `root`, verified by hash, at (resolution, resolution)."""
+    on_board = set(images["image_id"])
+    size = (resolution, resolution)
+    if spec.get("mask_format"):
+        return _encoded_masks(spec, root, on_board, size, where)
     boxes_path = root / spec["boxes"]
-    if not boxes_path.is_file():
-        raise DataIntegrityError(f"{where}: its boxes file {boxes_path} does not exist")
-    actual = file_sha256(boxes_path)
-    if spec.get("boxes_sha256") and actual != spec["boxes_sha256"]:
-        raise DataIntegrityError(
-            f"{where}: boxes file {boxes_path} has SHA-256 {actual}, but the board was frozen with "
-            f"{spec['boxes_sha256']}; the localization results would not be comparable"
-        )
+    _check_file(boxes_path, spec.get("boxes_sha256"), where, "boxes")
     findings = {f for fs in images["findings"].astype(str).str.split("|") for f in fs} | set(spec.get("findings", ()))
     space = spec.get("box_space")
     if not (isinstance(space, list) and len(space) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in space)):
         raise XRBenchError(f"{where}: [ground_truth] box_space must be [width, height] in pixels, not {space!r}")
     boxes = read_boxes(boxes_path, known_images, findings, box_reader(spec))
     check_inside(boxes, tuple(space), boxes_path)
-    on_board = set(images["image_id"])
-    size = (resolution, resolution)
     boxes = scale_boxes(boxes[boxes["image_id"].isin(on_board)].reset_index(drop=True), tuple(space), size)
     masks = {}
     if spec.get("masks"):
@@ -200,6 +232,36 @@ def load_ground_truth(
             if image_id in on_board:
                 masks[(image_id, finding)] = resize_mask(mask, size)
     return GroundTruth(boxes, resolution, masks)
+
+
+def _check_file(path: Path, expected: str | None, where: str, what: str) -> None:
+    if not path.is_file():
+        raise DataIntegrityError(f"{where}: its {what} file {path} does not exist")
+    actual = file_sha256(path)
+    if expected and actual != expected:
+        raise DataIntegrityError(
+            f"{where}: {what} file {path} has SHA-256 {actual}, but the board was frozen with "
+            f"{expected}; the localization results would not be comparable"
+        )
+
+
+def _encoded_masks(spec: dict, root: Path, on_board: set[str], size: tuple[int, int], where: str) -> GroundTruth:
+    """Masks from a dataset's own encoding (`mask_format`, such as SIIM's run lengths), decoded
+    for the board's images only; the boxes scored by the box metrics surround each connected
+    region of each mask, in the mask's own pixels, then at the board's resolution."""
+    path = root / spec["masks"]
+    _check_file(path, spec.get("masks_sha256"), where, "masks")
+    reader = DATASETS.get(spec["mask_format"]).masks
+    assert reader is not None, "boards.files refuses a mask_format without a masks reader"
+    native = reader.load()(path, on_board)
+    rows, masks = [], {}
+    for (image_id, finding), mask in native.items():
+        height, width = mask.shape
+        rows += [(image_id, finding, x * size[1] / width, y * size[0] / height, w * size[1] / width,
+                  h * size[0] / height) for x, y, w, h in mask_boxes(mask)]  # fmt: skip
+        masks[(image_id, finding)] = resize_mask(mask, size)
+    boxes = pd.DataFrame(rows, columns=["image_id", "finding", "x", "y", "w", "h"])
+    return GroundTruth(boxes.astype({c: float for c in "xywh"}), size[0], masks)
 
 
 def truth_of(truth: GroundTruth | None, image_id: str, finding: str) -> tuple[np.ndarray | None, list]:

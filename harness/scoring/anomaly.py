@@ -3,8 +3,9 @@ abnormal (1, any finding).
 
 Validation scores fix the F1-optimal threshold and three calibrators (`none`: min-max scaling,
 `platt`, `isotonic`). Each test condition gets AUROC with its patient-bootstrap interval,
-calibration of each calibrator and the Platt risk-coverage curve; the clean condition also
-gets AUPRC, sensitivity at 95% specificity, F1 at the threshold, and AUROC per finding (that
+calibration of each calibrator and the Platt risk-coverage curve; the clean condition also gets
+AUPRC, sensitivity at 95% specificity, specificity at 95% sensitivity, F1 at the threshold,
+F1-max (optimistic: its threshold is chosen on the test set), and AUROC per finding (that
 finding's images against all normal ones) and per slice value.
 """
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from harness.boards.slices import slice_values
 from harness.boards.tasks import AnomalySpec
+from harness.core.errors import XRBenchError
 from harness.scoring.calibration import CALIBRATORS, fit_calibrator
 from harness.scoring.evaluation import TIE_RESAMPLES, Evaluation, Fitted, Task, metric_row
 from harness.scoring.metrics import MetricValue, best_f1_threshold, binary_metric_fns, binary_metrics
@@ -29,9 +31,24 @@ NAN = float("nan")
 
 
 class AnomalyTask(AnomalySpec, Task):
-    def fit_on_validation(self, truth: np.ndarray, scores: np.ndarray) -> Fitted:
-        threshold = best_f1_threshold(truth, scores)
-        calibrators = {kind: fit_calibrator(kind, scores, truth) for kind in CALIBRATORS}
+    def fit_on_validation(self, board: Board, truth: np.ndarray, scores: np.ndarray) -> Fitted:
+        """The board's threshold: F1-optimal on validation (`best-f1`), or the
+        `threshold_quantile` of the normal validation scores (`normal-quantile`, numpy's linear
+        interpolation), which needs no abnormal validation image. Platt and isotonic
+        calibration need both classes; without abnormal validation images only min-max
+        scaling is fitted, and the risk-coverage curve (which reads Platt) is left out."""
+        both = bool(truth.min() != truth.max())
+        if board.threshold == "normal-quantile":
+            threshold = float(np.quantile(scores[truth == 0], board.threshold_quantile))
+        elif not both:
+            raise XRBenchError(
+                f"board {board.name}: its validation split has no abnormal images, so no F1-optimal threshold; "
+                f'set threshold = "normal-quantile" in the board file'
+            )
+        else:
+            threshold = best_f1_threshold(truth, scores)
+        kinds = CALIBRATORS if both else ("none",)
+        calibrators = {kind: fit_calibrator(kind, scores, truth) for kind in kinds}
         return Fitted(calibrators, threshold, {"threshold": threshold})
 
     def evaluate(
@@ -55,7 +72,8 @@ class AnomalyTask(AnomalySpec, Task):
                 out.metrics += _slice_rows(board, truth[mask], scores[mask], groups[mask], name, condition, severity)
         for kind, calibrate in fitted.calibrators.items():
             out.add_calibration(kind, truth, calibrate(scores), len(truth), condition, severity)
-        out.add_selective(truth, fitted.calibrators["platt"](scores), len(truth), condition, severity)
+        if "platt" in fitted.calibrators:
+            out.add_selective(truth, fitted.calibrators["platt"](scores), len(truth), condition, severity)
         return out
 
     def compare(
@@ -73,7 +91,7 @@ class AnomalyTask(AnomalySpec, Task):
         F1 needs a threshold and is not compared."""
         fns = binary_metric_fns(threshold=NAN)
         if metric not in fns or metric == "f1":
-            raise ValueError(f"anomaly runs compare on auroc, auprc or sens@95spec, not {metric!r}")
+            raise ValueError(f"anomaly runs compare on auroc, auprc, sens@95spec, spec@95sens or f1max, not {metric!r}")
         fn = fns[metric]
         a, b = fn(truth, scores_a), fn(truth, scores_b)
         p, lo, hi = paired_bootstrap(truth, scores_a, scores_b, groups, n_resamples, seed, metric=fn)

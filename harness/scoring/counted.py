@@ -93,9 +93,15 @@ def sensitivities(targets: np.ndarray, scores: np.ndarray, resamples: Resamples,
 def curve_metrics(
     targets: np.ndarray, scores: np.ndarray, resamples: Resamples, names: tuple[str, ...], specificity: float = 0.95
 ) -> dict[str, np.ndarray]:
-    """`average_precision` and/or `sensitivity` (at `specificity`) of each column in each
-    resample, each (resamples, K), from one construction of the resampled curves."""
-    readers = {"average_precision": _average_precisions, "sensitivity": lambda c: _sensitivities(c, specificity)}
+    """`average_precision`, `sensitivity` (at `specificity`), `specificity` (at 95% sensitivity)
+    and `f1_max`, those named, of each column in each resample, each (resamples, K), from one
+    construction of the resampled curves."""
+    readers = {
+        "average_precision": _average_precisions,
+        "sensitivity": lambda c: _sensitivities(c, specificity),
+        "specificity": lambda c: _specificities(c, 0.95),
+        "f1_max": _f1_maxima,
+    }
 
     def column(k: int) -> dict[str, np.ndarray]:
         chunks = list(_resampled_curves(scores[:, k], targets[:, k].astype(bool), resamples))
@@ -159,16 +165,40 @@ def _average_precisions(curves: Curves) -> np.ndarray:
 
 def _sensitivities(curves: Curves, specificity: float) -> np.ndarray:
     """The highest true-positive rate with false-positive rate <= 1 - specificity on
-    scikit-learn's `roc_curve`, which drops a point inside a resample's curve where both second
-    differences are zero (its `drop_intermediate`) and starts at (0, 0)."""
+    scikit-learn's `roc_curve` (`_roc_points`; its prepended (0, 0) point never wins)."""
+    kept, fpr, tpr = _roc_points(curves)
+    admissible = kept & (fpr <= 1.0 - specificity + 1e-12)
+    return np.maximum.reduceat(np.where(admissible, tpr, 0.0), curves.starts)
+
+
+def _roc_points(curves: Curves) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kept, fpr, tpr): scikit-learn's `roc_curve` drops a point inside a resample's curve
+    where both second differences are zero (its `drop_intermediate`); rates over the
+    resample's totals."""
     tps, fps = curves.tps, curves.fps
     kept = np.zeros(len(tps), dtype=bool)
     kept[1:-1] = (fps[2:] - 2 * fps[1:-1] + fps[:-2] != 0) | (tps[2:] - 2 * tps[1:-1] + tps[:-2] != 0)
     kept[curves.starts] = kept[curves.ends - 1] = True  # first and last points are always kept
     fpr = fps / curves.per_point(fps[curves.ends - 1])
     tpr = tps / curves.per_point(tps[curves.ends - 1])
-    admissible = kept & (fpr <= 1.0 - specificity + 1e-12)
-    return np.maximum.reduceat(np.where(admissible, tpr, 0.0), curves.starts)
+    return kept, fpr, tpr
+
+
+def _specificities(curves: Curves, sensitivity: float) -> np.ndarray:
+    """`metrics.specificity_at_sensitivity`: one minus the lowest false-positive rate among the
+    kept points whose true-positive rate reaches `sensitivity` (the last point always does)."""
+    kept, fpr, tpr = _roc_points(curves)
+    admissible = kept & (tpr >= sensitivity - 1e-12)
+    return 1.0 - np.minimum.reduceat(np.where(admissible, fpr, np.inf), curves.starts)
+
+
+def _f1_maxima(curves: Curves) -> np.ndarray:
+    """`metrics.f1_max`: the largest F1 over the points of scikit-learn's precision-recall
+    curve, with its operations (its appended point, recall 0, has F1 0 and never wins)."""
+    precision = curves.tps / (curves.tps + curves.fps)
+    recall = curves.tps / curves.per_point(curves.tps[curves.ends - 1])
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return np.maximum.reduceat(f1, curves.starts)
 
 
 def _cpus() -> int:

@@ -111,7 +111,7 @@ class Task(TaskSpec):
     `harness.scoring.tasks`."""
 
     @abstractmethod
-    def fit_on_validation(self, truth: np.ndarray, scores: np.ndarray) -> Fitted:
+    def fit_on_validation(self, board: Board, truth: np.ndarray, scores: np.ndarray) -> Fitted:
         """Threshold and calibrators from validation scores only."""
 
     @abstractmethod

@@ -54,6 +54,23 @@ def sensitivity_at_specificity(labels: np.ndarray, scores: np.ndarray, specifici
     return float(tpr[fpr <= 1.0 - specificity + 1e-12].max())
 
 
+def specificity_at_sensitivity(labels: np.ndarray, scores: np.ndarray, sensitivity: float = 0.95) -> float:
+    """Highest true-negative rate among thresholds whose true-positive rate is >= `sensitivity`
+    (on scikit-learn's `roc_curve`): how many normal images a screen keeps out of review while
+    it still finds 95% of the abnormal ones."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(1.0 - fpr[tpr >= sensitivity - 1e-12].min())
+
+
+def f1_max(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The best F1 over every threshold on the scores themselves (scikit-learn's
+    `precision_recall_curve`), as MedIAnomaly and anomalib's F1Max report it. The threshold is
+    chosen on the set it is measured on, so the number is optimistic; xrbench's `f1` takes its
+    threshold from the validation split."""
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    return float((2 * precision * recall / np.maximum(precision + recall, 1e-12)).max())
+
+
 def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The score threshold (predict abnormal when score >= threshold) that maximises F1."""
     precision, recall, thresholds = precision_recall_curve(labels, scores)
@@ -87,9 +104,16 @@ COUNTED: dict[MetricFn, Callable[[np.ndarray, np.ndarray, Resamples], np.ndarray
     auroc: counted.aurocs,
     average_precision: counted.average_precisions,
     sensitivity_at_specificity: lambda y, s, resamples: counted.sensitivities(y, s, resamples, specificity=0.95),
+    specificity_at_sensitivity: lambda y, s, r: counted.curve_metrics(y, s, r, ("specificity",))["specificity"],
+    f1_max: lambda y, s, resamples: counted.curve_metrics(y, s, resamples, ("f1_max",))["f1_max"],
 }
 # The counted metrics read from resampled curves, which `counted.curve_metrics` builds once for all.
-ON_CURVES: dict[MetricFn, str] = {average_precision: "average_precision", sensitivity_at_specificity: "sensitivity"}
+ON_CURVES: dict[MetricFn, str] = {
+    average_precision: "average_precision",
+    sensitivity_at_specificity: "sensitivity",
+    specificity_at_sensitivity: "specificity",
+    f1_max: "f1_max",
+}
 
 
 def binary_metric_fns(threshold: float) -> dict[str, MetricFn]:
@@ -97,7 +121,9 @@ def binary_metric_fns(threshold: float) -> dict[str, MetricFn]:
         "auroc": auroc,
         "auprc": average_precision,
         "sens@95spec": sensitivity_at_specificity,
+        "spec@95sens": specificity_at_sensitivity,
         "f1": F1At(threshold),
+        "f1max": f1_max,
     }
 
 

@@ -188,7 +188,7 @@ def multilabel_metrics(
 
 
 class MultilabelTask(MultilabelSpec, Task):
-    def fit_on_validation(self, truth: np.ndarray, scores: np.ndarray) -> Fitted:
+    def fit_on_validation(self, board: Board, truth: np.ndarray, scores: np.ndarray) -> Fitted:
         calibrators, temperature = fit_calibrators(scores, truth)
         return Fitted(
             calibrators, None, thresholds=validation_thresholds(truth, scores), run_values={"temperature": temperature}

@@ -27,13 +27,17 @@ if TYPE_CHECKING:
     from harness.boards.spec import Board
 
 T = TypeVar("T")
-SCORING_VERSION = 5
+SCORING_VERSION = 6
 """Recorded with every run. 1: up to release 0.1.0. 2: the multi-label temperature is fitted
 to convergence (strong Wolfe line search; version 1 stopped up to 1e-4 short of it).
 3: localization metrics of kept maps against the board's ground truth. 4: IoBB leaves out map
 regions under 1% of the map (speckle). 5: multi-label clean test sets add sensitivity at 95%
 specificity, F1 at 0.5, F1, precision and recall at validation thresholds (stored as
-`threshold` rows), the micro AUROC and the micro risk-coverage curve with its AURC."""
+`threshold` rows), the micro AUROC and the micro risk-coverage curve with its AURC.
+6: anomaly clean test sets add specificity at 95% sensitivity and F1-max (`METRICS_ADDED`)."""
+METRICS_ADDED = {"spec@95sens": 6, "f1max": 6}
+"""Metrics that a scoring version added, with that version: a bundle reported under an older
+version lacks them, which is not a difference (`harness.submissions.verify`)."""
 
 
 def _untracked(items: Iterable[T], description: str) -> Iterable[T]:
@@ -123,7 +127,7 @@ def score_predictions(
     val_truth, val_scores = checked_scores(
         task, board, aligned_rows(predictions, val_meta, "val", "clean", 0), val_meta
     )
-    fitted = task.fit_on_validation(val_truth, val_scores)
+    fitted = task.fit_on_validation(board, val_truth, val_scores)
     conditions = scored_conditions(board, predictions)
     if ("clean", 0) not in conditions:
         raise DataIntegrityError("there are no predictions for the clean test split")

@@ -34,7 +34,7 @@ from harness.core.metrics import names
 from harness.core.paths import REPO_ROOT
 from harness.data.loading import frozen_manifest, load_manifest, test_ground_truth
 from harness.run.inference import prediction_rows
-from harness.scoring.score import SCORING_VERSION, Scored, score_predictions
+from harness.scoring.score import METRICS_ADDED, SCORING_VERSION, Scored, score_predictions
 from harness.scoring.tasks import task_for
 from harness.submissions.bundles import (
     MAPS,
@@ -214,9 +214,9 @@ def rebuilt_predictions(bundle: Bundle, board: Board, manifest: pd.DataFrame) ->
 
 
 def check_reported(v: Verification, boards: dict[str, Path]) -> None:
-    v.comparison = compare_reported(v.bundle, v.scored)
-    differing = v.comparison[v.comparison["differs"]]
     reported_version = v.bundle.reported.get("scoring_version", v.bundle.submission["scoring_version"])
+    v.comparison = compare_reported(v.bundle, v.scored, reported_version)
+    differing = v.comparison[v.comparison["differs"]]
     if reported_version != SCORING_VERSION:
         v.notes.append(
             f"reported under scoring version {reported_version}, verified under {SCORING_VERSION}: "
@@ -231,9 +231,10 @@ def check_reported(v: Verification, boards: dict[str, Path]) -> None:
         )
 
 
-def compare_reported(bundle: Bundle, scored: Scored) -> pd.DataFrame:
+def compare_reported(bundle: Bundle, scored: Scored, reported_version: int = SCORING_VERSION) -> pd.DataFrame:
     """Every reported metric, run value and robustness value beside its verified value.
-    Localization metrics are compared only when the bundle carries the maps they need."""
+    Localization metrics are compared only when the bundle carries the maps they need;
+    metrics added after the bundle's scoring version are verified, not compared."""
     reported = pd.DataFrame(bundle.reported["metrics"])
     if bundle.maps is None and not reported.empty:
         reported = reported[~reported["metric"].isin(names("localization"))]
@@ -241,6 +242,8 @@ def compare_reported(bundle: Bundle, scored: Scored) -> pd.DataFrame:
     verified = scored.metrics.copy()
     if bundle.maps is None:
         verified = verified[~verified["metric"].isin(names("localization"))]
+    newer = [m for m, version in METRICS_ADDED.items() if version > reported_version]
+    verified = verified[~verified["metric"].isin(newer)]
     rows = []
     mine = verified.set_index(key)
     theirs = reported.set_index(key) if not reported.empty else pd.DataFrame(columns=mine.columns)

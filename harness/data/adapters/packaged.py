@@ -30,6 +30,7 @@ FILES = {
         ("kaggle_stage_2_train_images_dicom_headers.csv.gz", "stage_2_train_images_dicom_headers.csv"),
     ],
     "vindr": [("vinbigdata-train.csv.gz", "train.csv")],
+    "siim": [("siim-pneumothorax-train-rle.csv.gz", "train-rle.csv")],
 }
 
 
