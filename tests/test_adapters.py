@@ -196,6 +196,27 @@ def test_nih_reader_finds_images_and_the_official_split(tmp_path):
     assert report.missing == ["images/missing.png"]
 
 
+def test_nih_expert_labels_replace_the_text_mined_ones_and_bad_rows_are_named(tmp_path):
+    _nih_tree(tmp_path)
+    header = "Image Index,Fracture,Pneumothorax,Airspace opacity,Nodule or mass,Set Id\n"
+    path = tmp_path / "google2019_nih-chest-xray-labels.csv"
+    with pytest.raises(XRBenchError, match=r"google2019_nih-chest-xray-labels.csv is missing: the combined expert"):
+        read_nih(tmp_path, labels="experts")
+    path.write_text(header + "00000001_000.png,NO,NO,NO,NO,test\n00000002_000.png,NO,YES,NO,YES,val\n")
+    entries = read_nih(tmp_path, labels="experts").set_index("image_id")
+    assert entries["label"].tolist() == [0, 1, 1] and entries["official_split"].tolist() == ["test", "val", ""]
+    assert entries["findings"].tolist() == ["No Finding", "Pneumothorax|Nodule or mass", "Hernia"]
+    assert entries["nih_agrees"].tolist() == ["differs", "differs", ""]
+    path.write_text(header + "00000001_000.png,NO,MAYBE,NO,NO,test\n")
+    with pytest.raises(XRBenchError, match=r"labels.csv, line 2: findings must be YES or NO"):
+        read_nih(tmp_path, labels="experts")
+    path.write_text(header + "99999999_000.png,NO,NO,NO,NO,test\n")
+    with pytest.raises(XRBenchError, match=r"1 images are not in the NIH table \(first: 99999999_000.png\)"):
+        read_nih(tmp_path, labels="experts")
+    with pytest.raises(XRBenchError, match=r"nih option labels = 'radiologists'"):
+        read_nih(tmp_path, labels="radiologists")
+
+
 def test_nih_boxes(tmp_path):
     (tmp_path / "BBox_List_2017.csv").write_text(
         "Image Index,Finding Label,Bbox [x,y,w,h],,,\n00013118_008.png,Atelectasis,225.08,547.02,86.79,79.18\n"
@@ -256,7 +277,7 @@ def test_data_check_command_reports_and_fails_on_unusable_images(tmp_path, capsy
     _png(broken)
     assert main(["data", "check", "nih", "--root", str(tmp_path)]) == 0
     with pytest.raises(XRBenchError, match="unknown dataset"):
-        read_entries("padchest", tmp_path)
+        read_entries("openi", tmp_path)
 
 
 def test_official_test_list_split_keeps_the_release_test_set(tmp_path):
@@ -494,3 +515,45 @@ def test_the_dentex_board_definition_freezes_on_a_copy_in_the_published_layout(t
     frame = pd.read_csv(tmp_path / "dentex-ad.csv")
     assert list(frame.columns) == ["image_id", "patient_id", "split"] and len(board.labels_sha256) == 64
     assert frame.groupby("patient_id")["split"].nunique().max() == 1  # an X-ray's quadrants share a split
+
+
+def test_padchest_labels_devices_notes_and_16_bit_images(tmp_path):
+    """Normal only when "normal" is the only label; devices and notes are not findings; the
+    network's labels are left out by default; a malformed Labels cell is named; 16-bit PNGs are
+    scaled from their own range (Pillow alone would clip them at 255)."""
+    from harness.data.adapters.padchest import LABELS, read_padchest
+    from harness.data.cache import read_pixels
+
+    header = ",ImageID,ImageDir,PatientID,PatientBirth,PatientSex_DICOM,StudyDate_DICOM,Projection,MethodLabel,Labels"
+    rows = [
+        "0,a.png,1,p1,1950.0,F,20100102,PA,Physician,\"['normal']\"",
+        "1,b.png,1,p2,1960.0,M,20120304,PA,Physician,\"['pacemaker', ' unchanged']\"",  # devices and notes only
+        "2,c.png,2,p3,1940.0,M,20110506,PA,Physician,\"['pleural effusion', 'NSG tube']\"",
+        "3,d.png,2,p3,1940.0,M,20110506,L,Physician,\"['normal', 'cardiomegaly']\"",  # contradiction
+        "4,e.png,3,p4,,O,20130708,PA,RNN_model,\"['normal']\"",
+        "5,f.png,3,p5,1970.0,F,20140910,PA,Physician,\"['exclude']\"",
+    ]
+    (tmp_path / LABELS).write_text("\n".join([header, *rows]) + "\n")
+    entries = read_padchest(tmp_path).set_index("image_id")
+    assert list(entries.index) == ["a.png", "b.png", "c.png", "d.png", "f.png"]
+    assert entries.loc["a.png", ["label", "findings", "age", "path"]].tolist() == [0.0, "No Finding", 60, "1/a.png"]
+    assert np.isnan(entries.loc["b.png", "label"]) and np.isnan(entries.loc["d.png", "label"])
+    assert entries.loc["c.png", ["label", "findings", "patient_id"]].tolist() == [
+        1.0,
+        "pleural effusion",
+        "padchest-p3",
+    ]
+    assert np.isnan(entries.loc["f.png", "label"])
+    both = read_padchest(tmp_path, label_method="any").set_index("image_id")
+    assert both.loc["e.png", ["label", "sex", "age"]].tolist() == [0.0, "", -1]
+    (tmp_path / LABELS).write_text(header + '\n0,a.png,1,p1,1950.0,F,20100102,PA,Physician,"normal"\n')
+    with pytest.raises(XRBenchError, match=r"image a.png: Labels 'normal' is not a list of findings"):
+        read_padchest(tmp_path)
+    with pytest.raises(XRBenchError, match=r"label_method = 'robot'"):
+        read_padchest(tmp_path, label_method="robot")
+
+    deep = np.linspace(1000, 4095, 64 * 48).reshape(48, 64).astype(np.uint16)  # 12 bits stored in 16
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    pixels = read_pixels(tmp_path / "deep.png")
+    assert pixels.dtype == np.uint8 and (pixels.min(), pixels.max()) == (0, 255)
+    assert np.array_equal(pixels, np.round((deep - 1000.0) / 3095.0 * 255).astype(np.uint8))

@@ -106,6 +106,7 @@ def test_pixel_metric_intervals_come_from_patient_resamples():
     groups = np.arange(30) // 2
     rows = {m.metric: m for m in pixel_metrics(p, groups, 200, 0)}
     assert rows["pixel_auroc"].value == pytest.approx(pixel_auroc(p), abs=1e-12)
+    assert np.isnan(rows.pop("aupimo").value)  # 10 normal maps of 16 x 16: far fewer than 100,000 pixels
     for m in rows.values():
         assert m.ci_low < m.ci_high and m.n == 30 and m.n_pos == sum(t.any() for t in p.truth)
     narrow = {m.metric: m for m in pixel_metrics(p, groups, 200, 1)}
@@ -190,3 +191,53 @@ def test_a_mask_resizes_to_the_pixels_it_covers_at_least_half(shape, size):
             mask[-1, :] = mask[:, 0] = True
         assert np.array_equal(resize_mask(mask, size), _covered_by_fractions(mask, size)), trial
     assert not resize_mask(np.zeros(shape, dtype=bool), size).any()
+
+
+def _reference_aupimo(scores: list[np.ndarray], truth: list[np.ndarray]) -> list[float]:
+    """AUPIMO from its definition, another way: the normal pixels ranked once, each threshold's
+    overlap counted pixel by pixel, the curve integrated on a fine grid of log FPR."""
+    normal = np.sort(np.concatenate([s.ravel() for s, t in zip(scores, truth, strict=True) if not t.any()]))[::-1]
+    n = len(normal)
+    last_of_tie = np.flatnonzero(np.r_[normal[1:] != normal[:-1], True])
+    fpr, thresholds = (last_of_tie + 1) / n, normal[last_of_tie]
+    wanted = np.flatnonzero(fpr >= 1e-4)[0] + 1  # through the first vertex past the range
+    fpr, thresholds = fpr[:wanted], thresholds[:wanted]
+    grid = np.linspace(-5.0, -4.0, 200_001)
+    out = []
+    for s, t in zip(scores, truth, strict=True):
+        if t.any():
+            lesion = s[t]
+            overlap = np.array([sum(v >= threshold for v in lesion) / len(lesion) for threshold in thresholds])
+            curve = np.interp(grid, np.log10(fpr), overlap)
+            out.append(float(np.sum((curve[1:] + curve[:-1]) / 2) / (len(grid) - 1)))
+    return out
+
+
+def test_aupimo_against_its_definition_computed_another_way():
+    from harness.scoring.localization import Pixels, aupimo_per_image
+
+    rng = np.random.default_rng(12)
+    scores, truth = [], []
+    for _ in range(12):  # 12 normal maps of 100 x 100: 120,000 normal pixels
+        scores.append(rng.normal(size=(100, 100)))
+        truth.append(np.zeros((100, 100), bool))
+    for k in range(5):
+        s, t = rng.normal(size=(100, 100)), np.zeros((100, 100), bool)
+        t[10 : 30 + 5 * k, 20:40] = True
+        s[t] += 2.5 + 0.5 * k + np.round(rng.normal(size=t.sum()), 1)  # some tied lesion scores
+        scores.append(s)
+        truth.append(t)
+    per_image = aupimo_per_image(Pixels(scores, truth))
+    assert np.isnan(per_image[:12]).all()
+    np.testing.assert_allclose(per_image[12:], _reference_aupimo(scores, truth), rtol=0, atol=1e-6)
+    assert 0.0 < per_image[12] < per_image[16] < 1.0  # stronger lesions: more overlap at the same FPR
+
+    perfect = [*scores[:12], np.where(truth[12], 100.0, scores[12])]
+    assert aupimo_per_image(Pixels(perfect, [*truth[:12], truth[12]]))[-1] == 1.0
+    hidden = [*scores[:12], np.where(truth[12], -100.0, scores[12])]
+    assert aupimo_per_image(Pixels(hidden, [*truth[:12], truth[12]]))[-1] == 0.0
+    too_few = aupimo_per_image(Pixels(scores[:9] + scores[12:], truth[:9] + truth[12:]))  # 90,000 normal pixels
+    assert np.isnan(too_few).all()
+    rows = {m.metric: m for m in pixel_metrics(Pixels(scores, truth), np.arange(len(scores)), 200, 0)}
+    assert rows["aupimo"].value == pytest.approx(per_image[12:].mean(), abs=1e-15)
+    assert rows["aupimo"].ci_low < rows["aupimo"].value < rows["aupimo"].ci_high

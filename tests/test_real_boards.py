@@ -37,6 +37,10 @@ REAL_BOARDS = [
     "chexpert-upd",
     "chexpert-upd-disjoint",
     "siim-ptx-loc",
+    "nih-expert-ad",
+    "nih-expert-cls",
+    "padchest-ad",
+    "nih-to-padchest-ad",
 ]
 
 
@@ -313,3 +317,55 @@ def test_siim_ptx_loc_counts_from_the_raw_run_lengths(roots):
     assert _counts(frame, outlined) == {("train", 0): 5000, ("val", 0): 500, ("val", 1): 500, ("test", 0): 1500,
                                         ("test", 1): 1500}  # fmt: skip
     assert (frame["patient_id"] == frame["image_id"]).all()
+
+
+def test_nih_expert_boards_are_googles_sets_with_googles_labels(roots):
+    """Validation and test are Google's sets; each image's label, read here from the raw file,
+    is 1 when any of the four findings is YES; nih_agrees compares it with NIH's text mining."""
+    raw = pd.read_csv(roots["nih"] / "google2019_nih-chest-xray-labels.csv", dtype={"Patient ID": str})
+    four = ["Fracture", "Pneumothorax", "Airspace opacity", "Nodule or mass"]
+    expert = (raw[four] == "YES").any(axis=1).astype(int).set_axis(raw["Image Index"])
+    sets = raw.groupby("Set Id")["Image Index"].agg(set)
+    anomaly, multilabel = _manifest("nih-expert-ad"), _manifest("nih-expert-cls")
+    assert _ids(anomaly, "test") == sets["test"] == _ids(multilabel, "test") and _ids(anomaly, "val") == sets["val"]
+    assert _ids(multilabel, "train") | _ids(multilabel, "val") == sets["val"]
+    assert _counts(anomaly[anomaly["split"] != "train"], expert) == {("val", 0): 1217, ("val", 1): 1197,
+                                                                     ("test", 0): 660, ("test", 1): 1302}  # fmt: skip
+    nih = pd.read_csv(roots["nih"] / "Data_Entry_2017_v2020.csv", dtype={"Patient ID": str}).set_index("Image Index")
+    train = anomaly[anomaly["split"] == "train"]
+    assert len(train) == 8000 and (nih.loc[train["image_id"], "Finding Labels"] == "No Finding").all()
+    assert not set(train["patient_id"]) & set(raw["Patient ID"])
+    test = raw[raw["Set Id"] == "test"]
+    nih_abnormal = (nih.loc[test["Image Index"], "Finding Labels"] != "No Finding").to_numpy()
+    assert int((nih_abnormal == expert[test["Image Index"]].to_numpy().astype(bool)).sum()) == 1366  # the card's count
+
+
+def test_nih_expert_labels_in_the_adapter(roots):
+    from harness.data.adapters.nih import read_nih
+
+    entries = read_nih(roots["nih"], labels="experts").set_index("image_id")
+    assert entries.loc["00000013_026.png", "findings"] == "Pneumothorax"  # NIH: Cardiomegaly|Emphysema
+    assert entries.loc["00000013_026.png", "nih_findings"] == "Cardiomegaly|Emphysema"
+    assert entries.loc["00000013_008.png", ["findings", "nih_agrees"]].tolist() == ["Airspace opacity", "differs"]
+    assert (entries["official_split"] != "").sum() == 4376
+
+
+def test_padchest_boards_from_the_raw_table(roots):
+    """Labels rebuilt here from the raw table: physicians' reports, normal when the only label
+    is "normal", abnormal when any label is outside the notes and devices the card lists."""
+    import ast
+
+    from harness.data.adapters.padchest import DEVICES, NOT_FINDINGS
+
+    raw = pd.read_csv(roots["padchest"] / "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv", low_memory=False)
+    raw = raw[raw["MethodLabel"] == "Physician"]
+    names = raw["Labels"].map(lambda t: set(map(str.strip, ast.literal_eval(t))) if isinstance(t, str) else set())
+    finding = names.map(lambda n: bool(n - NOT_FINDINGS - DEVICES - {"normal", "exclude", "suboptimal study"}))
+    usable = ~names.map(lambda n: bool(n & {"exclude", "suboptimal study"}) or ("normal" in n and n != {"normal"}))
+    label = pd.Series(np.where(finding, 1.0, np.where(names.map(lambda n: n == {"normal"}), 0.0, np.nan)),
+                      index=raw["ImageID"]).where(usable.to_numpy())  # fmt: skip
+    frame, cross = _manifest("padchest-ad"), _manifest("nih-to-padchest-ad")
+    assert _counts(frame, label) == {("train", 0.0): 5000, ("val", 0.0): 500, ("val", 1.0): 500,
+                                     ("test", 0.0): 2000, ("test", 1.0): 2000}  # fmt: skip
+    assert (raw.set_index("ImageID").loc[frame["image_id"], "Projection"] == "PA").all()
+    assert _ids(cross, "test") == _ids(frame, "test") and not _ids(cross, "train") & set(raw["ImageID"])

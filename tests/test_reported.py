@@ -84,3 +84,38 @@ def test_a_board_with_reported_numbers_and_no_run_gets_a_page(tmp_path):
     page = next((tmp_path / "site" / "boards").glob("rsna-medianomaly-*.html")).read_text()
     assert "No ranked runs" in page or "no ranked runs" in page.lower()
     assert page.count('class="reported-mark"') == len(load_board("rsna-medianomaly").reported) == 16
+
+
+def test_reported_numbers_sit_beside_the_same_recipe_verified_here(tiny_board, tmp_path):
+    """An entry naming the xrbench recipe it runs shows that recipe's runs here: the mean and
+    standard deviation of the metric over seeds, computed here from the stored metrics; an
+    entry whose recipe has not run says how to run it."""
+    board_file = with_reported(tiny_board, tmp_path, ENTRY)
+    board_file.write_text(
+        board_file.read_text()
+        + 'runs_here = { method = "intensity" }\n\n[[reported]]\nmethod = "kNN (k 3)"\nmetric = "auprc"\n'
+        'value = 0.6\nsource = "a survey"\nruns_here = { method = "knn", params = { k = 3 } }\n'
+    )
+    db = tmp_path / "r.duckdb"
+    for seed in ("0", "1"):
+        argv = ["bench", "--method", "intensity", "--board", str(board_file), "--no-corruptions", "--db", str(db)]
+        assert main([*argv, "--seed", seed]) == 0
+    with ResultStore(db) as store:
+        store.record_board(board_edition(load_board(board_file)))
+        aurocs = store.query("SELECT value FROM metrics WHERE metric = 'auroc' AND condition = 'clean' "
+                             "AND slice = 'all'")["value"]  # fmt: skip
+    assert main(["site", "--db", str(db), "--out", str(tmp_path / "site")]) == 0
+    rows = pd.read_csv(next((tmp_path / "site" / "data").glob("tiny-lit-*-reported.csv")))
+    first, second = rows.iloc[0], rows.iloc[1]
+    assert (first["here"], first["here_seeds"]) == ("intensity", 2)
+    assert first["here_mean"] == pytest.approx(aurocs.mean(), abs=1e-12)
+    assert first["here_sd"] == pytest.approx(aurocs.std(ddof=1), abs=1e-12)
+    assert (second["here"], second["here_seeds"]) == ("knn k=3", 0) and pd.isna(second["here_mean"])
+    page = next((tmp_path / "site" / "boards").glob("tiny-lit-*.html")).read_text()
+    assert "not run here yet: <code>make bench METHOD=knn BOARD=tiny-lit ARGS=&#39;--param k=3&#39;</code>" in page
+    with pytest.raises(XRBenchError, match=r"runs_here = 'ae' is not a dict"):
+        load_board(with_reported(tiny_board, tmp_path, ENTRY | {"runs_here": "ae"}))
+    from harness.boards.reported import check_reported
+
+    with pytest.raises(XRBenchError, match=r"entry 1: runs_here must be \{ method = "):
+        check_reported([ENTRY | {"runs_here": {"params": {"latent": 4}}}], "anomaly", tmp_path / "b.toml")

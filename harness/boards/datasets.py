@@ -57,6 +57,7 @@ for _name, _entry in {
         "RSNA Pneumonia Detection", "rsna", reader=_adapter("rsna", "read_rsna"), boxes=_adapter("rsna", "read_boxes")
     ),
     "vindr": DatasetEntry("VinDr-CXR", "vindr", reader=_adapter("vindr", "read_vindr")),
+    "padchest": DatasetEntry("PadChest", "padchest", reader=_adapter("padchest", "read_padchest")),
     "siim": DatasetEntry(
         "SIIM-ACR Pneumothorax Segmentation",
         "siim",

@@ -13,6 +13,7 @@ from harness.boards.splits import (
     anomaly_split,
     boxed_test_split,
     cross_dataset_split,
+    given_evaluation_split,
     labels_sha256,
     official_test_split,
     patient_split,
@@ -47,7 +48,9 @@ def split_frame(
             raise XRBenchError(f"board {board.name}: a boxed test split needs the images with boxes")
         return boxed_test_split(entries, boxed, spec["n_train"], counts("val"), seed)
     if spec.get("official_test"):
-        return official_test_split(entries, spec["val_fraction"], seed)
+        return official_test_split(entries, spec["val_fraction"], seed, spec.get("official_train_val", "train_val"))
+    if spec.get("evaluation") == "given":
+        return given_evaluation_split(entries, spec["n_train"], seed)
     if board.task == "multilabel":
         return patient_split(entries, {split: spec[f"{split}_fraction"] for split in SPLITS}, seed)
     return anomaly_split(entries, spec["n_train"], counts("val"), counts("test"), seed)

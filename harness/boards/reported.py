@@ -12,6 +12,10 @@ run here". Values are on xrbench's scale (an AUROC of 67.5 % is 0.675).
     n_runs = 3                         # optional
     source = "Cai et al., MICCAI 2024, Table 2"
     protocol = "64x64, latent 16, ..." # optional: what differs from this board
+    runs_here = { method = "ae", params = { latent = 16 } }
+                                       # optional: the xrbench method and parameters that
+                                       # run this recipe; the board page sets their runs'
+                                       # mean over seeds beside the reported number
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from harness.core.errors import XRBenchError
 from harness.core.metrics import METRICS
 
 REQUIRED = {"method": str, "metric": str, "value": float, "source": str}
-OPTIONAL = {"spread": float, "n_runs": int, "protocol": str}
+OPTIONAL = {"spread": float, "n_runs": int, "protocol": str, "runs_here": dict}
 
 
 def check_reported(entries: object, task: str, path: Path) -> tuple[dict, ...]:
@@ -56,4 +60,9 @@ def _checked(entry: dict, task: str, where: str) -> dict:
         raise XRBenchError(f"{where}: value and spread must be finite numbers, the spread not negative")
     if entry.get("n_runs", 1) < 1:
         raise XRBenchError(f"{where}: n_runs = {entry['n_runs']} must be at least 1")
+    recipe = entry.get("runs_here", {"method": ""})
+    if not isinstance(recipe.get("method"), str) or not isinstance(recipe.get("params", {}), dict) or (
+        set(recipe) - {"method", "params"}
+    ):
+        raise XRBenchError(f"{where}: runs_here must be {{ method = \"name\", params = {{ ... }} }}, not {recipe!r}")
     return {key: float(value) if kinds[key] is float else value for key, value in entry.items()}

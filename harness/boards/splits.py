@@ -185,17 +185,37 @@ def cross_dataset_split(
     return in_manifest_order(pd.concat([own, other], ignore_index=True))
 
 
-def official_test_split(entries: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
-    """The release's own test list as test; its train/val list split by patient into train and
-    val (`entries` carries `official_split`: 'test', 'train_val', or '' when unlisted)."""
+def given_evaluation_split(entries: pd.DataFrame, n_train: int, seed: int) -> pd.DataFrame:
+    """Validation and test exactly as the dataset's `official_split` marks them ('val' and
+    'test': a labelled evaluation set such as an expert-adjudicated one); `n_train` normal
+    training images drawn, seeded and by whole patients, from the patients of neither."""
     listed = entries.get("official_split", pd.Series("", index=entries.index))
-    if not (listed == "test").any() or not (listed == "train_val").any():
+    if not (listed == "val").any() or not (listed == "test").any():
+        raise XRBenchError(
+            "this board takes validation and test from the dataset's own sets, but the entries mark no 'val' or "
+            "'test' images (for NIH: labels = \"experts\" and Google's label file)"
+        )
+    given = entries[listed.isin(["val", "test"])].assign(split=listed[listed.isin(["val", "test"])])
+    pool = entries[~entries["patient_id"].isin(set(given["patient_id"])) & (entries["label"] == 0)]
+    frame = pd.concat([given, anomaly_split(pool, n_train, (0, 0), (0, 0), seed)], ignore_index=True)
+    check_patient_disjoint(frame, "given evaluation split")
+    return in_manifest_order(frame)
+
+
+def official_test_split(
+    entries: pd.DataFrame, val_fraction: float, seed: int, train_val: str = "train_val"
+) -> pd.DataFrame:
+    """The release's own test list as test; its train/val list split by patient into train and
+    val (`entries` carries `official_split`: 'test', `train_val` (by default 'train_val'), or
+    '' when unlisted)."""
+    listed = entries.get("official_split", pd.Series("", index=entries.index))
+    if not (listed == "test").any() or not (listed == train_val).any():
         raise XRBenchError(
             "this board uses the official test list, but the dataset copy has no official split lists "
             "(for NIH: train_val_list.txt and test_list.txt beside Data_Entry_2017.csv)"
         )
     rest = patient_split(
-        entries[listed == "train_val"], {"train": 1 - val_fraction, "val": val_fraction, "test": 0}, seed
+        entries[listed == train_val], {"train": 1 - val_fraction, "val": val_fraction, "test": 0}, seed
     )
     frame = pd.concat([rest, entries[listed == "test"].assign(split="test")], ignore_index=True)
     check_patient_disjoint(frame, "official split")
@@ -267,7 +287,9 @@ def attach_labels(manifest: pd.DataFrame, entries: pd.DataFrame, expected_sha256
     unknown = [i for i in manifest["image_id"] if i not in known.index]
     if unknown:
         raise XRBenchError(f"{where}: {len(unknown)} manifest images are not in your copy (first: {unknown[0]})")
-    extra = known.loc[manifest["image_id"], MANIFEST_COLUMNS[3:]].reset_index(drop=True)
+    # The manifest's columns, then any other metadata of the copy a board may slice by (never paths).
+    more = [c for c in known.columns if c not in (*MANIFEST_COLUMNS, "path", "official_split")]
+    extra = known.loc[manifest["image_id"], [*MANIFEST_COLUMNS[3:], *more]].reset_index(drop=True)
     if extra["label"].isna().any():
         first = manifest["image_id"].iloc[int(extra["label"].isna().to_numpy().nonzero()[0][0])]
         raise XRBenchError(f"{where}: image {first} has no usable label in your copy (uncertainty policy?)")

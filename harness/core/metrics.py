@@ -129,6 +129,8 @@ for _metric in (
            "pixels.", leaderboard=TASKS),
     Metric("dice", "Best Dice", "localization", "Dice of the thresholded map with the masks, at the best threshold.",
            leaderboard=TASKS),
+    Metric("aupimo", "AUPIMO", "localization", "Per-image overlap with the ground truth, averaged over abnormal "
+           "images, while between 1e-5 and 1e-4 of normal images' pixels fire (log scale)."),
     Metric("pointing_game", "Pointing game", "localization", "Share of images whose map maximum falls in a "
            "ground-truth box.", leaderboard=TASKS),
     *(Metric(f"iobb@{level}", f"IoBB≥{level}", "localization", f"Share of boxed findings with a map region at least "

@@ -47,7 +47,8 @@ class SplitData:
 
 
 # Part of every cache key: how images become pixels. 2: JPEGs decoded in Pillow's draft mode.
-DECODING = 2
+# 3: 16-bit PNGs (PadChest) scaled from their own range, not clipped at 255.
+DECODING = 3
 # A board's `resample` filter: bilinear by default; a board reproducing a published protocol
 # names the filter that protocol resized with.
 RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling.LANCZOS}
@@ -55,15 +56,26 @@ RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling
 
 def read_pixels(path: Path, at_least: int | None = None) -> np.ndarray:
     """8-bit grayscale: DICOM (found by its preamble) through `harness.data.dicom`, anything else
-    through Pillow, at native size; except that with `at_least`, a JPEG is decoded at the
-    smallest DCT scale (1/2, 1/4 or 1/8, Pillow's draft mode) that keeps both sides at least
-    that large: several times faster for full-size radiographs (CheXpert, MIMIC-CXR-JPG)."""
+    through Pillow (16-bit images scaled from their own range), at native size; except that
+    with `at_least`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4 or 1/8, Pillow's
+    draft mode) that keeps both sides at least that large: several times faster for full-size
+    radiographs (CheXpert, MIMIC-CXR-JPG)."""
     if is_dicom(path):
         return to_uint8(read_dicom(path))
     with Image.open(path) as im:
         if at_least and im.format == "JPEG":
             im.draft("L", (at_least, at_least))
+        if im.mode.startswith("I"):  # 16-bit grayscale: Pillow's conversion to L would clip at 255
+            return full_range_uint8(np.asarray(im))
         return np.asarray(im.convert("L"))
+
+
+def full_range_uint8(values: np.ndarray) -> np.ndarray:
+    """An image of more than 8 bits as 8-bit grayscale, its darkest pixel 0 and brightest 255
+    (as a DICOM without a window is shown)."""
+    values = values.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    return to_uint8((values - low) / (high - low) if high > low else np.zeros_like(values))
 
 
 def _decode(

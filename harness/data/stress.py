@@ -36,10 +36,11 @@ class Condition:
 
 def corrupted_folder(board: Board, dataset_sha256: str) -> Path:
     """Where a board's corrupted test set is cached: the key holds the board, its split and
-    dataset hashes, the resolution, the decoding scheme, the board seed and the corruptions'
-    version."""
+    dataset hashes, the resolution and resampling filter, the decoding scheme, the board seed
+    and the corruptions' version."""
+    resample = "" if board.resample == "bilinear" else f"-{board.resample}"
     key = (
-        f"{board.name}-{board.split_sha256[:12]}-{dataset_sha256[:12]}-r{board.resolution}-d{DECODING}"
+        f"{board.name}-{board.split_sha256[:12]}-{dataset_sha256[:12]}-r{board.resolution}{resample}-d{DECODING}"
         f"-seed{board.seed}-v{CORRUPTIONS_VERSION}"
     )
     return cache_root() / "corrupted" / key

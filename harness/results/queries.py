@@ -317,11 +317,12 @@ def leaderboards(store: ResultStore) -> pd.DataFrame:
 
 
 def board_entries(store: ResultStore, board: str) -> pd.DataFrame:
-    """The board's leaderboard rows (ranked runs first) with their runs' seed, device, weights and time."""
+    """The board's leaderboard rows (ranked runs first) with their runs' seed, device, weights, time and
+    parameters."""
     return store.query(
         "SELECT l.run_id, l.method, l.value, l.ci_low AS value_ci_low, l.ci_high AS value_ci_high, l.best, "
         "l.rank, l.tie_p, l.tied, l.mce, l.relative_mce, l.flag, l.seeds, l.seed_mean, l.seed_std, r.seed, "
-        "r.device, r.weights_id, r.finished_at, r.precision FROM leaderboard l JOIN runs r USING (run_id) "
+        "r.device, r.weights_id, r.finished_at, r.precision, r.params FROM leaderboard l JOIN runs r USING (run_id) "
         "WHERE l.board = ? ORDER BY l.rank NULLS LAST, l.value DESC NULLS LAST",
         [board],
     )

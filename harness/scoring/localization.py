@@ -10,6 +10,15 @@ Masks (pixel level, the medical anomaly-detection benchmarks' conventions):
   by 0.3; each connected ground-truth region counts equally (MVTec AD).
 - `dice`: the best Dice over thresholds, pixels pooled over the test set (the threshold is
   chosen on the test set itself, as MedIAnomaly reports it: an optimistic figure).
+- `aupimo`: the mean over abnormal images of each one's area under its per-image overlap
+  curve (the share of its ground-truth pixels above a threshold) against the false-positive
+  rate of normal images' pixels, on a log scale from 1e-5 to 1e-4, divided by that range
+  (Bertoldo et al., 2024): how much of each lesion a map finds while almost no normal pixel
+  fires. Every distinct normal score in the range is a vertex, joined linearly in log FPR
+  and interpolated at the range's ends; the FPR pools the normal images' pixels (their
+  per-image FPRs averaged, since all maps have one size). Its interval resamples the abnormal
+  images' patients with the normal images' ruler held fixed. It needs at least 100,000 normal
+  pixels, so that 1e-5 is one pixel: fewer gives no number.
 The point values of AUPRO and Dice are exact; their intervals come from the same resamples,
 with per-image counts at `GRID` thresholds (quantiles of the scores).
 
@@ -39,7 +48,8 @@ from harness.scoring.resampling import patient_draws
 
 FPR_LIMIT = 0.3
 GRID = 1000
-PIXEL_METRICS = ("pixel_auroc", "aupro", "dice")  # against masks
+PIXEL_METRICS = ("pixel_auroc", "aupro", "dice", "aupimo")  # against masks
+AUPIMO_FPR = (1e-5, 1e-4)  # the normal pixels' false-positive rates AUPIMO integrates between
 BOX_METRICS = ("pointing_game", *(f"iobb@{t}" for t in IOBB_LEVELS))  # against boxes
 METRICS = names("localization")  # both, as harness.core.metrics lists them (tested)
 NORMAL_PIXEL_QUANTILE = 0.95
@@ -229,7 +239,52 @@ def pixel_metrics(
     weights = weights[(weights @ pixels.positives > 0) & (weights @ pixels.negatives > 0)]
     draws = Resampled(pooled, pixels).values(weights)
     point = {"pixel_auroc": pooled.auroc(), "aupro": pooled.aupro(), "dice": pooled.dice()}
-    return [MetricValue(m, point[m], *interval(list(draws[m])), n, n_pos, name) for m in point]
+    out = [MetricValue(m, point[m], *interval(list(draws[m])), n, n_pos, name) for m in point]
+    per_image = aupimo_per_image(pixels)
+    abnormal = pixels.positives > 0
+    draws_aupimo = [float(w[abnormal] @ per_image[abnormal] / w[abnormal].sum()) for w in weights]
+    value = float(per_image[abnormal].mean())
+    return [*out, MetricValue("aupimo", value, *interval([] if np.isnan(value) else draws_aupimo), n, n_pos, name)]
+
+
+def aupimo_per_image(pixels: Pixels) -> np.ndarray:
+    """Each abnormal image's AUPIMO (see the module docstring); NaN for normal images, and for
+    all when the normal pixels are too few for the range."""
+    out = np.full(len(pixels.scores), NAN)
+    normal = [s.ravel() for s, t in zip(pixels.scores, pixels.truth, strict=True) if not t.any()]
+    pool = np.concatenate(normal) if normal else np.empty(0)
+    low, high = AUPIMO_FPR
+    if len(pool) * low < 1:
+        return out
+    thresholds, fpr = _normal_fpr_vertices(pool, high)
+    if fpr[0] > low:  # ties at the top: the curve does not start inside the range
+        return out
+    x = np.log10(fpr)
+    for i, (scores, truth) in enumerate(zip(pixels.scores, pixels.truth, strict=True)):
+        if truth.any():
+            positive = np.sort(scores[truth])
+            tpr = (len(positive) - np.searchsorted(positive, thresholds, "left")) / len(positive)
+            out[i] = _area_between(x, tpr, np.log10(low), np.log10(high))
+    return out
+
+
+def _normal_fpr_vertices(pool: np.ndarray, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct normal scores, highest first, down to the first whose false-positive rate
+    (the share of normal pixels at or above it) passes `high`, with those rates."""
+    k = min(len(pool), int(np.ceil(high * len(pool))) + 1)
+    top = np.sort(np.partition(pool, len(pool) - k)[len(pool) - k :])  # the k highest, ascending
+    thresholds = np.unique(top)[::-1]
+    at_or_above = len(top) - np.searchsorted(top, thresholds, "left")
+    at_or_above[-1] = int((pool >= thresholds[-1]).sum())  # the lowest may tie with scores left out
+    return thresholds, at_or_above / len(pool)
+
+
+def _area_between(x: np.ndarray, y: np.ndarray, a: float, b: float) -> float:
+    """Area under y(x), linear between points (x increasing), from a to b, divided by b - a."""
+    inside = x[(x > a) & (x < b)]
+    xs = np.r_[a, inside, b]
+    ys = np.interp(xs, x, y)
+    return float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2) / (b - a))
 
 
 # --- boxes ---------------------------------------------------------------------------------------

@@ -34,8 +34,10 @@ to convergence (strong Wolfe line search; version 1 stopped up to 1e-4 short of 
 regions under 1% of the map (speckle). 5: multi-label clean test sets add sensitivity at 95%
 specificity, F1 at 0.5, F1, precision and recall at validation thresholds (stored as
 `threshold` rows), the micro AUROC and the micro risk-coverage curve with its AURC.
-6: anomaly clean test sets add specificity at 95% sensitivity and F1-max (`METRICS_ADDED`)."""
-METRICS_ADDED = {"spec@95sens": 6, "f1max": 6}
+6: anomaly clean test sets add specificity at 95% sensitivity and F1-max, and maps against
+masks AUPIMO (`METRICS_ADDED`)."""
+METRICS_ADDED = {"spec@95sens": 6, "f1max": 6, "aupimo": 6}
+AUPIMO_FLAG = "fewer than 100,000 normal pixels: no false-positive rate as low as 1e-5"
 """Metrics that a scoring version added, with that version: a bundle reported under an older
 version lacks them, which is not a difference (`harness.submissions.verify`)."""
 
@@ -162,7 +164,9 @@ def localization_rows(
         if m.slice != "all" and m.n_pos < board.min_slice_class:
             flag = f"too few cases: {m.n_pos} with ground truth (minimum {board.min_slice_class})"
             m = MetricValue(m.metric, float("nan"), float("nan"), float("nan"), m.n, m.n_pos, m.slice)
+        elif m.n_pos == 0:
+            flag = "no ground truth here"
         else:
-            flag = "no ground truth here" if m.n_pos == 0 else None
+            flag = AUPIMO_FLAG if m.metric == "aupimo" and np.isnan(m.value) else None
         rows.append(metric_row("clean", 0, m, flag))
     return rows, level

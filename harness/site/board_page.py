@@ -93,17 +93,47 @@ def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame
         slice_grid=slice_grid,
         corruptions=corrupt,
         tie_alpha=TIE_ALPHA,
-        reported=reported_table(pages, ed.reported if ed else (), name),
+        reported=reported_table(pages, ed.reported if ed else (), name, table, ed.board if ed else board),
     )
     return info
 
 
-def reported_table(pages: Pages, reported: tuple[dict, ...], name: str) -> Table | None:
-    """The numbers papers published on the board's protocol, as the board file gives them."""
+def reported_table(
+    pages: Pages, reported: tuple[dict, ...], name: str, table: pd.DataFrame, board: str
+) -> Table | None:
+    """The numbers papers published on the board's protocol, as the board file gives them, with
+    the runs verified here of the same recipe beside them (`verified_beside`)."""
     if not reported:
         return None
     keys = ["method", "metric", "value", "spread", "n_runs", "source", "protocol"]
-    return pages.export(pd.DataFrame([{k: entry.get(k) for k in keys} for entry in reported]), f"{name}-reported")
+    rows = [{k: entry.get(k) for k in keys} | verified_beside(entry, table, board) for entry in reported]
+    return pages.export(pd.DataFrame(rows), f"{name}-reported")
+
+
+def verified_beside(entry: dict, table: pd.DataFrame, board: str) -> dict:
+    """For an entry naming the xrbench recipe it runs (`runs_here`): the mean, standard deviation
+    (ddof 1) and number of seeds of its metric over this board's ranked runs of that method whose
+    parameters include the recipe's, the newest run of each seed counting once; else the
+    command that would run it."""
+    recipe = entry.get("runs_here")
+    out: dict = {"here": "", "here_mean": None, "here_sd": None, "here_seeds": 0, "here_command": ""}
+    if not recipe:
+        return out
+    params = recipe.get("params", {})
+    out["here"] = " ".join([recipe["method"], *(f"{k}={v}" for k, v in params.items())])
+    args = " ".join(f"--param {k}={v}" for k, v in params.items())
+    out["here_command"] = f"make bench METHOD={recipe['method']} BOARD={board}" + (f" ARGS='{args}'" if args else "")
+    key = column_key(entry["metric"])
+    if table.empty or key not in table:
+        return out
+    runs = table[(table["method"] == recipe["method"]) & table["flag"].isna()]
+    matches = [all(json.loads(p).get(k) == v for k, v in params.items()) for p in runs["params"]]
+    runs = runs[np.array(matches, dtype=bool)]
+    values = runs.sort_values("finished_at", ascending=False).drop_duplicates("seed")[key].dropna()
+    if len(values):
+        sd = float(values.std(ddof=1)) if len(values) > 1 else None
+        out |= {"here_mean": float(values.mean()), "here_sd": sd, "here_seeds": len(values)}
+    return out
 
 
 def latency_scatter(pages: Pages, best: pd.DataFrame, name: str) -> str | None:

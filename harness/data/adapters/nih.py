@@ -105,9 +105,13 @@ def read_bbox_list(path: Path) -> pd.DataFrame:
     )
 
 
-def read_nih(root: Path) -> pd.DataFrame:
+def read_nih(root: Path, labels: str = "nih") -> pd.DataFrame:
     """Entries for a local NIH ChestX-ray14 copy: `path` is relative to `root`;
-    `official_split` comes from the release's lists ('' when absent)."""
+    `official_split` comes from the release's lists ('' when absent). With `labels =
+    "experts"`, the images Google's radiologists adjudicated carry their labels instead
+    (`expert_labelled`)."""
+    if labels not in ("nih", "experts"):
+        raise XRBenchError(f"nih option labels = {labels!r}: choose nih (the text-mined labels) or experts")
     table = next((root / n for n in ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv") if (root / n).exists()), None)
     if table is None:
         raise XRBenchError(f"{root} has no Data_Entry_2017.csv (or _v2020): is this the NIH ChestX-ray14 root?")
@@ -116,4 +120,44 @@ def read_nih(root: Path) -> pd.DataFrame:
     located = locate_images(root)
     entries["official_split"] = [split.get(i, "") for i in entries["image_id"]]
     entries["path"] = entries["image_id"].map(lambda i: located.get(i, f"images/{i}"))
-    return entries
+    return expert_labelled(entries, root / EXPERT_LABELS) if labels == "experts" else entries
+
+
+EXPERT_LABELS = "google2019_nih-chest-xray-labels.csv"
+EXPERT_FINDINGS = ("Fracture", "Pneumothorax", "Airspace opacity", "Nodule or mass")
+
+
+def expert_labelled(entries: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The entries with Google's adjudicated labels (Majkowska et al., Radiology 2020) on the
+    4,376 images they cover: `findings` the experts' YES findings (or "No Finding" when all
+    four are NO), `label` 1 when any is YES, `official_split` their set ("val" or "test"),
+    `nih_findings` NIH's text-mined findings, and `nih_agrees` whether NIH's normal-or-abnormal
+    is the experts'. Other images keep NIH's labels, `official_split` "" and `nih_agrees` ""."""
+    if not path.exists():
+        raise XRBenchError(f"{path} is missing: the combined expert label file torchxrayvision publishes "
+                           f"({EXPERT_LABELS}); put it beside Data_Entry_2017.csv")  # fmt: skip
+    experts = pd.read_csv(path, dtype={"Image Index": str, "Set Id": str})
+    missing = [c for c in ("Image Index", "Set Id", *EXPERT_FINDINGS) if c not in experts.columns]
+    if missing:
+        raise XRBenchError(f"{path} lacks the expert label columns {missing}")
+    values = experts[list(EXPERT_FINDINGS)]
+    bad = ~values.isin(["YES", "NO"]).all(axis=1) | ~experts["Set Id"].isin(["val", "test"])
+    if bad.any():
+        raise XRBenchError(f"{path}, line {int(bad.to_numpy().nonzero()[0][0]) + 2}: findings must be YES or NO, "
+                           "and Set Id val or test")  # fmt: skip
+    unknown = sorted(set(experts["Image Index"]) - set(entries["image_id"]))
+    if unknown:
+        raise XRBenchError(f"{path}: {len(unknown)} images are not in the NIH table (first: {unknown[0]})")
+    yes = values == "YES"
+    named = yes.apply(lambda row: "|".join(f for f in EXPERT_FINDINGS if row[f]) or NO_FINDING, axis=1)
+    by_image = pd.DataFrame({"findings": named.to_numpy(), "label": yes.any(axis=1).astype(int).to_numpy(),
+                             "split": experts["Set Id"].to_numpy()}, index=experts["Image Index"])  # fmt: skip
+    listed = entries["image_id"].isin(by_image.index)
+    own = by_image.reindex(entries["image_id"]).set_axis(entries.index)
+    out = entries.assign(nih_findings=entries["findings"], official_split="", nih_agrees="")
+    out.loc[listed, "findings"] = own.loc[listed, "findings"]
+    out.loc[listed, "label"] = own.loc[listed, "label"].astype(int)
+    out.loc[listed, "official_split"] = own.loc[listed, "split"]
+    agrees = (entries["label"] == own["label"]).map({True: "agrees", False: "differs"})
+    out.loc[listed, "nih_agrees"] = agrees[listed]
+    return out

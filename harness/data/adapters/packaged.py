@@ -23,6 +23,7 @@ FILES = {
     "nih": [
         ("Data_Entry_2017_v2020.csv.gz", "Data_Entry_2017_v2020.csv"),
         ("BBox_List_2017.csv.gz", "BBox_List_2017.csv"),
+        ("google2019_nih-chest-xray-labels.csv.gz", "google2019_nih-chest-xray-labels.csv"),
     ],
     "chexpert": [("chexpert_train.csv.gz", "train.csv")],
     "rsna": [
@@ -31,6 +32,12 @@ FILES = {
     ],
     "vindr": [("vinbigdata-train.csv.gz", "train.csv")],
     "siim": [("siim-pneumothorax-train-rle.csv.gz", "train-rle.csv")],
+    "padchest": [
+        (
+            "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz",
+            "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv",
+        )
+    ],
 }
 
 
