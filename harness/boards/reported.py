@@ -61,8 +61,10 @@ def _checked(entry: dict, task: str, where: str) -> dict:
     if entry.get("n_runs", 1) < 1:
         raise XRBenchError(f"{where}: n_runs = {entry['n_runs']} must be at least 1")
     recipe = entry.get("runs_here", {"method": ""})
-    if not isinstance(recipe.get("method"), str) or not isinstance(recipe.get("params", {}), dict) or (
-        set(recipe) - {"method", "params"}
+    if (
+        not isinstance(recipe.get("method"), str)
+        or not isinstance(recipe.get("params", {}), dict)
+        or (set(recipe) - {"method", "params"})
     ):
-        raise XRBenchError(f"{where}: runs_here must be {{ method = \"name\", params = {{ ... }} }}, not {recipe!r}")
+        raise XRBenchError(f'{where}: runs_here must be {{ method = "name", params = {{ ... }} }}, not {recipe!r}')
     return {key: float(value) if kinds[key] is float else value for key, value in entry.items()}
