@@ -5,7 +5,9 @@ built, so that they cannot drift from it. A page holds a marker, replaced here:
 - `<!-- boards -->`: every board file (`harness.boards.files`);
 - `<!-- cli -->`: every command and option of `xrbench` (`harness.cli.main.build_parser`);
 - `<!-- python-api -->`: every function and class `import xrbench` offers, with its signature
-  and docstring (`xrbench.__all__`).
+  and docstring (`xrbench.__all__`);
+- `<!-- metrics -->`: every metric name a run stores, with its label, direction, tasks and
+  definition (`harness.core.metrics.METRICS`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     markers = {"<!-- methods -->": methods, "<!-- boards -->": boards, "<!-- cli -->": commands,
-               "<!-- python-api -->": python_api}  # fmt: skip
+               "<!-- python-api -->": python_api, "<!-- metrics -->": metrics}  # fmt: skip
     for marker, render in markers.items():
         if marker in markdown:
             markdown = markdown.replace(marker, render())
@@ -37,6 +39,19 @@ def methods() -> str:
         kind = [card["family"], ", ".join(card["tasks"]), f"learns: {card['learning']}"]
         kind += ["maps"] if card["produces_maps"] else []
         rows.append("| " + " | ".join(_cell(c) for c in (f"`{name}`", " · ".join(kind), card["description"])) + " |")
+    return "\n".join(rows)
+
+
+def metrics() -> str:
+    from harness.core.metrics import METRICS
+
+    rows = ["| name | shown as | better | tasks | what it is |", "| --- | --- | --- | --- | --- |"]
+    for group in ("ranking", "decision", "calibration", "uncertainty", "localization", "robustness", "cost"):
+        for name, m in METRICS.items():
+            if m.group == group:
+                better = "lower" if m.lower_is_better else "higher"
+                cells = (f"`{name}`", m.label, better, ", ".join(m.tasks), f"*{group}*: {m.about}")
+                rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(rows)
 
 

@@ -55,6 +55,11 @@ def test_the_site_builds_offline_and_strict(tmp_path):
         f"xrbench.{name}" in api or f"<code>{name}</code>" in api for name in xrbench.__all__ if name != "__version__"
     )
     assert "Run.compare" in api and "paired patient-bootstrap interval" in api  # a method's docstring
+    from harness.core.metrics import METRICS
+
+    glossary = (tmp_path / "docs" / "glossary" / "index.html").read_text()
+    assert all(f"<code>{name}</code>" in glossary for name in METRICS.names())  # every metric, from the catalogue
+    assert "image AP" in glossary and "F1-max (optimistic)" in glossary
 
 
 def resolves(dotted: str) -> bool:
