@@ -144,6 +144,25 @@ def test_sorting_in_a_real_browser(site, tmp_path):
         browser.quit()
 
 
+def test_no_page_is_wider_than_a_phone(site):
+    """At 390 px every page fits the screen: wide tables scroll inside their own box, long
+    commands and hashes wrap or scroll, nothing widens the page itself."""
+    _, out = site
+    browser = _browser()
+    try:
+        browser.set_window_size(390, 900)
+        pages = [out / "index.html", _board_page(out), *(out / "runs").glob("*.html")]
+        pages += list((out / "methods").glob("*.html"))
+        for page in pages:
+            browser.get(page.as_uri())
+            width, screen = browser.execute_script(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+            )
+            assert width <= screen, f"{page.name} is {width} px wide at {screen} px"
+    finally:
+        browser.quit()
+
+
 def test_runs_on_another_dataset_version_are_not_ranked(site, tmp_path):
     db, _ = site
     copy = tmp_path / "mixed.duckdb"
