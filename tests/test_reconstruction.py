@@ -23,7 +23,9 @@ from methods.ae import ConvAE
 from methods.ddpm_recon import TRAIN_TIMESTEPS, denoising_steps, noise_to
 from methods.flowdiff_normalizer import normalizer_map, top_share_mean
 from methods.mae_recon import mask_groups, unpatchify
+from methods.memae import MemAENet, address, memae_loss
 from methods.reversed_ae import embedding_loss, kl
+from methods.vae import VAENet, vae_loss
 
 
 def _ctx(seed: int = 0) -> FitContext:
@@ -87,7 +89,7 @@ def test_an_autoencoder_learns_to_reconstruct_a_constant_image(monkeypatch, tmp_
     assert len(trained.record["history"]) == 60 and trained.record["history"][-1]["loss"] < 1e-3
 
 
-@pytest.mark.parametrize("name", ["ae", "reversed-ae", "ddpm-recon"])
+@pytest.mark.parametrize("name", ["ae", "reversed-ae", "ddpm-recon", "vae", "memae"])
 def test_training_is_byte_identical_with_a_seed(monkeypatch, tmp_path, tiny_board, name):
     cls = get_method(name)
     runs = []
@@ -149,3 +151,35 @@ def test_a_run_stores_training_history_and_the_normalizers_identity_diagnostics(
     pages = {p.name: p.read_text() for p in (tmp_path / "site" / "runs").glob("*.html")}
     shown = [text for text in pages.values() if "identity_on_normal_validation" in text]
     assert len(shown) == 1 and "psnr_db" in shown[0] and "flowdiff-normalizer" in shown[0]
+
+
+def test_memae_addressing_and_loss_by_hand():
+    """Softmax over the memory, hard shrinkage (w - s)+ w / |w - s|, renormalised; the loss adds
+    the weights' entropy."""
+    z, memory = torch.tensor([[2.0, 0.0], [0.0, 0.1]]), torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    logits = z.numpy() @ memory.numpy().T
+    w = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    kept = np.maximum(w - 0.3, 0) * w / (np.abs(w - 0.3) + 1e-12)
+    expected = kept / kept.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(address(z, memory, 0.3).numpy(), expected, rtol=1e-6)
+    assert (address(z, memory, 0.3)[0] > 0).tolist() == [True, False, False]  # one item survives
+    torch.manual_seed(0)
+    model = MemAENet(32, 4, 5, 0.0025).eval()
+    x = torch.rand(2, 1, 32, 32)
+    x_hat, weights = model.rebuild(x)
+    entropy = -(weights * (weights + 1e-12).log()).sum(dim=1).mean()
+    expected_loss = ((x - x_hat) ** 2).mean() + 0.5 * entropy
+    torch.testing.assert_close(memae_loss(model, x, "l2", 0.5), expected_loss)
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(2))
+
+
+def test_vae_loss_is_the_residual_plus_the_weighted_kl_per_pixel():
+    torch.manual_seed(0)
+    model = VAENet(32, 3).eval()
+    x = torch.rand(2, 1, 32, 32)
+    mu, logvar, _ = model.encoder(x)
+    noise = torch.randn(mu.shape, generator=torch.Generator().manual_seed(7))
+    x_hat = model.decoder(mu + noise * (0.5 * logvar).exp())
+    expected = ((x - x_hat) ** 2).mean() + 2.0 * kl(mu, logvar).mean() / (32 * 32)
+    torch.testing.assert_close(vae_loss(model, x, torch.Generator().manual_seed(7), "l2", 2.0), expected)
+    torch.testing.assert_close(model(x), model.decoder(mu))  # prediction decodes the posterior mean
