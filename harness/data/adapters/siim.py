@@ -62,9 +62,10 @@ def decode_rle(text: str, size: tuple[int, int] = SIZE, where: str = "run length
     pixels = size[0] * size[1]
     if ends[-1] > pixels:
         raise DataIntegrityError(f"{where}: the runs end at pixel {ends[-1]}, past the {size[1]} x {size[0]} image")
-    marked = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    earlier = np.cumsum(lengths) - lengths  # pixels in the runs before each run
+    marked = np.repeat(starts - earlier, lengths) + np.arange(int(lengths.sum()))  # start, ..., end - 1 of each run
     flat = np.zeros(pixels, dtype=bool)
-    flat[marked] = True  # the pixels of every run: start, start + 1, ..., end - 1
+    flat[marked] = True
     return flat.reshape(size, order="F")
 
 
