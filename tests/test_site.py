@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -223,3 +224,23 @@ def test_galleries_are_small_pngs_of_each_runs_errors_with_its_map(site):
     pixels = {m: np.asarray(Image.open(out / p).convert("RGB")).astype(int) for m, p in case.items()}
     spread = {m: np.abs(a - a.mean(axis=2, keepdims=True)).mean() for m, a in pixels.items()}
     assert spread["patchcore"] > 3 * spread["intensity"]  # colour (the heat map) against grey
+
+
+def test_numbers_read_as_a_person_reads_them(site):
+    """Latencies keep the digits they need, counts get thousands separators, and a run page
+    shows 'not recorded' instead of None, nan or NaT, seconds to one decimal."""
+    from harness.site.render import ms, num, provenance
+
+    assert (ms(0.031), ms(0.00042), ms(3.456), ms(123.45), ms(float("nan"))) == ("0.031", "0.00042", "3.46", "123.5",
+                                                                                 "n/a")  # fmt: skip
+    assert (num(12345.6, 0), num(1234, 0), num(0.5, 3)) == ("12,346", "1,234", "0.500")
+    assert provenance(33.148812970997824, "fit_seconds") == "33.1 s"
+    unrecorded = ((None, "threads"), (float("nan"), "temperature"), (pd.NaT, "started_at"))
+    assert {provenance(v, k) for v, k in unrecorded} == {"not recorded"}
+    assert provenance("none", "weights_id") == "none (random initialisation, seeded)"
+    _, out = site
+    for page in (out / "runs").glob("*.html"):
+        table = page.read_text().split('<table class="provenance">')[1].split("</table>")[0]
+        cells = re.findall(r"<td>(.*?)</td>", table)
+        assert not {"None", "nan", "NaT"} & set(cells), page.name
+        assert any(c.endswith(" s") and c.count(".") == 1 and len(c.split(".")[1]) == 3 for c in cells)  # "12.3 s"

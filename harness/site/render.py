@@ -52,6 +52,8 @@ class Pages:
             lstrip_blocks=True,
         )  # fmt: skip
         self.env.filters["num"] = num
+        self.env.filters["provenance"] = provenance
+        self.env.filters["ms"] = ms
         self.env.filters["slug"] = slug
         self.built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         self._plots: list[PlotJob] = []
@@ -104,7 +106,33 @@ def num(value: object, digits: int = 3) -> str:
     if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1000):
         return f"{int(value):,}"
     if isinstance(value, (float, np.floating)):
-        return f"{value:.{digits}f}"
+        return f"{value:,.0f}" if digits == 0 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def ms(value: object) -> str:
+    """A latency in milliseconds with the digits it needs: two significant ones below 0.1 ms
+    (a fast scorer's 0.031 ms is not "0.0"), two decimals below 10 ms, one above."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    v = float(value)  # type: ignore[arg-type]
+    return f"{v:.2g}" if v < 0.1 else f"{v:.2f}" if v < 10 else f"{v:,.1f}"
+
+
+def provenance(value: object, key: str) -> str:
+    """A run record's value as a person reads it: "not recorded" for what a run did not record
+    (None, NaN, NaT), seconds with one decimal, times to the second, and what "none" means for
+    weights."""
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return "not recorded"
+    if key.endswith("_seconds") and isinstance(value, (int, float, np.number)):
+        return f"{float(value):,.1f} s"
+    if key.endswith("_at"):
+        return str(value)[:19]
+    if key == "weights_id" and value == "none":
+        return "none (random initialisation, seeded)"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
     return str(value)
 
 
