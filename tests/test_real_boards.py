@@ -295,6 +295,10 @@ def test_chexpert_upd_is_the_split_upds_code_draws(roots):
     train_patients = patient(draw["train"])
     assert sum(i.split("/")[1] in train_patients for i in draw["test_effusion"]) == 14
     assert not patient(draw["test_normal"]) & train_patients
+    # The card's counts: images of each split that share a patient with another split.
+    frame = _manifest("chexpert-upd")
+    crossing = frame.groupby("patient_id")["split"].transform("nunique") > 1
+    assert crossing.groupby(frame["split"]).sum().to_dict() == {"train": 60, "val": 63, "test": 49}
 
 
 def test_chexpert_upd_disjoint_keeps_the_test_set_and_drops_crossing_patients():

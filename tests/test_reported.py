@@ -117,5 +117,6 @@ def test_reported_numbers_sit_beside_the_same_recipe_verified_here(tiny_board, t
         load_board(with_reported(tiny_board, tmp_path, ENTRY | {"runs_here": "ae"}))
     from harness.boards.reported import check_reported
 
-    with pytest.raises(XRBenchError, match=r"entry 1: runs_here must be \{ method = "):
-        check_reported([ENTRY | {"runs_here": {"params": {"latent": 4}}}], "anomaly", tmp_path / "b.toml")
+    for recipe in ({"params": {"latent": 4}}, {"method": " "}, {"method": "ae", "seed": 1}):
+        with pytest.raises(XRBenchError, match=r"entry 1: runs_here must be \{ method = "):
+            check_reported([ENTRY | {"runs_here": recipe}], "anomaly", tmp_path / "b.toml")

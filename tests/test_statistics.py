@@ -374,3 +374,5 @@ def test_the_normal_quantile_threshold_needs_no_abnormal_validation_image():
     assert "ece_none" in rows and "ece_platt" not in rows and "aurc" not in rows
     with pytest.raises(XRBenchError, match=r"no abnormal images, so no F1-optimal threshold; set threshold = "):
         task.fit_on_validation(_board(), np.zeros(41, int), val)
+    with pytest.raises(XRBenchError, match=r"board b: its validation split has no normal images to take a quantile"):
+        task.fit_on_validation(board, np.ones(41, int), val)

@@ -188,14 +188,6 @@ def without_crossing_patients(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~((frame["split"] == "val") & frame["patient_id"].isin(taken))]
 
 
-def crossing_counts(frame: pd.DataFrame) -> dict[str, int]:
-    """How many images of each split share a patient with another split (a board card's count
-    for a published split that is not patient-disjoint)."""
-    splits_of = frame.groupby("patient_id")["split"].agg(set)
-    shared = frame["patient_id"].map(splits_of).map(len) > 1
-    return {s: int((shared & (frame["split"] == s)).sum()) for s in ("train", "val", "test")}
-
-
 def _pool(patient: pd.Series, ids: list[str], split: dict[str, str], any_patient: bool = False) -> list[str]:
     """The images of a list a validation image may be drawn from, sorted: not in the test split,
     and (unless `any_patient`) of a patient whose other images are in no split but validation,

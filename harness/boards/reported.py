@@ -60,9 +60,9 @@ def _checked(entry: dict, task: str, where: str) -> dict:
         raise XRBenchError(f"{where}: value and spread must be finite numbers, the spread not negative")
     if entry.get("n_runs", 1) < 1:
         raise XRBenchError(f"{where}: n_runs = {entry['n_runs']} must be at least 1")
-    recipe = entry.get("runs_here", {"method": ""})
+    recipe = entry.get("runs_here", {"method": "unnamed"})
     if (
-        not isinstance(recipe.get("method"), str)
+        not (isinstance(recipe.get("method"), str) and recipe["method"].strip())
         or not isinstance(recipe.get("params", {}), dict)
         or (set(recipe) - {"method", "params"})
     ):

@@ -38,6 +38,8 @@ class AnomalyTask(AnomalySpec, Task):
         calibration need both classes; without abnormal validation images only min-max
         scaling is fitted, and the risk-coverage curve (which reads Platt) is left out."""
         both = bool(truth.min() != truth.max())
+        if board.threshold == "normal-quantile" and not (truth == 0).any():
+            raise XRBenchError(f"board {board.name}: its validation split has no normal images to take a quantile of")
         if board.threshold == "normal-quantile":
             threshold = float(np.quantile(scores[truth == 0], board.threshold_quantile))
         elif not both:

@@ -37,9 +37,9 @@ specificity, F1 at 0.5, F1, precision and recall at validation thresholds (store
 6: anomaly clean test sets add specificity at 95% sensitivity and F1-max, and maps against
 masks AUPIMO (`METRICS_ADDED`)."""
 METRICS_ADDED = {"spec@95sens": 6, "f1max": 6, "aupimo": 6}
-AUPIMO_FLAG = "fewer than 100,000 normal pixels: no false-positive rate as low as 1e-5"
 """Metrics that a scoring version added, with that version: a bundle reported under an older
 version lacks them, which is not a difference (`harness.submissions.verify`)."""
+AUPIMO_FLAG = "fewer than 100,000 normal pixels: no false-positive rate as low as 1e-5"
 
 
 def _untracked(items: Iterable[T], description: str) -> Iterable[T]:
