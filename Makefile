@@ -9,8 +9,8 @@ METHOD ?= patchcore
 BOARD ?= synth-cxr-ad
 ARGS ?=
 
-.PHONY: setup browser test bench check leaderboard site verify rerun-check lint docs notebooks wheel wheel-check benchmark \
-	benchmark-scale gpu-check mutants clean
+.PHONY: setup browser test test-bridge bench check leaderboard site verify rerun-check lint docs notebooks wheel wheel-check benchmark \
+	benchmark-anomalib benchmark-scale gpu-check mutants clean
 
 # The environment, installed (editable, with the dev tools) into $(VENV) when missing or when
 # the project's dependencies changed since; every target below needs it.
@@ -36,6 +36,10 @@ browser:
 test: $(READY)
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; fi; exit $$rc
+
+# Every bridged anomalib model through the conformance checks (about ten minutes on two cores).
+test-bridge: $(READY)
+	$(BIN)/python -m pytest -q -m bridge tests/test_anomalib_bridge.py
 
 bench: $(READY)
 	$(BIN)/xrbench bench --method $(METHOD) --board $(BOARD) $(ARGS)
@@ -100,6 +104,10 @@ benchmark: $(READY)
 
 # A synthetic board of IMAGES images through the whole protocol: images/s of every stage.
 IMAGES ?= 20000
+# Native methods against their anomalib implementations on synth-cxr-ad (about an hour on two cores).
+benchmark-anomalib: $(READY)
+	$(BIN)/python benchmarks/native_vs_anomalib.py
+
 benchmark-scale: $(READY)
 	$(BIN)/python benchmarks/scale.py --images $(IMAGES) $(ARGS)
 

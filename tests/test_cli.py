@@ -19,6 +19,7 @@ def test_bench_prints_a_summary(tiny_board, tmp_path, capsys):
     assert main(["bench", "--method", "intensity", "--board", str(tiny_board), "--db", str(tmp_path / "r.duckdb")]) == 0
     out = capsys.readouterr().out
     assert "auroc" in out and "95% CI" in out and "stored in" in out
+    assert "rank among the 1 ranked runs of r.duckdb" in " ".join(out.split())  # not "on the leaderboard"
     assert main(["runs", "--db", str(tmp_path / "r.duckdb")]) == 0
     assert "intensity" in capsys.readouterr().out
 

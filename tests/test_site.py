@@ -244,3 +244,18 @@ def test_numbers_read_as_a_person_reads_them(site):
         cells = re.findall(r"<td>(.*?)</td>", table)
         assert not {"None", "nan", "NaT"} & set(cells), page.name
         assert any(c.endswith(" s") and c.count(".") == 1 and len(c.split(".")[1]) == 3 for c in cells)  # "12.3 s"
+
+
+def test_every_link_and_image_resolves(site, tmp_path):
+    from harness.site.links import broken_links, main
+
+    _, out = site
+    broken, _ = broken_links(out)
+    assert broken == []
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    page = next((copy / "runs").glob("*.html"))
+    page.write_text(page.read_text().replace("</body>", '<a href="../nowhere.html">x</a><a href="#no-id">y</a></body>'))
+    broken, _ = broken_links(copy)
+    assert broken == [f"runs/{page.name}: ../nowhere.html", f"runs/{page.name}: #no-id (no such anchor)"]
+    assert main([str(copy)]) == 1 and main([str(out)]) == 0

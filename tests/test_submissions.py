@@ -567,3 +567,18 @@ def test_a_bundle_at_every_bound_the_schema_allows_imports(bundle, boards, tmp_p
         assert import_verified(store, v).status == "verified"
         row = store.query("SELECT seed, fit_peak_memory_bytes FROM runs").iloc[0]
         assert row["seed"] == 2**31 - 1 and row["fit_peak_memory_bytes"] == 2**63 - 1
+
+
+def test_verify_says_when_localization_is_not_verified_for_want_of_maps(tiny_board, boards, tmp_path):
+    from harness.api.registry import get_method
+
+    db = tmp_path / "r.duckdb"
+    smoke = get_method("padim").card.smoke_params
+    run_id = bench("padim", tiny_board, db=db, device="cpu", corruptions=False, params=smoke).run_id
+    with ResultStore(db) as store:
+        bare = write_bundle(store, run_id, tmp_path / "bare")
+        mapped = write_bundle(store, run_id, tmp_path / "mapped", maps=True)
+    without = verify_bundle(bare, boards=boards)
+    assert without.ok and any("localization metrics not verified: the bundle has no maps" in n for n in without.notes)
+    with_maps = verify_bundle(mapped, boards=boards)
+    assert with_maps.ok and not any("localization" in n for n in with_maps.notes)

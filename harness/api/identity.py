@@ -47,4 +47,7 @@ def method_origin(cls: type[Method]) -> dict[str, Any]:
         found = {name: path for name, path in found.items() if name.startswith("harness.")}
     files: dict[str, str | None] = {module: None for module, path in own if path is None}  # defined outside a file
     files.update(files_sha256(found))
-    return {"plugin": plugin, "files": files} if plugin else {"files": files}
+    origin: dict[str, Any] = {"plugin": plugin, "files": files} if plugin else {"files": files}
+    if cls.libraries():
+        origin["libraries"] = dict(sorted(cls.libraries().items()))
+    return origin

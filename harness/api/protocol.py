@@ -197,6 +197,12 @@ class Method(ABC):
         Types, ranges and choices are checked already; override for anything else."""
         return None
 
+    @classmethod
+    def libraries(cls) -> dict[str, str]:
+        """Versions of third-party libraries whose code computes the results (a bridged model
+        library): part of the method's code identity, as its own source files are."""
+        return {}
+
     @abstractmethod
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
         """Learn from the board's training split (and, for model selection, its validation split)."""

@@ -77,12 +77,19 @@ def one_line_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, .
 
 
 def methods_table(methods: dict[str, Any]) -> Text:
+    """Methods grouped by family; `runs here` says why a method cannot run on this machine."""
     rows = [
-        (name, ",".join(e["card"]["tasks"]), e["card"]["learning"], "yes" if e["card"]["produces_maps"] else "",
-         e["card"]["family"])
-        for name, e in sorted(methods.items())
+        (e["card"]["family"], name, ",".join(e["card"]["tasks"]), e["card"]["learning"],
+         "yes" if e["card"]["produces_maps"] else "", runs_here(e["card"]))
+        for name, e in sorted(methods.items(), key=lambda item: (item[1]["card"]["family"], item[0]))
     ]  # fmt: skip
-    return one_line_table(f"methods ({len(rows)})", ("name", "tasks", "learns from", "maps", "family"), rows)
+    columns = ("family", "name", "tasks", "learns from", "maps", "runs here")
+    return one_line_table(f"methods ({len(rows)}), by family", columns, rows)
+
+
+def runs_here(card: dict[str, Any]) -> str:
+    refused = card.get("exceptions", {}).get("fits", "")
+    return "no: " + refused.removeprefix("cannot run here: ") if refused.startswith("cannot run here") else "yes"
 
 
 def boards_table() -> Text:

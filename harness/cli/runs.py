@@ -154,7 +154,8 @@ def print_summary(result: BenchResult, entry: dict) -> None:
         summary.add_row("maps stored (clean val + test, case study)", f"{result.maps_bytes / 2**20:.1f} MiB")
     if entry.get("rank"):
         tied = " (tied with the leader)" if entry.get("tied") else ""
-        summary.add_row("rank on the leaderboard", f"{int(entry['rank'])}{tied}")
+        where = f"rank among the {entry['ranked']} ranked runs of {result.db_path.name}"
+        summary.add_row(where, f"{int(entry['rank'])}{tied}")
     console.print(summary)
     console.print(
         f"run [bold]{escape(result.run_id)}[/] stored in {escape(str(result.db_path))}  "

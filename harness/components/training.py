@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from harness.api.params import Params
 from harness.api.protocol import FitContext, ImageBatches
 from harness.components.checkpoints import cached_checkpoint
+from harness.core.errors import MethodFailure
 from harness.core.fingerprints import file_sha256
 from harness.core.precision import autocast_dtype
 
@@ -169,10 +171,16 @@ def run_epochs(
         for epoch in ctx.progress(range(config.epochs), f"{description} ({config.epochs} epochs)"):
             modules.train()
             losses = []
-            for images, labels in batches.with_labels(torch.randperm(batches.num_images, generator=gen)):
+            order = torch.randperm(batches.num_images, generator=gen)
+            for batch, (images, labels) in enumerate(batches.with_labels(order), start=1):
                 if len(images) < config.min_batch:
                     continue
                 losses.append(objective.step(images, labels.to(ctx.device), gen, done / total_steps))
+                if not math.isfinite(losses[-1]):
+                    raise MethodFailure(
+                        f"{description}: the training loss is {losses[-1]} at epoch {epoch + 1}, batch {batch}; "
+                        "nothing was stored (try a lower lr)"
+                    )
                 done += 1
                 if ema is not None:
                     ema.update_parameters(modules)

@@ -217,6 +217,12 @@ def check_reported(v: Verification, boards: dict[str, Path]) -> None:
     reported_version = v.bundle.reported.get("scoring_version", v.bundle.submission["scoring_version"])
     v.comparison = compare_reported(v.bundle, v.scored, reported_version)
     differing = v.comparison[v.comparison["differs"]]
+    reported_localization = {m["metric"] for m in v.bundle.reported["metrics"]} & set(names("localization"))
+    if v.bundle.maps is None and reported_localization:
+        v.notes.append(
+            f"localization metrics not verified: the bundle has no maps ({len(reported_localization)} reported "
+            "kinds ignored; submit with --maps to verify them)"
+        )
     if reported_version != SCORING_VERSION:
         v.notes.append(
             f"reported under scoring version {reported_version}, verified under {SCORING_VERSION}: "
