@@ -129,6 +129,12 @@ def test_sorting_in_a_real_browser(site, tmp_path):
         assert ascending == sorted(initial)
         browser.find_element(By.XPATH, "//table[@id='leaderboard']//th[text()='Method']").click()
         assert column("Method") == sorted(column("Method"), key=str.lower)
+        rank = browser.find_element(By.XPATH, "//table[@id='leaderboard']//th[text()='Rank']")
+        rank.click()  # rank 1 first on the first click
+        assert [int(v) for v in column("Rank")] == [1, 2, 3] and rank.get_attribute("aria-sort") == "ascending"
+        browser.find_element(By.CSS_SELECTOR, "input[data-toggle=all-runs]").click()
+        shown_runs = column("Run")
+        assert len(shown_runs) == len(set(shown_runs)), "show all runs repeats no run"
         browser.save_screenshot(str(tmp_path / "board.png"))
         assert (tmp_path / "board.png").stat().st_size > 10_000
 

@@ -76,6 +76,7 @@ def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame
         "best_method": best.iloc[0]["method"] if len(best) else "",
         "best_value": best.iloc[0]["value"] if len(best) else None,
         "updated": str(table["finished_at"].max())[:16] if not table.empty else "",
+        "mce_reference": queries.reference_method(store, board),
     }
     pages.write(
         f"boards/{name}.html",
@@ -83,6 +84,7 @@ def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame
         info=info,
         best=best,
         all_runs=pages.export(table, f"{name}-all-runs"),
+        best_ids=set(ids),
         flagged=table[table["flag"].notna()] if not table.empty else table,
         table=pages.export(best, f"{name}-leaderboard"),
         columns=columns(task, ("ranking", "calibration")) + located + columns(task, ("robustness", "cost")),
