@@ -46,8 +46,31 @@ def test_list_is_one_line_per_method_and_board_in_80_columns(monkeypatch, capsys
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = set(method_index()["methods"])  # what the list reads (methods tests register on the fly are not in it)
-    shown = [line.split()[0] for line in lines if line and line.split()[0] in names]
+    shown = [line.split()[0] for line in lines if line.startswith("  ") and line.split()[0] in names]
     assert sorted(shown) == sorted(names) and all(len(line) <= 80 for line in lines)
+
+
+def test_list_groups_methods_by_family_and_says_what_runs_here(monkeypatch, capsys):
+    from harness.api.registry import method_index
+    from harness.cli import common
+
+    monkeypatch.setattr(common.console, "_width", 200)
+    assert main(["list", "methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cards = method_index()["methods"]
+    rows, family, families = {}, None, []
+    for line in lines:
+        if line.startswith("  ") and line.split()[0] in cards:
+            rows[line.split()[0]] = line
+            assert cards[line.split()[0]]["card"]["family"] == family  # under its family's heading
+        elif line and not line.startswith(("methods", "boards", " ")):
+            family = line.strip()
+            families.append(family)
+    assert sorted(rows) == sorted(cards)
+    assert families == sorted(set(families))  # each family one heading, in order
+    refused = {name for name in rows if cards[name]["card"]["exceptions"].get("fits", "").startswith("cannot run")}
+    assert refused and all(" no: needs " in rows[name] for name in refused)
+    assert all(rows[name].rstrip().endswith("yes") for name in rows.keys() - refused)
 
 
 def test_show_prints_the_card_and_every_parameter(capsys):

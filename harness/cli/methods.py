@@ -59,9 +59,12 @@ def cmd_list(args: argparse.Namespace) -> None:
         console.print(boards_table())
 
 
-def one_line_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Text:
+def one_line_table(
+    title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], groups: list[str] | None = None
+) -> Text:
     """One line per row whatever the terminal's width: every column as wide as its widest cell,
-    but the last, which is cut (with an ellipsis) to fit."""
+    but the last, which is cut (with an ellipsis) to fit. `groups`, one per row, prints a
+    heading line where the group changes."""
     widths = [max(len(c), *(len(r[k]) for r in rows)) if rows else len(c) for k, c in enumerate(columns)]
     room = max(console.width - sum(w + 2 for w in widths[:-1]), 8)
 
@@ -71,20 +74,27 @@ def one_line_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, .
 
     out = Text(f"{title}\n", style="bold")
     out.append(line(columns) + "\n", style="bold")
-    for row in rows:
+    previous = None
+    for k, row in enumerate(rows):
+        if groups is not None and groups[k] != previous:
+            previous = groups[k]
+            out.append(f"{previous}\n", style="bold cyan")
         out.append(line(row) + "\n")
     return out
 
 
 def methods_table(methods: dict[str, Any]) -> Text:
-    """Methods grouped by family; `runs here` says why a method cannot run on this machine."""
+    """Methods grouped by family (a heading line each); `runs` says why a method cannot run
+    on this machine."""
+    ordered = sorted(methods.items(), key=lambda item: (item[1]["card"]["family"], item[0]))
     rows = [
-        (e["card"]["family"], name, ",".join(e["card"]["tasks"]), e["card"]["learning"],
-         "yes" if e["card"]["produces_maps"] else "", runs_here(e["card"]))
-        for name, e in sorted(methods.items(), key=lambda item: (item[1]["card"]["family"], item[0]))
+        ("  " + name, ",".join(e["card"]["tasks"]), e["card"]["learning"], "yes" if e["card"]["produces_maps"] else "",
+         runs_here(e["card"]))
+        for name, e in ordered
     ]  # fmt: skip
-    columns = ("family", "name", "tasks", "learns from", "maps", "runs here")
-    return one_line_table(f"methods ({len(rows)}), by family", columns, rows)
+    families = [e["card"]["family"] for _, e in ordered]
+    columns = ("  name", "tasks", "learns from", "maps", "runs")
+    return one_line_table(f"methods ({len(rows)}), by family", columns, rows, families)
 
 
 def runs_here(card: dict[str, Any]) -> str:
