@@ -27,7 +27,7 @@ from harness.submissions.bundles import (
     write_parquet,
     write_sums,
 )
-from harness.submissions.importing import import_verified
+from harness.submissions.importing import import_bundle, import_verified
 from harness.submissions.verify import verify_bundle
 
 
@@ -582,3 +582,16 @@ def test_verify_says_when_localization_is_not_verified_for_want_of_maps(tiny_boa
     assert without.ok and any("localization metrics not verified: the bundle has no maps" in n for n in without.notes)
     with_maps = verify_bundle(mapped, boards=boards)
     assert with_maps.ok and not any("localization" in n for n in with_maps.notes)
+
+
+def test_an_imported_bundle_gets_the_gallery_its_local_run_stored(bundle, boards, runs, tmp_path):
+    db, anomaly, _ = runs
+    with ResultStore(db) as store:
+        local = store.query("SELECT * EXCLUDE (run_id) FROM gallery WHERE run_id = ? ORDER BY ALL", [anomaly])
+    with ResultStore(tmp_path / "site.duckdb") as store:
+        imported, v = import_bundle(store, bundle, boards=boards)
+        rebuilt = store.query("SELECT * EXCLUDE (run_id) FROM gallery WHERE run_id = ? ORDER BY ALL", [anomaly])
+    assert v.ok and imported.status == "verified"
+    kinds = set(local["kind"])
+    assert {"case study"} <= kinds and len(local) >= 4 and local["condition"].nunique() == 2  # clean and worst
+    pd.testing.assert_frame_equal(rebuilt, local)

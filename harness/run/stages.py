@@ -39,6 +39,7 @@ from harness.run.latency import LatencyConfig, data_pipeline_speed, measure, pea
 from harness.run.saliency import explainer_for
 from harness.run.spec import RunSpec
 from harness.scoring.score import SCORING_VERSION, Scored
+from harness.scoring.tasks import task_for
 
 T = TypeVar("T")
 Track = Callable[[Iterable[T], str], Iterable[T]]
@@ -46,9 +47,14 @@ Track = Callable[[Iterable[T], str], Iterable[T]]
 
 def test_conditions(spec: RunSpec, data: BoardData) -> list[Condition]:
     """The clean test split, then (unless the run skips the stress suite) every corruption and severity."""
+    return board_conditions(data, spec.options.corruptions)
+
+
+def board_conditions(data: BoardData, corruptions: bool) -> list[Condition]:
+    """The clean test split, then (with `corruptions`) every corruption and severity of the board."""
     test = data.splits["test"]
     conditions = [Condition("clean", 0, None, test.images)]
-    if spec.options.corruptions and data.board.corruptions:
+    if corruptions and data.board.corruptions:
         ids = test.meta["image_id"].tolist()
         conditions += corrupted_conditions(data.board, test.images, ids, data.dataset_sha256)
     return conditions
@@ -162,9 +168,16 @@ def gallery_stage(
     spec: RunSpec, data: BoardData, conditions: list[Condition], predicted: Predicted, scored: Scored
 ) -> pd.DataFrame:
     """The errors and the case study the site shows, with their inputs and ground truth."""
+    return gallery_of(data, conditions, predicted.frame, scored)
+
+
+def gallery_of(data: BoardData, conditions: list[Condition], predictions: pd.DataFrame, scored: Scored) -> pd.DataFrame:
+    """The gallery of a run's predictions: a function of the predictions, their scoring (the
+    threshold, the worst corruption) and the board alone, so that an imported bundle's gallery
+    is the one its local run stored."""
     test = data.splits["test"]
-    cases = error_cases(spec.task, data.board, predicted.frame, scored.run_values.get("threshold"))
-    cases += case_study(predicted.frame, case_image(test.meta), scored.robustness)
+    cases = error_cases(task_for(data.board), data.board, predictions, scored.run_values.get("threshold"))
+    cases += case_study(predictions, case_image(test.meta), scored.robustness)
     ids = test.meta["image_id"].tolist()
     images = {(c.name, c.severity): (ids, c.images) for c in conditions}
     return gallery_rows(cases, images, data.truth)

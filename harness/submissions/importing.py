@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.boards.spec import board_edition
-from harness.core.errors import XRBenchError
+from harness.core.errors import XRBenchError, first_line
 from harness.core.fingerprints import PREDICTIONS_HASH_SCHEME, file_sha256
 from harness.core.paths import REPO_ROOT
 from harness.results import queries
@@ -145,10 +145,29 @@ def run_tables(v: Verification) -> dict[str, pd.DataFrame]:
     if v.scored is not None:
         tables.update(v.scored.tables())
         tables["metrics"] = tables["metrics"].assign(board=v.bundle.board, method=v.bundle.method)
+    gallery = bundle_gallery(v) if v.ok else None
+    if gallery is not None and not gallery.empty:
+        tables["gallery"] = gallery
     latency = pd.DataFrame(v.bundle.reported.get("latency") or [])
     if not latency.empty:
         tables["latency"] = latency.assign(board=v.bundle.board, method=v.bundle.method)
     return tables
+
+
+def bundle_gallery(v: Verification) -> pd.DataFrame | None:
+    """The gallery the bundle's run stored where it ran, rebuilt from its verified predictions
+    and the board's images on this machine (the selection depends on nothing else); None, with
+    a note, when the images are not here."""
+    from harness.data.loading import load_board_data
+    from harness.run.stages import board_conditions, gallery_of
+
+    try:
+        data = load_board_data(v.board)
+        corrupted = bool((v.predictions["condition"] != "clean").any())
+        return gallery_of(data, board_conditions(data, corrupted), v.predictions, v.scored)
+    except XRBenchError as exc:
+        v.notes.append(f"no gallery: the board's images could not be read here ({first_line(exc)})")
+        return None
 
 
 def reported_metrics(bundle: Bundle) -> pd.DataFrame:
