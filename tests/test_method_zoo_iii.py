@@ -120,3 +120,16 @@ def test_a_flow_whose_likelihood_turns_non_finite_fails_naming_epoch_and_batch(t
     from harness.core.paths import cache_root
 
     assert not list(cache_root().rglob("fastflow-*.pth")), "no checkpoint of the failed training is kept"
+
+
+def test_fastflow_runs_through_every_stage_of_a_run(tiny_board, tmp_path):
+    """Latency measurement included: its FLOP counter once failed on FrEIA's parameters."""
+    from conftest import check_clean_auroc
+
+    from harness.api.registry import get_method
+
+    db = tmp_path / "r.duckdb"
+    smoke = get_method("fastflow").card.smoke_params
+    result = bench("fastflow", tiny_board, db=db, device="cpu", corruptions=False, params=smoke)
+    check_clean_auroc(db, result.run_id)
+    assert not result.latency.empty and (result.latency["p50_ms"] > 0).all()

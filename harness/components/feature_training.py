@@ -81,6 +81,7 @@ class FeatureTrainingMethod(BackboneMethod):
         batches = train.rebatched(p["batch_size"])
         config = TrainConfig(p["epochs"])
         self.trained = train_cached(self.card.name, p, objective, batches, config, ctx, derived=derived)
+        self.trained.modules.requires_grad_(False)  # frozen from here: prediction needs no gradients
 
     @property
     def model(self) -> nn.Module:

@@ -13,12 +13,38 @@ from harness.core.metrics import column_key, leaderboard_metrics, names
 from harness.results import plots, queries
 from harness.results.leaderboard import TIE_ALPHA, edition
 from harness.results.store import ResultStore
+from harness.site.glossary import explanations
 from harness.site.render import Pages, Table, code_reference, num, slug
 
 
 def columns(task: str, groups: tuple[str, ...]) -> list[tuple[str, str, bool]]:
     """A board table's columns of the metric groups: (key, label, lower is better)."""
     return [(m.key, m.label_for(task), m.lower_is_better) for m in leaderboard_metrics(task, groups)]
+
+
+COMPACT = ("mean_corrupted_auroc", "p50_ms", "throughput_ips")
+"""What the first screen shows beside rank, method, primary metric, margin and verification."""
+GROUPS = (
+    ("Ranking metrics", ("ranking",)),
+    ("Calibration", ("calibration",)),
+    ("Localization", ("localization",)),
+    ("Robustness and cost", ("robustness", "cost")),
+)
+
+
+def column_groups(task: str, present: set[str]) -> list[tuple[str, list[tuple[str, str, bool]]]]:
+    """The board's further columns, grouped as the page's collapsible sections (only those it has)."""
+    out = []
+    for title, groups in GROUPS:
+        shown = [c for c in columns(task, groups) if c[0] in present]
+        if shown:
+            out.append((title, shown))
+    return out
+
+
+def method_cards(store: ResultStore, methods: list[str]) -> dict[str, dict]:
+    """Each method's stored card (family, learning type), for the line beneath its name."""
+    return {m: json.loads(queries.method_card(store, m) or "{}") for m in methods}
 
 
 def board_table(store: ResultStore, board: str) -> pd.DataFrame:
@@ -62,7 +88,6 @@ def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame
     heatmap, corrupt = corruption_heatmap(pages, store, best, ids, name)
     slice_table, slice_grid = slices(pages, store, ids, name)
     localization = localization_table(pages, store, ids, name)
-    located = [c for c in columns(task, ("localization",)) if c[0] in best.columns] if localization else []
     info = {
         "board": board,
         "slug": name,
@@ -87,7 +112,14 @@ def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame
         best_ids=set(ids),
         flagged=table[table["flag"].notna()] if not table.empty else table,
         table=pages.export(best, f"{name}-leaderboard"),
-        columns=columns(task, ("ranking", "calibration")) + located + columns(task, ("robustness", "cost")),
+        compact=[c for c in columns(task, ("robustness", "cost")) if c[0] in COMPACT and c[0] in best.columns],
+        groups=column_groups(task, set(best.columns)) if not best.empty else [],
+        cards=method_cards(store, sorted(set(table["method"]))) if not table.empty else {},
+        leader=best.iloc[0]["value"] if len(best) else None,
+        primary_label=dict((k, label) for k, label, _ in columns(task, ("ranking",))).get(
+            info["primary"], info["primary"]
+        ),
+        explain=explanations(task),
         localization=localization,
         heatmap=heatmap,
         scatter=latency_scatter(pages, best, name),

@@ -27,7 +27,8 @@ from harness.core.paths import project_root
 from harness.results import queries
 from harness.results.store import ResultStore
 from harness.site.board_page import board_page, board_table
-from harness.site.method_page import method_page
+from harness.site.glossary import glossary_page
+from harness.site.method_page import method_page, methods_index
 from harness.site.render import Pages
 from harness.site.run_page import run_page
 
@@ -93,6 +94,8 @@ def build(store: ResultStore, out: Path) -> Path:
             boards.append(board_page(pages, store, board, tables[board]))
     index = pd.DataFrame([{k: b[k] for k in INDEX_COLUMNS} for b in boards])
     pages.write("index.html", "index.html", boards=boards, index=pages.export(index, "boards"))
+    glossary_page(pages)
+    methods_index(pages, store)
     for method in sorted(runs["method"].unique()) if not runs.empty else []:
         with noted(f"building the page of method {method}"):
             method_page(pages, store, method, tables)

@@ -5,6 +5,8 @@ errors and the clean vs corrupted case study, with its maps and the ground truth
 from __future__ import annotations
 
 import json
+import re
+from urllib.parse import quote_plus
 
 import numpy as np
 import pandas as pd
@@ -100,3 +102,34 @@ def gallery_maps(store: ResultStore, run_id: str, rows: pd.DataFrame) -> list[np
         channel = targets.index(row.finding) if row.finding in targets else 0
         heats.append(None if heat is None else decode(heat)[channel])
     return heats
+
+
+ARXIV = re.compile(r"arXiv:(\d{4}\.\d{4,5})", re.IGNORECASE)
+DOI = re.compile(r"\b(10\.\d{4,9}/[^\s,;]+[^\s,;.])")
+YEAR = re.compile(r"\b(19|20)\d\d\b")
+
+
+def reference_link(reference: str) -> str:
+    """Where a card's reference can be read: its arXiv or DOI page, else a scholarly search for a
+    reference that cites a paper (names a year); '' for one that does not (a rule, a baseline)."""
+    if found := ARXIV.search(reference):
+        return f"https://arxiv.org/abs/{found.group(1)}"
+    if found := DOI.search(reference):
+        return f"https://doi.org/{found.group(1)}"
+    if YEAR.search(reference):
+        return "https://scholar.google.com/scholar?q=" + quote_plus(reference.split(";")[0])
+    return ""
+
+
+def methods_index(pages: Pages, store: ResultStore) -> None:
+    """Every method with a completed run: its card, its paper, and the boards it is ranked on."""
+    runs = queries.ok_runs(store)
+    rows = []
+    for method in sorted(runs["method"].unique()) if not runs.empty else []:
+        card = json.loads(queries.method_card(store, method) or "{}")
+        boards = sorted(runs[runs["method"] == method]["board"].unique())
+        reference = card.get("reference", "")
+        rows.append({"method": method, "family": card.get("family", ""), "learning": card.get("learning", ""),
+                     "description": card.get("description", ""), "reference": reference,
+                     "link": reference_link(reference), "boards": boards})  # fmt: skip
+    pages.write("methods/index.html", "methods.html", methods=rows)
