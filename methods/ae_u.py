@@ -11,11 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.api.protocol import FitContext, MethodCard, Prediction, param
+from harness.api.protocol import FitContext, MethodCard, ParameterError, Prediction, param
 from harness.api.registry import register
 from harness.components.reconstruction import WIDTHS, ReconstructionMethod, ReconstructionParams, resize
 from harness.components.training import Objective, SingleLoss
-from harness.core.errors import ParameterError
 from methods.ae import ConvAE
 
 LOGVAR_RANGE = (-10.0, 10.0)

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import importlib.metadata
 import inspect
-import io
 import logging
 import os
 import random
@@ -38,9 +36,19 @@ import numpy as np
 import torch
 
 from harness.api.params import NO_SMOKE, Params, param
-from harness.api.protocol import FitContext, ImageBatches, Method, MethodCard, Prediction, WeightsInfo
+from harness.api.protocol import (
+    FitContext,
+    ImageBatches,
+    Method,
+    MethodCard,
+    ParameterError,
+    Prediction,
+    WeightsInfo,
+    WeightsUnavailable,
+    XRBenchError,
+    state_sha256,
+)
 from harness.api.registry import register
-from harness.core.errors import ParameterError, WeightsUnavailable, XRBenchError
 
 SUPPORTED = ">=2.0,<3"
 INSTALL = "pip install 'xrbench[anomalib]' (anomalib 2.x)"
@@ -294,8 +302,8 @@ class AnomalibMethod(Method):
                      self.params["epochs"])  # fmt: skip
         with quiet(), offline(self.card.name), all_seeded(ctx.seed + 1):
             Trainer(**settings).fit(self.model, train_dataloaders=loader)
-        self.model.to(ctx.device).eval()
         self.sha256 = state_sha256(self.model)
+        self.model.to(ctx.device).eval()
 
     def loader(self, train: ImageBatches, seed: int) -> torch.utils.data.DataLoader:
         """The normal training images as anomalib batches, shuffled by a seeded generator."""
@@ -335,12 +343,6 @@ class AnomalibMethod(Method):
 
     def torch_modules(self) -> list[torch.nn.Module]:
         return [self.model.model]
-
-
-def state_sha256(module: torch.nn.Module) -> str:
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buffer)
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def bridge(name: str, recipe: Recipe) -> type[Method]:

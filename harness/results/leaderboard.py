@@ -208,6 +208,5 @@ def run_entry(store: ResultStore, run_id: str) -> dict:
     row = queries.leaderboard_row(store, run_id)
     if row is None:
         return {}
-    ranked = store.query("SELECT count(*) AS n FROM leaderboard WHERE board = ? AND rank IS NOT NULL", [row["board"]])
-    row["ranked"] = int(ranked["n"][0])
+    row["ranked"] = queries.ranked_count(store, row["board"])
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}

@@ -311,6 +311,12 @@ def leaderboard_row(store: ResultStore, run_id: str) -> dict[str, Any] | None:
     return None if rows.empty else rows.iloc[0].to_dict()
 
 
+def ranked_count(store: ResultStore, board: str) -> int:
+    """How many runs the board's stored leaderboard ranks."""
+    rows = store.query("SELECT count(*) AS n FROM leaderboard WHERE board = ? AND rank IS NOT NULL", [board])
+    return int(rows["n"][0])
+
+
 def leaderboards(store: ResultStore) -> pd.DataFrame:
     """The stored leaderboard of every board, best first."""
     return store.query("SELECT * FROM leaderboard ORDER BY board, rank NULLS LAST, value DESC")
