@@ -117,12 +117,12 @@ class FAnoGANObjective(Objective):
 
 @dataclass(frozen=True)
 class FAnoGANParams(ReconstructionParams):
-    epochs: int = ReconstructionParams.redefault("epochs", 60)
+    epochs: int = ReconstructionParams.redefault("epochs", 16)
     lr: float = ReconstructionParams.redefault("lr", 1e-4)
     residual: str = ReconstructionParams.redefault("residual", "l2")
     latent: int = param(128, low=1, help="units of the generator's latent code")
     critic_steps: int = param(5, low=1, high=100, help="critic updates per generator update")
-    gan_share: float = param(0.67, low=0.01, high=0.99, help="share of the training steps spent on the GAN")
+    gan_share: float = param(0.75, low=0.01, high=0.99, help="share of the training steps spent on the GAN")
     kappa: float = param(1.0, low=0.0, high=1e6, help="weight of the critic-feature residual in loss and score")
 
 
