@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import inspect
+import io
 import logging
 import os
 import random
@@ -300,8 +301,8 @@ class AnomalibMethod(Method):
         )  # fmt: skip
         ctx.log.info("anomalib %s %s at %d px, %d epochs", anomalib_version(), self.recipe.model, self.size,
                      self.params["epochs"])  # fmt: skip
-        with quiet(), offline(self.card.name), all_seeded(ctx.seed + 1):
-            Trainer(**settings).fit(self.model, train_dataloaders=loader)
+        with quiet(), offline(self.card.name), all_seeded(ctx.seed + 1), contextlib.redirect_stderr(io.StringIO()):
+            Trainer(**settings).fit(self.model, train_dataloaders=loader)  # its own progress bars silenced
         self.sha256 = state_sha256(self.model)
         self.model.to(ctx.device).eval()
 
