@@ -23,7 +23,7 @@ def test_xrbench_list(benchmark, env):
         lambda: subprocess.run([XRBENCH, "list"], env=env, check=True, capture_output=True, text=True), rounds=5
     )
     lines = done.stdout.splitlines()
-    assert any(line.startswith("patchcore ") for line in lines) and all(len(line) <= 80 for line in lines)
+    assert any(line.startswith("  patchcore ") for line in lines) and all(len(line) <= 80 for line in lines)
 
 
 def test_a_parameter_error(benchmark, env):
