@@ -18,7 +18,7 @@ RUNS_HERE = sorted(n for n, cls in discover().items() if n.startswith("anomalib-
 
 
 @pytest.mark.bridge
-@parametrize_with_checks([get_method(name) for name in RUNS_HERE if name != "anomalib-padim"])
+@parametrize_with_checks([get_method(name) for name in RUNS_HERE])
 def test_every_bridged_model_keeps_the_contract(method, check):
     check()
 
@@ -88,6 +88,7 @@ def test_the_code_identity_holds_anomalibs_version():
     assert "libraries" not in method_origin(get_method("padim"))
 
 
+@pytest.mark.bridge
 def test_a_bridged_run_stores_raw_scores_and_the_trained_states_hash(tiny_board, tmp_path):
     from conftest import check_clean_auroc
 

@@ -20,8 +20,8 @@ from harness.run.spec import RunOptions, RunSpec
 SHIPPED = sorted(
     n
     for n, cls in discover().items()
-    if cls.__module__.startswith("methods.") and (not n.startswith("anomalib-") or n == "anomalib-padim")
-)  # the other bridged anomalib models are checked in test_anomalib_bridge.py, under the `bridge` marker
+    if cls.__module__.startswith("methods.") and not n.startswith("anomalib-")
+)  # the bridged anomalib models are checked in test_anomalib_bridge.py, under the `bridge` marker
 
 
 @pytest.mark.slow
