@@ -20,7 +20,7 @@ RUNS_HERE = sorted(n for n, cls in discover().items() if n.startswith("anomalib-
 @pytest.mark.bridge
 @parametrize_with_checks([get_method(name) for name in RUNS_HERE])
 def test_every_bridged_model_keeps_the_contract(method, check):
-    check()
+    check(method)
 
 
 def test_the_bridged_and_refused_models_are_the_recipes():
