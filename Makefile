@@ -37,7 +37,7 @@ test: $(READY)
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; fi; exit $$rc
 
-# Every bridged anomalib model through the conformance checks (about ten minutes on two cores).
+# Every bridged anomalib model through the conformance checks (about nine minutes on two cores).
 test-bridge: $(READY)
 	$(BIN)/python -m pytest -q -m bridge tests/test_anomalib_bridge.py
 

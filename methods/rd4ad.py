@@ -59,6 +59,7 @@ class ReverseDistillation(nn.Module):
 
 
 def halvings(side: int, target: int) -> int:
+    """How many stride-2 convolutions take a map of `side` down to `target` (rounding up)."""
     count = 0
     while side > target:
         side, count = (side + 1) // 2, count + 1

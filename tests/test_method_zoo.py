@@ -18,9 +18,7 @@ from harness.run.runner import bench
 from harness.run.spec import RunOptions, RunSpec
 
 SHIPPED = sorted(
-    n
-    for n, cls in discover().items()
-    if cls.__module__.startswith("methods.") and not n.startswith("anomalib-")
+    n for n, cls in discover().items() if cls.__module__.startswith("methods.") and not n.startswith("anomalib-")
 )  # the bridged anomalib models are checked in test_anomalib_bridge.py, under the `bridge` marker
 
 

@@ -30,8 +30,6 @@ from harness.components.features import ExtractorParams, build_extractor
 from harness.components.training import Objective, SingleLoss, TrainConfig, seeded, train_cached
 from harness.core.errors import ParameterError
 
-COMBINE = ("sum", "product", "mean")
-
 
 @dataclass(frozen=True)
 class FeatureTrainingParams(ExtractorParams):
@@ -47,7 +45,7 @@ class FeatureTrainingParams(ExtractorParams):
 class FeatureTrainingMethod(BackboneMethod):
     """A frozen teacher, a network trained on its feature maps, and maps from their mismatch.
 
-    `combine` says how per-layer maps make one: summed, multiplied (STFPM) or averaged."""
+    `combine` says how per-layer maps make one: `sum`, `product` (STFPM) or `mean`."""
 
     combine: str = "sum"
 
