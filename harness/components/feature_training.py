@@ -30,6 +30,9 @@ from harness.components.features import ExtractorParams, build_extractor
 from harness.components.training import Objective, SingleLoss, TrainConfig, seeded, train_cached
 from harness.core.errors import ParameterError
 
+COMBINE = {"sum": lambda maps: maps.sum(0), "product": lambda maps: maps.prod(0), "mean": lambda maps: maps.mean(0)}
+"""How a method's stacked per-layer maps (layers, B, 1, H, W) make one map."""
+
 
 @dataclass(frozen=True)
 class FeatureTrainingParams(ExtractorParams):
@@ -45,7 +48,8 @@ class FeatureTrainingParams(ExtractorParams):
 class FeatureTrainingMethod(BackboneMethod):
     """A frozen teacher, a network trained on its feature maps, and maps from their mismatch.
 
-    `combine` says how per-layer maps make one: `sum`, `product` (STFPM) or `mean`."""
+    `combine` says how per-layer maps make one (a key of `COMBINE`): summed, multiplied (STFPM)
+    or averaged (FastFlow)."""
 
     combine: str = "sum"
 
@@ -91,7 +95,7 @@ class FeatureTrainingMethod(BackboneMethod):
         size = batch.shape[-2:]
         layer_maps = [F.interpolate(g[:, None].float(), size=size, mode="bilinear", align_corners=False) for g in grids]
         stacked = torch.stack(layer_maps)
-        combined = {"sum": stacked.sum(0), "product": stacked.prod(0), "mean": stacked.mean(0)}[self.combine]
+        combined = COMBINE[self.combine](stacked)
         maps = image_maps(combined, size, self.params["smoothing_sigma"])
         return Prediction(scores=maps.flatten(1).amax(dim=1).cpu(), maps=maps.cpu())
 
