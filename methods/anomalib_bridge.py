@@ -26,14 +26,12 @@ import inspect
 import io
 import logging
 import os
-import random
 import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from harness.api.params import NO_SMOKE, Params, param
@@ -50,6 +48,7 @@ from harness.api.protocol import (
     state_sha256,
 )
 from harness.api.registry import register
+from harness.components.training import host_seeded, seeded
 
 SUPPORTED = ">=2.0,<3"
 INSTALL = "pip install 'xrbench[anomalib]' (anomalib 2.x)"
@@ -182,16 +181,8 @@ def offline(method: str) -> Iterator[None]:
 def all_seeded(seed: int) -> Iterator[None]:
     """torch's, numpy's and Python's global generators seeded for the block, restored after
     (anomalib's models draw from all three)."""
-    np_state, py_state = np.random.get_state(), random.getstate()
-    np.random.seed(seed)
-    random.seed(seed)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
+    with seeded(seed), host_seeded(seed):
+        yield
 
 
 def constructor_params(model: str) -> dict[str, inspect.Parameter]:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from harness.api.protocol import FitContext, MethodCard, param
 from harness.api.registry import register
 from harness.components.feature_training import FeatureTrainingMethod, FeatureTrainingParams, feature_loss_objective
-from harness.components.training import Objective
+from harness.components.training import Objective, host_seeded
 
 
 def subnet(kernel: int, hidden_ratio: float):
@@ -46,16 +45,12 @@ def layer_flow(shape: torch.Size, steps: int, hidden_ratio: float, clamp: float,
     import FrEIA.framework as Ff
     import FrEIA.modules as Fm
 
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
+    with host_seeded(seed):
         flow = Ff.SequenceINN(*shape)
         for i in range(steps):
             kernel = 3 if i % 2 == 0 else 1
             flow.append(Fm.AllInOneBlock, subnet_constructor=subnet(kernel, hidden_ratio), affine_clamping=clamp,
                         permute_soft=False)  # fmt: skip
-    finally:
-        np.random.set_state(state)
     return nn.ModuleDict({"norm": nn.LayerNorm(list(shape)), "flow": flow})
 
 
