@@ -48,7 +48,7 @@ from harness.api.protocol import (
     state_sha256,
 )
 from harness.api.registry import register
-from harness.components.training import host_seeded, seeded
+from harness.components.seeding import host_seeded, seeded
 
 SUPPORTED = ">=2.0,<3"
 INSTALL = "pip install 'xrbench[anomalib]' (anomalib 2.x)"

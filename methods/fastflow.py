@@ -21,7 +21,8 @@ from torch import nn
 from harness.api.protocol import FitContext, MethodCard, param
 from harness.api.registry import register
 from harness.components.feature_training import FeatureTrainingMethod, FeatureTrainingParams, feature_loss_objective
-from harness.components.training import Objective, host_seeded
+from harness.components.seeding import host_seeded
+from harness.components.training import Objective
 
 
 def subnet(kernel: int, hidden_ratio: float):

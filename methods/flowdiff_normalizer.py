@@ -48,7 +48,8 @@ from harness.api.protocol import (
 )
 from harness.api.registry import register
 from harness.components.reconstruction import downsized, resize
-from harness.components.training import Objective, SingleLoss, TrainConfig, Trained, seeded, train_cached
+from harness.components.seeding import seeded
+from harness.components.training import Objective, SingleLoss, TrainConfig, Trained, train_cached
 
 NOISE_SEED = 0
 SD_VAE = "stabilityai/sd-vae-ft-mse"

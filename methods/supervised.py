@@ -30,8 +30,9 @@ from harness.api.registry import register, variant
 from harness.components.augment import gaussian_noise, random_view, tta_view
 from harness.components.backbones import IMAGENET_MEAN, IMAGENET_STD, create_timm_model, last_stage, to_backbone_input
 from harness.components.losses import LOSSES, class_weights, multilabel_loss, positive_weights
+from harness.components.seeding import seeded
 from harness.components.selection import macro_auroc
-from harness.components.training import SingleLoss, TrainConfig, seeded, train_cached
+from harness.components.training import SingleLoss, TrainConfig, train_cached
 
 
 @dataclass(frozen=True)

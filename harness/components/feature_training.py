@@ -27,7 +27,8 @@ from harness.api.params import param
 from harness.api.protocol import FitContext, ImageBatches, Prediction, WeightsInfo
 from harness.components.embedding import BackboneMethod, image_maps
 from harness.components.features import ExtractorParams, build_extractor
-from harness.components.training import Objective, SingleLoss, TrainConfig, seeded, train_cached
+from harness.components.seeding import seeded
+from harness.components.training import Objective, SingleLoss, TrainConfig, train_cached
 from harness.core.errors import ParameterError
 
 COMBINE = {"sum": lambda maps: maps.sum(0), "product": lambda maps: maps.prod(0), "mean": lambda maps: maps.mean(0)}

@@ -22,7 +22,8 @@ from torch import nn
 
 from harness.api.params import Params, param
 from harness.api.protocol import FitContext, ImageBatches, Method, Prediction, WeightsInfo
-from harness.components.training import Objective, SingleLoss, TrainConfig, seeded, train_cached
+from harness.components.seeding import seeded
+from harness.components.training import Objective, SingleLoss, TrainConfig, train_cached
 from harness.core.errors import ParameterError
 
 RESIDUALS = ("l2", "l1", "ssim")

@@ -15,14 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -30,33 +28,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from harness.api.params import Params
 from harness.api.protocol import FitContext, ImageBatches
 from harness.components.checkpoints import cached_checkpoint
+from harness.components.seeding import seeded
 from harness.core.errors import MethodFailure
 from harness.core.fingerprints import file_sha256
 from harness.core.precision import autocast_dtype
 
 TRAINING_VERSION = 1
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Torch's global generator seeded for the block (weight init, dropout), restored after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-@contextlib.contextmanager
-def host_seeded(seed: int) -> Iterator[None]:
-    """numpy's and Python's global generators seeded for the block, restored after (for
-    libraries that draw from them: FrEIA's permutations, anomalib's models)."""
-    np_state, py_state = np.random.get_state(), random.getstate()
-    np.random.seed(seed)
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
 
 
 class Precision:
