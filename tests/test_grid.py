@@ -137,3 +137,21 @@ def test_workers_give_the_predictions_of_a_sequential_grid_and_survive_a_killed_
     # recorded failed for the same reason and its cell resubmitted, as the dead one's.
     assert "dies-once-for-grid" in dead["method"].tolist()
     assert all("worker process died" in error for error in dead["error"])
+
+
+def test_grid_bundles_each_finished_cell_once_and_a_failed_cell_never(tiny_board, tmp_path, capsys):
+    """`--bundles DIR` (what `make leaderboard` gives): every finished cell gets a bundle that
+    verifies, a failed cell none, and a second grid writes only what is missing."""
+    from harness.public import verify
+
+    db, root = tmp_path / "d.duckdb", tmp_path / "bundles"
+    args = ["grid", "--boards", str(tiny_board), "--no-corruptions", "--db", str(db), "--bundles", str(root)]
+    assert main([*args, "--methods", "intensity,broken-for-grid"]) == 2  # the failed cell fails the grid
+    first = sorted(root.glob("*/*/*"))
+    assert [p.parent.name for p in first] == ["intensity"] and verify(first[0], boards={"tiny-ad": tiny_board}).ok
+    assert "1 new bundles" in capsys.readouterr().out
+    assert main([*args, "--methods", "intensity,random"]) == 0
+    second = sorted(root.glob("*/*/*"))
+    assert [p.parent.name for p in second] == ["intensity", "random"] and first[0] in second
+    out = capsys.readouterr().out
+    assert "1 new bundles" in out and "(1 cells had one)" in out

@@ -32,6 +32,11 @@ def add_commands(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--address", default=None, help="ray: an existing cluster, HOST:PORT or auto (default: a local one)")
     p.add_argument("--dry-run", action="store_true", help="print the cells and which are done; run nothing")
+    p.add_argument(
+        "--bundles", default=None, metavar="DIR",
+        help="write a submission bundle (with maps where kept) of every finished cell that has none in DIR "
+        "(make leaderboard: leaderboards/submissions)",
+    )  # fmt: skip
     add_db(p)
     p.set_defaults(func=cmd_grid)
 
@@ -82,10 +87,26 @@ def cmd_grid(args: argparse.Namespace) -> None:
         if args.dry_run:
             console.print(grid_table(plan, started))
             return
-        _run_grid_live(plan, db, started, ray, args.workers or 1)
+        try:
+            _run_grid_live(plan, db, started, ray, args.workers or 1)
+        finally:  # a failed or interrupted grid still bundles the cells it finished
+            if args.bundles:
+                _bundle_cells(plan, db, Path(args.bundles))
     finally:
         if ray is not None:
             shutdown(ray)
+
+
+def _bundle_cells(plan: Any, db: Path, root: Path) -> None:
+    from harness.results.store import ResultStore
+    from harness.submissions.bundles import write_missing_bundles
+
+    finished = [c.run_id for c in plan.cells if c.state in ("ok", "done") and c.run_id]
+    if not finished:
+        return
+    with ResultStore(db) as store:
+        written = write_missing_bundles(store, finished, root)
+    console.print(escape(f"{len(written)} new bundles in {root} ({len(finished) - len(written)} cells had one)"))
 
 
 def _ray_for_grid(args: argparse.Namespace) -> Any:

@@ -195,11 +195,27 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
-def default_bundle_dir(run: dict) -> Path:
+def default_bundle_dir(run: dict, root: Path | None = None) -> Path:
+    """`<root>/<board>/<method>/<finished date>-<end of the run id>` (root: the committed
+    submissions folder)."""
     finished = pd.Timestamp(run["finished_at"])
     for what in ("board", "method"):
         check_name(run[what], what, f"run {run['run_id']}")
-    return under(submissions_dir(), run["board"], run["method"], f"{finished:%Y%m%d}-{run['run_id'][-6:]}")
+    return under(root or submissions_dir(), run["board"], run["method"], f"{finished:%Y%m%d}-{run['run_id'][-6:]}")
+
+
+def write_missing_bundles(store: ResultStore, run_ids: list[str], root: Path) -> list[Path]:
+    """A bundle under `root` for each run that has none there yet, with its maps when it kept
+    them (what `xrbench grid --bundles` does after its cells, so a grid run again over several
+    sittings bundles what it finished). Returns the bundles written."""
+    written = []
+    for run_id in run_ids:
+        run = store.run(run_id)
+        out = default_bundle_dir(run, root)
+        if out.exists():
+            continue
+        written.append(write_bundle(store, run_id, out, maps=isinstance(run.get("maps_sha256"), str)))
+    return written
 
 
 def write_bundle(store: ResultStore, run_id: str, out: Path | None = None, maps: bool = False) -> Path:
