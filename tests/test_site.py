@@ -13,6 +13,7 @@ from conftest import publish
 
 from harness.results.store import ResultStore
 from harness.run.runner import bench
+from harness.site.render import COMMIT as COMMIT_PATTERN
 from harness.site.render import slug
 
 HOSTILE = "<script>alert('x')</script>"
@@ -106,8 +107,10 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def test_sorting_in_a_real_browser(site, tmp_path):
+def test_sorting_and_filters_in_a_real_browser(site, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
 
     _, out = site
     browser = _browser()
@@ -135,6 +138,26 @@ def test_sorting_in_a_real_browser(site, tmp_path):
         rank = browser.find_element(By.XPATH, "//table[@id='leaderboard']//th[text()='Rank']")
         rank.click()  # rank 1 first on the first click
         assert [int(v) for v in column("Rank")] == [1, 2, 3] and rank.get_attribute("aria-sort") == "ascending"
+        rank.send_keys(Keys.ENTER)  # headers sort from the keyboard too
+        assert [int(v) for v in column("Rank")] == [3, 2, 1] and rank.get_attribute("aria-sort") == "descending"
+        rank.send_keys(Keys.SPACE)
+        assert [int(v) for v in column("Rank")] == [1, 2, 3]
+        search = browser.find_element(By.CSS_SELECTOR, "input[data-filter=method]")
+        search.send_keys("PATCH")
+        assert column("Method") == ["patchcore"] and "1 of 3 methods shown" in browser.page_source
+        search.clear()
+        search.send_keys(" ")  # an input event after clearing
+        assert len(column("Method")) == 3
+        family = browser.find_element(By.CSS_SELECTOR, "select[data-filter=family]")
+        patchcore_family = browser.find_element(By.CSS_SELECTOR, "tr[data-method=patchcore]").get_attribute(
+            "data-family"
+        )
+        from selenium.webdriver.support.ui import Select
+
+        Select(family).select_by_value(patchcore_family)
+        assert column("Method") == ["patchcore"]
+        Select(family).select_by_value("")
+        assert len(column("Method")) == 3
         browser.find_element(By.CSS_SELECTOR, "input[data-toggle=all-runs]").click()
         rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr:not([hidden])")
         shown_runs = [row.get_attribute("data-run") for row in rows]
@@ -269,3 +292,87 @@ def test_every_link_and_image_resolves(site, tmp_path):
     broken, _ = broken_links(copy)
     assert broken == [f"runs/{page.name}: ../nowhere.html", f"runs/{page.name}: #no-id (no such anchor)"]
     assert main([str(copy)]) == 1 and main([str(out)]) == 0
+
+
+def test_slices_come_in_natural_order_with_intervals_and_each_methods_worst_marked(site):
+    from harness.site.render import slice_order
+
+    names = ["sex=M", "age_bin=60+", "finding=Mass", "age_bin=<40", "sex=F", "age_bin=40-59", "age_bin=unknown"]
+    assert sorted(names, key=slice_order) == [
+        "age_bin=<40", "age_bin=40-59", "age_bin=60+", "age_bin=unknown", "sex=F", "sex=M", "finding=Mass",
+    ]  # fmt: skip
+    db, out = site
+    table = _board_page(out).read_text().split('id="slices"')[1].split("</table>")[0]
+    header = re.findall(r"<th[^>]*>(.*?)</th>", table.split("</thead>")[0])[1:]
+    ranked = pd.read_csv(next((out / "data").glob("tiny-ad-*-leaderboard.csv")))["run_id"].tolist()
+    with ResultStore(db) as store:
+        stored = store.query(
+            "SELECT r.method, m.slice, m.value, m.ci_low, m.n FROM metrics m JOIN runs r USING (run_id) "
+            "WHERE m.condition = 'clean' AND m.metric = 'auroc' AND m.slice <> 'all' AND m.slice NOT LIKE 'finding=%' "
+            "AND isfinite(m.value) "
+            "AND m.run_id IN (SELECT unnest(?))",
+            [ranked],
+        )
+    for method, own in stored.groupby("method"):
+        column = header.index(method) + 1
+        cells = [re.findall(r"<td[^>]*>.*?</td>", row, re.S)[column] for row in table.split("<tr>")[2:]]
+        worst = [c for c in cells if 'class="worst"' in c]
+        lowest = own[own["value"] == own["value"].min()]  # every slice at the minimum is marked
+        assert len(worst) == len(lowest) and all(f"{own['value'].min():.3f} " in c for c in worst), method
+        assert {(f"[{r.ci_low:.2f},", f"n={int(r.n)},") for r in lowest.itertuples()} == {
+            (re.search(r"\[\d\.\d\d,", c).group(), re.search(r"n=\d+,", c).group()) for c in worst
+        }
+
+
+def test_code_references_link_to_the_repository_at_the_runs_commit(site, tmp_path):
+    from harness.site.builder import build_site
+    from harness.site.render import code_files
+
+    code = {"files": {"methods/knn.py": "ab" * 32, "harness/api/protocol.py": "cd" * 32}, "commit": "0123abc"}
+    linked = code_files(code, None, "https://example.org/team/xrbench/")
+    assert linked["own"] == [
+        {
+            "path": "methods/knn.py",
+            "digest": "abababab",
+            "url": "https://example.org/team/xrbench/blob/0123abc/methods/knn.py",
+        }
+    ]
+    assert linked["harness"][0]["url"].endswith("/blob/0123abc/harness/api/protocol.py")
+    assert code_files({**code, "commit": "unknown"}, None, "https://example.org/x")["own"][0]["url"] is None
+    assert code_files(code, None, "")["tree"] is None  # no repository: no links
+    db, _ = site
+    with ResultStore(db) as store:
+        commit = store.query("SELECT git_commit FROM runs WHERE method = 'patchcore'")["git_commit"][0]
+    build_site(db, tmp_path / "linked", "https://example.org/team/xrbench")
+    pages = [p.read_text() for p in (tmp_path / "linked" / "runs").glob("*.html")]
+    page = next(p for p in pages if "methods/patchcore.py" in p)
+    if COMMIT_PATTERN.fullmatch(commit or ""):
+        assert f'href="https://example.org/team/xrbench/blob/{commit}/methods/patchcore.py"' in page
+        assert f'href="https://example.org/team/xrbench/tree/{commit}"' in page
+    else:  # a checkout without git: the files are listed, unlinked
+        assert "https://example.org" not in page and "--repository URL" in page
+
+
+def test_comparison_pages_give_the_paired_difference_slices_and_shared_images(site):
+    from sklearn.metrics import roc_auc_score
+
+    db, out = site
+    board_csv = pd.read_csv(next((out / "data").glob("tiny-ad-*-leaderboard.csv")))
+    first, second = board_csv["method"][:2]
+    index = (out / "compare" / "index.html").read_text()
+    assert index.count("<li>") == 3 and f"{first} vs {second}" in index  # the top three, pairwise
+    page = out / "compare" / f"{slug(first)}-vs-{slug(second)}.html"
+    assert f'href="../{page.relative_to(out)}"' in _board_page(out).read_text()  # linked from the Δ column
+    summary = pd.read_csv(next((out / "data").glob(f"compare-{slug(first)}-vs-{slug(second)}.csv")))
+    with ResultStore(db) as store:
+        aurocs = []
+        for run_id in summary.loc[0, ["run_a", "run_b"]]:
+            test = store.predictions(run_id).query("split == 'test' and condition == 'clean'")
+            aurocs.append(roc_auc_score(test["label"], test["score"]))
+    assert summary.loc[0, "difference"] == pytest.approx(aurocs[0] - aurocs[1], abs=1e-9)
+    assert summary.loc[0, "ci_low"] <= summary.loc[0, "difference"] <= summary.loc[0, "ci_high"]
+    assert 0 <= summary.loc[0, "p"] <= 1
+    html = page.read_text()
+    assert f"{summary.loc[0, 'difference']:+.3f}" in html and "sex=F" in html
+    images = re.findall(r'<img src="\.\./(plots/[^"]+\.png)"', html)
+    assert images and len(images) % 2 == 0 and all((out / i).exists() for i in images)

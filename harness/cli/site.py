@@ -21,6 +21,12 @@ def add_commands(sub: Any) -> None:
         default=None,
         help="output folder: new, empty or a site built before, replaced whole at the end (default: site/_build)",
     )
+    p.add_argument(
+        "--repository",
+        default=os.environ.get("XRBENCH_REPOSITORY", ""),
+        help="the project's repository URL (https://github.com/OWNER/NAME): run pages link each code file there "
+        "at the run's commit (default: $XRBENCH_REPOSITORY; none: no links)",
+    )
     p.set_defaults(func=cmd_site)
 
 
@@ -43,5 +49,7 @@ def cmd_site(args: argparse.Namespace) -> None:
         assembled = assemble_all(store)
     if assembled:
         err_console.print(f"leaderboards assembled from the stored runs: {escape(', '.join(assembled))}")
-    index = build_site(db, out)
+    if args.repository and not args.repository.startswith(("https://", "http://")):
+        raise XRBenchError(f"--repository {args.repository!r} is not an http(s) URL")
+    index = build_site(db, out, args.repository)
     console.print(escape(f"site written to {out}; open file://{index.resolve()}"))

@@ -14,7 +14,7 @@ from harness.results import plots, queries
 from harness.results.leaderboard import TIE_ALPHA, edition
 from harness.results.store import ResultStore
 from harness.site.glossary import explanations
-from harness.site.render import Pages, Table, code_reference, num, slug
+from harness.site.render import Pages, Table, code_reference, num, slice_order, slug
 
 
 def columns(task: str, groups: tuple[str, ...]) -> list[tuple[str, str, bool]]:
@@ -45,6 +45,20 @@ def column_groups(task: str, present: set[str]) -> list[tuple[str, list[tuple[st
 def method_cards(store: ResultStore, methods: list[str]) -> dict[str, dict]:
     """Each method's stored card (family, learning type), for the line beneath its name."""
     return {m: json.loads(queries.method_card(store, m) or "{}") for m in methods}
+
+
+def filter_choices(table: pd.DataFrame, cards: dict[str, dict]) -> list[tuple[str, list[str]]]:
+    """The leaderboard's filters, each with the values its rows hold: (row attribute, values)."""
+    if table.empty:
+        return []
+    verification = table["verification"].where(table["verification"].notna(), "local")
+    present = {
+        "family": {cards.get(m, {}).get("family") for m in table["method"]},
+        "learning": {cards.get(m, {}).get("learning") for m in table["method"]},
+        "verification": set(verification),
+        "device": set(table["device"]),
+    }
+    return [(key, sorted(v for v in values if v)) for key, values in present.items()]
 
 
 def board_table(store: ResultStore, board: str) -> pd.DataFrame:
@@ -78,16 +92,20 @@ def submissions(store: ResultStore, ids: list[str], board: str) -> pd.DataFrame:
     return frame.drop(columns="code").set_index("run_id")
 
 
-def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame) -> dict:
-    """Write the board's page; returns what the index shows of it."""
+def board_page(
+    pages: Pages, store: ResultStore, board: str, table: pd.DataFrame, pairs: dict[tuple[str, str], str]
+) -> dict:
+    """Write the board's page, linking each method compared with the leader to the comparison;
+    returns what the index shows of it."""
     ed = edition(store, board)
     task = ed.task if ed else "anomaly"
     best = table[table["best"].fillna(False).astype(bool)].reset_index(drop=True) if not table.empty else table
     name = slug(board)
     ids = best["run_id"].tolist() if not best.empty else []
     heatmap, corrupt = corruption_heatmap(pages, store, best, ids, name)
-    slice_table, slice_grid = slices(pages, store, ids, name)
+    slice_table, slice_grid, slice_methods = slices(pages, store, ids, name)
     localization = localization_table(pages, store, ids, name)
+    cards = method_cards(store, sorted(set(table["method"]))) if not table.empty else {}
     info = {
         "board": board,
         "slug": name,
@@ -114,7 +132,8 @@ def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame
         table=pages.export(best, f"{name}-leaderboard"),
         compact=[c for c in columns(task, ("robustness", "cost")) if c[0] in COMPACT and c[0] in best.columns],
         groups=column_groups(task, set(best.columns)) if not best.empty else [],
-        cards=method_cards(store, sorted(set(table["method"]))) if not table.empty else {},
+        cards=cards,
+        filters=filter_choices(table, cards),
         leader=best.iloc[0]["value"] if len(best) else None,
         primary_label=dict((k, label) for k, label, _ in columns(task, ("ranking",))).get(
             info["primary"], info["primary"]
@@ -125,11 +144,22 @@ def board_page(pages: Pages, store: ResultStore, board: str, table: pd.DataFrame
         scatter=latency_scatter(pages, best, name),
         slices=slice_table,
         slice_grid=slice_grid,
+        slice_methods=slice_methods,
         corruptions=corrupt,
         tie_alpha=TIE_ALPHA,
+        compared=leader_comparisons(best, pairs),
         reported=reported_table(pages, ed.reported if ed else (), name, table, ed.board if ed else board),
     )
     return info
+
+
+def leader_comparisons(best: pd.DataFrame, pairs: dict[tuple[str, str], str]) -> dict[str, str]:
+    """Each ranked method's comparison page with the board's leader, where one was built."""
+    if best.empty:
+        return {}
+    leader = best.iloc[0]["method"]
+    return {m: pairs.get((leader, m)) or pairs.get((m, leader)) for m in best["method"][1:] if
+            pairs.get((leader, m)) or pairs.get((m, leader))}  # fmt: skip
 
 
 def reported_table(
@@ -199,16 +229,33 @@ def localization_table(pages: Pages, store: ResultStore, ids: list[str], name: s
     return pages.export(frame, f"{name}-localization") if not frame.empty else None
 
 
-def slices(pages: Pages, store: ResultStore, ids: list[str], name: str) -> tuple[Table, pd.DataFrame]:
-    """Per-slice AUROC of the best runs: the exported rows, and the grid shown (slice x method)."""
+def slice_cell(row: pd.Series) -> dict:
+    """One cell of the slice grid: the AUROC with its interval and counts, or why there is none.
+    A value with a flag is a multi-label macro mean over only some findings (marked *)."""
+    if not np.isfinite(row["value"]):
+        return {"shown": "too few cases", "value": "", "interval": "", "count": f"n={num(row['n'])}", "worst": False}
+    return {
+        "shown": num(row["value"]) + ("*" if isinstance(row["flag"], str) else ""),
+        "value": f"{row['value']:.6f}",
+        "interval": f"[{num(row['ci_low'], 2)}, {num(row['ci_high'], 2)}]",
+        "count": f"n={num(row['n'])}, {num(row['n_pos'])} abnormal",
+        "worst": bool(row["worst"]),
+    }
+
+
+def slices(pages: Pages, store: ResultStore, ids: list[str], name: str) -> tuple[Table, list[dict], list[str]]:
+    """Per-slice AUROC of the best runs: the exported rows, and the grid shown (one row per
+    slice in natural order, one cell per method), each method's worst slice marked."""
     rows = queries.slice_aurocs(store, ids)
-    grid = pd.DataFrame()
-    if not rows.empty:
-        # What a reader sees per cell: the AUROC, or why there is none.
-        # A value with a flag is a multi-label macro mean over only some findings.
-        rows["shown"] = [
-            "too few cases" if not np.isfinite(v) else num(v) + ("*" if isinstance(f, str) else "")
-            for v, f in zip(rows["value"], rows["flag"], strict=True)
-        ]
-        grid = rows.pivot(index="slice", columns="method", values="shown").fillna("no result").reset_index()
-    return pages.export(rows, f"{name}-slices"), grid
+    if rows.empty:
+        return pages.export(rows, f"{name}-slices"), [], []
+    subgroup = ~rows["slice"].str.startswith("finding=") & np.isfinite(rows["value"].astype(float))
+    lowest = rows[subgroup].groupby("method")["value"].transform("min")
+    rows["worst"] = subgroup & (rows["value"] == lowest.reindex(rows.index))
+    methods = list(dict.fromkeys(rows["method"]))
+    cells = {(r.method, r.slice): slice_cell(r) for _, r in rows.iterrows()}
+    grid = [
+        {"slice": s, "order": i, "cells": [cells.get((m, s)) for m in methods]}
+        for i, s in enumerate(sorted(set(rows["slice"]), key=slice_order))
+    ]
+    return pages.export(rows.drop(columns="worst"), f"{name}-slices"), grid, methods

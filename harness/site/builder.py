@@ -27,6 +27,7 @@ from harness.core.paths import project_root
 from harness.results import queries
 from harness.results.store import ResultStore
 from harness.site.board_page import board_page, board_table
+from harness.site.compare_page import compare_index, compare_page, top_pairs
 from harness.site.glossary import glossary_page
 from harness.site.method_page import method_page, methods_index
 from harness.site.render import Pages
@@ -37,16 +38,17 @@ MARKER = ".xrbench-site"
 """The file that marks a folder as a site xrbench built, which a rebuild may replace."""
 
 
-def build_site(db: Path, out: Path) -> Path:
+def build_site(db: Path, out: Path, repository: str = "") -> Path:
     """Build the site and put it at `out` (a new folder, or a site built before, replaced
-    whole at the end); returns its index page."""
+    whole at the end); returns its index page. With a `repository` URL, code references link
+    to its files at each run's commit."""
     out = Path(os.path.abspath(out))
     check_site_folder(Path(db), out)
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         with ResultStore(db) as store:
-            build(store, building)
+            build(store, building, repository)
         building.chmod(0o755)  # a temporary folder is private; a site is read by a web server
         (building / MARKER).write_text("built by xrbench site; a rebuild replaces this folder whole\n")
         swap_in(building, out)
@@ -80,18 +82,19 @@ def swap_in(new: Path, out: Path) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def build(store: ResultStore, out: Path) -> Path:
+def build(store: ResultStore, out: Path, repository: str = "") -> Path:
     """Write every page into the empty folder `out`."""
     shutil.copytree(project_root() / "site" / "static", out / "static")
-    pages = Pages(out, project_root() / "site" / "templates")
+    pages = Pages(out, project_root() / "site" / "templates", repository)
     runs = queries.ok_runs(store)
     ranked = set(runs["board"]) if not runs.empty else set()
     board_names = sorted(ranked | set(queries.boards_with_reported_numbers(store)))
     tables = {board: board_table(store, board) for board in board_names}
+    pairs = top_pairs(tables)
     boards = []
     for board in board_names:
         with noted(f"building the page of board {board}"):
-            boards.append(board_page(pages, store, board, tables[board]))
+            boards.append(board_page(pages, store, board, tables[board], pairs))
     index = pd.DataFrame([{k: b[k] for k in INDEX_COLUMNS} for b in boards])
     pages.write("index.html", "index.html", boards=boards, index=pages.export(index, "boards"))
     glossary_page(pages)
@@ -99,6 +102,10 @@ def build(store: ResultStore, out: Path) -> Path:
     for method in sorted(runs["method"].unique()) if not runs.empty else []:
         with noted(f"building the page of method {method}"):
             method_page(pages, store, method, tables)
+    compare_index(pages, pairs)
+    for a, b in pairs:
+        with noted(f"building the comparison of {a} and {b}"):
+            compare_page(pages, store, a, b, tables)
     for run in runs.itertuples():
         with noted(f"building the page of run {run.run_id}"):
             run_page(pages, store, run.run_id)

@@ -11,10 +11,10 @@ from urllib.parse import quote_plus
 import numpy as np
 import pandas as pd
 
-from harness.core.maps import decode
 from harness.results import plots, queries
 from harness.results.store import ResultStore
-from harness.site.render import Pages, mask_array, png_array, slug
+from harness.site.gallery import gallery
+from harness.site.render import Pages, slug
 
 
 def method_page(pages: Pages, store: ResultStore, method: str, board_tables: dict[str, pd.DataFrame]) -> None:
@@ -67,41 +67,6 @@ def curve_points(store: ResultStore, board: str, run_id: str) -> dict[str, tuple
         return {board: (frame["label"].to_numpy(), frame["score"].to_numpy())}
     pooled = np.concatenate(frame["target_labels"].to_numpy()), np.concatenate(frame["scores"].to_numpy())
     return {f"{board} (micro over findings)": pooled}
-
-
-def gallery(pages: Pages, store: ResultStore, run_id: str, name: str) -> list[dict]:
-    """Thumbnails of a run's gallery: each image with its map and ground truth overlaid."""
-    rows = queries.gallery(store, run_id)
-    if rows.empty:
-        return []
-    heats = gallery_maps(store, run_id, rows)
-    # One scale for the run, from its clean images: a corrupted case study saturates it
-    # rather than washing out every other map.
-    clean = [h for h, c in zip(heats, rows["condition"], strict=True) if h is not None and c == "clean"]
-    shown = clean or [h for h in heats if h is not None]
-    scale = tuple(np.percentile(np.concatenate([h.ravel() for h in shown]), [1, 99])) if shown else (0.0, 1.0)
-    out = []
-    for k, (row, heat) in enumerate(zip(rows.itertuples(), heats, strict=True)):
-        condition = "clean" if row.condition == "clean" else f"{row.condition} s{row.severity}"
-        caption = f"{row.image_id} · {condition}" + (f" · score {row.score:.3g}" if row.score == row.score else "")
-        thumbnail = (png_array(row.image), heat, mask_array(row.mask), json.loads(row.boxes), scale)
-        path = pages.plot(plots.overlay_job, thumbnail, f"{name}-g{k}", "png")
-        out.append({"kind": row.kind, "finding": row.finding, "path": path, "caption": caption})
-    return out
-
-
-def gallery_maps(store: ResultStore, run_id: str, rows: pd.DataFrame) -> list[np.ndarray | None]:
-    """The stored map of each gallery image (its finding's channel on a multi-label board)."""
-    run = store.run(run_id)
-    maps = store.maps(run_id) if isinstance(run.get("maps_sha256"), str) else pd.DataFrame()
-    stored = {(r.image_id, r.condition, int(r.severity)): r._asdict() for r in maps.itertuples()}
-    targets = json.loads(run["targets"]) if isinstance(run.get("targets"), str) else []
-    heats = []
-    for row in rows.itertuples():
-        heat = stored.get((row.image_id, row.condition, int(row.severity)))
-        channel = targets.index(row.finding) if row.finding in targets else 0
-        heats.append(None if heat is None else decode(heat)[channel])
-    return heats
 
 
 ARXIV = re.compile(r"arXiv:(\d{4}\.\d{4,5})", re.IGNORECASE)

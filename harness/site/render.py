@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 from collections.abc import Callable
@@ -45,7 +46,7 @@ class Table:
 class Pages:
     """The site being written into `out`."""
 
-    def __init__(self, out: Path, templates: Path):
+    def __init__(self, out: Path, templates: Path, repository: str = ""):
         self.out = out
         self.env = Environment(
             loader=FileSystemLoader(templates), autoescape=select_autoescape(["html"]), trim_blocks=True,
@@ -55,6 +56,8 @@ class Pages:
         self.env.filters["provenance"] = provenance
         self.env.filters["ms"] = ms
         self.env.filters["slug"] = slug
+        self.env.filters["code_files"] = lambda code, commit=None: code_files(code, commit, repository)
+        self.env.globals["repository"] = repository.rstrip("/")
         self.built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         self._plots: list[PlotJob] = []
 
@@ -148,6 +151,38 @@ def code_reference(code: dict) -> str:
     )
     modules = f" + {len(harness)} harness modules" if harness else ""
     return f"{own}{modules} at {code.get('commit', '?')[:10]}"
+
+
+def slice_order(name: str) -> tuple:
+    """Slices grouped by attribute, and within one in their natural order: numbered bins by
+    their lower bound (`age_bin=<40`, `40-59`, `60+`), other values alphabetically."""
+    attribute, _, value = name.partition("=")
+    digits = "".join(c if c.isdigit() else " " for c in value).split()
+    bound = -1.0 if value.startswith("<") else float(digits[0]) if digits else float("inf")
+    return (attribute == "finding", attribute, bound, value)
+
+
+COMMIT = re.compile(r"[0-9a-f]{7,40}")
+
+
+def code_files(code: str | dict | None, commit: str | None, repository: str) -> dict:
+    """A run's code as the run page lists it: the method's own files and the harness modules
+    they import, each with a short hash, linked to `repository` at the run's commit when the
+    site has a repository (`xrbench site --repository`) and the commit is known; or a plugin."""
+    code = json.loads(code) if isinstance(code, str) else (code or {})
+    at = code.get("commit") or commit
+    base = repository.rstrip("/") if repository and at and COMMIT.fullmatch(at) else ""
+    files = [
+        {"path": path, "digest": (digest or "?")[:8], "url": f"{base}/blob/{at}/{path}" if base else None}
+        for path, digest in code.get("files", {}).items()
+    ]
+    plugin = code.get("plugin")
+    return {
+        "own": [f for f in files if not f["path"].startswith("harness/")],
+        "harness": [f for f in files if f["path"].startswith("harness/")],
+        "plugin": f"{plugin.get('distribution', '?')} {plugin.get('version', '?')}" if plugin else None,
+        "tree": f"{base}/tree/{at}" if base else None,
+    }
 
 
 def png_array(data: object) -> np.ndarray:

@@ -28,12 +28,33 @@
   }
   document.querySelectorAll("table.sortable").forEach(function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, index) {
+      th.tabIndex = 0;  // reachable by keyboard: Enter or Space sorts
       th.addEventListener("click", function () { sortBy(table, index, th); });
+      th.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(table, index, th); }
+      });
     });
   });
-  document.querySelectorAll("input[data-toggle=all-runs]").forEach(function (box) {
-    box.addEventListener("change", function () {
-      document.querySelectorAll("tr.extra-run").forEach(function (row) { row.hidden = !box.checked; });
-    });
+  // Filters: a row shows when it matches every chosen value and the search text, and (for
+  // the extra runs beyond each method's best) when "all runs" is ticked.
+  document.querySelectorAll("form[data-filters]").forEach(function (form) {
+    var table = document.getElementById(form.getAttribute("data-filters"));
+    var count = form.querySelector("[data-filter-count]");
+    function apply() {
+      var all = form.querySelector("input[data-toggle=all-runs]");
+      var text = form.querySelector("input[data-filter=method]").value.trim().toLowerCase();
+      var chosen = Array.prototype.filter.call(form.querySelectorAll("select[data-filter]"), function (s) { return s.value; });
+      var shown = 0, total = 0;
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+        var extra = row.classList.contains("extra-run");
+        var match = (row.getAttribute("data-method") || "").toLowerCase().indexOf(text) !== -1 &&
+          chosen.every(function (s) { return row.getAttribute("data-" + s.getAttribute("data-filter")) === s.value; });
+        row.hidden = !(match && (!extra || (all && all.checked)));
+        if (!extra) { total += 1; if (match) shown += 1; }
+      });
+      if (count) count.textContent = shown === total ? "" : shown + " of " + total + " methods shown";
+    }
+    form.addEventListener("input", apply);
+    form.addEventListener("change", apply);
   });
 })();
