@@ -10,7 +10,7 @@ BOARD ?= synth-cxr-ad
 ARGS ?=
 
 .PHONY: setup browser test test-bridge bench check leaderboard site verify rerun-check lint docs notebooks wheel wheel-check benchmark \
-	benchmark-anomalib benchmark-scale gpu-check mutants clean
+	benchmark-smoke benchmark-anomalib benchmark-scale gpu-check mutants clean
 
 # The environment, installed (editable, with the dev tools) into $(VENV) when missing or when
 # the project's dependencies changed since; every target below needs it.
@@ -49,11 +49,12 @@ check: $(READY)
 	$(BIN)/xrbench check $(METHOD) $(ARGS)
 
 # Every method that supports each board's task, on the synthetic boards; cells already in the
-# results database are skipped, so an interrupted grid resumes where it stopped.
+# results database are skipped, so an interrupted grid resumes where it stopped; each finished
+# cell without a bundle in leaderboards/submissions gets one (commit them as they come).
 METHODS ?= all
 BOARDS ?= synth-cxr-ad,synth-dental-ad,synth-cxr-cls
 leaderboard: $(READY)
-	$(BIN)/xrbench grid --methods $(METHODS) --boards $(BOARDS) $(ARGS)
+	$(BIN)/xrbench grid --methods $(METHODS) --boards $(BOARDS) --bundles leaderboards/submissions $(ARGS)
 
 # The leaderboard from the committed submission bundles (verified; a failing one is shown
 # flagged, never ranked) and from the runs in the results database.
@@ -105,6 +106,10 @@ benchmark: $(READY)
 # A synthetic board of IMAGES images through the whole protocol: images/s of every stage.
 IMAGES ?= 20000
 # Native methods against their anomalib implementations on synth-cxr-ad (about an hour on two cores).
+# Every benchmark once, untimed (pytest-benchmark disabled): checks they still run; CI runs it.
+benchmark-smoke: $(READY)
+	$(BIN)/python -m pytest -q benchmarks
+
 benchmark-anomalib: $(READY)
 	$(BIN)/python benchmarks/native_vs_anomalib.py
 
