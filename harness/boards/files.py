@@ -68,6 +68,7 @@ KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "corruptions": dict,
     "slices": list,
     "min_slice_class": int,
+    "map_sample": int,
     "reference_method": str,
     "labels_sha256": str,
     "targets": list,
@@ -95,6 +96,7 @@ RANGES = {  # the store keeps versions and seeds as 32-bit integers
     "seed": (0, INT32_MAX),
     "batch_size": (1, 65536),
     "min_slice_class": (1, INT32_MAX),
+    "map_sample": (0, INT32_MAX),
 }
 
 

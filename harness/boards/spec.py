@@ -46,6 +46,9 @@ class Board:
     slices: tuple = ()  # metadata columns reported per value (age_bin is derived from age)
     min_slice_class: int = 10  # fewer abnormal or normal images than this: no number, a flag
     reference_method: str | None = None  # normalises corruption errors (as AlexNet in ImageNet-C)
+    # Maps kept and scored per split: 0 for every clean image, else every test image with ground
+    # truth and a seeded, label-stratified sample up to this many (harness.boards.maps).
+    map_sample: int = 0
     # Set for licensed datasets: the committed manifest holds ids, patients and splits only;
     # labels come from the user's copy and must hash to this (see splits.attach_labels).
     labels_sha256: str | None = None
@@ -90,4 +93,5 @@ def board_edition(board: Board) -> dict[str, Any]:
         "targets": json.dumps(list(board.targets)) if board.targets else None,
         "reference_method": board.reference_method,
         "reported": json.dumps(list(board.reported)) if board.reported else None,
+        "map_sample": board.map_sample,
     }

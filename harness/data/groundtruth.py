@@ -54,6 +54,11 @@ class GroundTruth:
     def has_masks(self) -> bool:
         return bool(self.masks)
 
+    @property
+    def image_ids(self) -> set[str]:
+        """The images with a box or a mask."""
+        return set(self.boxes["image_id"].astype(str)) | {image_id for image_id, _ in self.masks}
+
 
 # --- writing (the synthetic generators) -----------------------------------------------------
 

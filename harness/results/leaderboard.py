@@ -46,6 +46,7 @@ class Edition:
     description: str = ""
     targets: tuple[str, ...] = ()
     reported: tuple[dict, ...] = ()  # the board file's [[reported]] numbers, never ranked
+    map_sample: int = 0  # maps kept per split (0: every clean image)
 
 
 def edition(store: ResultStore, board: str) -> Edition | None:
@@ -67,6 +68,7 @@ def edition(store: ResultStore, board: str) -> Edition | None:
             r["description"] or "",
             targets,
             tuple(json.loads(r["reported"])) if isinstance(r.get("reported"), str) else (),
+            int(r["map_sample"]) if pd.notna(r.get("map_sample")) else 0,
         )
     runs = queries.latest_run_edition(store, board)
     if runs.empty:

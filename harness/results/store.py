@@ -203,6 +203,7 @@ CREATE TABLE IF NOT EXISTS boards (
     targets VARCHAR,
     reference_method VARCHAR,
     reported VARCHAR,            -- JSON: the board file's [[reported]] numbers (never ranked)
+    map_sample INTEGER,          -- maps kept per split (0: every clean image; harness.boards.maps)
     recorded_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS submissions (
@@ -247,6 +248,7 @@ CREATE TABLE IF NOT EXISTS leaderboard (
 # Columns added after the first release: databases created before them gain them on open.
 MIGRATIONS = """
 ALTER TABLE boards ADD COLUMN IF NOT EXISTS reported VARCHAR;
+ALTER TABLE boards ADD COLUMN IF NOT EXISTS map_sample INTEGER;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS severity INTEGER DEFAULT 0;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS patient_id VARCHAR;
 ALTER TABLE metrics ADD COLUMN IF NOT EXISTS flag VARCHAR;

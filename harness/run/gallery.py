@@ -37,9 +37,14 @@ def _ranked(frame: pd.DataFrame, mask: np.ndarray, margin: np.ndarray, kind: str
     ]  # fmt: skip
 
 
-def error_cases(task: Task, board: Board, predictions: pd.DataFrame, threshold: float | None) -> list[dict]:
-    """The gallery's false positives and negatives on the clean test split."""
+def error_cases(
+    task: Task, board: Board, predictions: pd.DataFrame, threshold: float | None, candidates: set[str] | None = None
+) -> list[dict]:
+    """The gallery's false positives and negatives on the clean test split (among the
+    `candidates` images, where given: the board's map sample)."""
     test = predictions[(predictions["split"] == "test") & (predictions["condition"] == "clean")]
+    if candidates is not None:
+        test = test[test["image_id"].isin(candidates)]
     truth, scores = task.stored_scores(test)
     cases = []
     if scores.ndim == 1:

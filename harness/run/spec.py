@@ -134,6 +134,7 @@ class RunSpec:
             "pipeline": pipeline_code(),
             "board": [self.board.name, self.board.version, self.board.split_sha256, self.board.dataset_sha256],
             "pixels": [self.board.resolution, self.board.resample],
+            "map_sample": self.board.map_sample,
             "seed": self.seed,
             "device": self.options.device.split(":")[0],
             "corruptions": self.options.corruptions,

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from harness.api.protocol import FitContext, Method
+from harness.boards.maps import kept_map_ids
 from harness.boards.spec import Board
 from harness.core.errors import DatabaseLocked, DataIntegrityError, MethodFailure, XRBenchError, first_line
 from harness.core.fingerprints import PREDICTIONS_HASH_SCHEME, predictions_sha256
@@ -130,20 +131,23 @@ def predict_stage(
     spec: RunSpec, method: Method, data: BoardData, conditions: list[Condition], track: Track
 ) -> Predicted:
     """Scores for the validation split and every test condition; maps (the method's, or
-    Grad-CAM's when the run explains) are kept for the clean validation and test images, and
-    for the case-study image (`case_image`) under every corruption."""
+    Grad-CAM's when the run explains) are kept for the board's map sample of the clean
+    validation and test images (all of them unless the board samples), and for the case-study
+    image (`case_image`) clean and under every corruption."""
     board, task, device = data.board, spec.task, spec.device
     explainer = explainer_for(spec.options.explain, method)
     val, test = data.splits["val"], data.splits["test"]
     jobs = [("val", "clean", 0, val.images, val)] + [("test", c.name, c.severity, c.images, test) for c in conditions]
     case = {case_image(test.meta)} - {None}
+    truth = data.truth.image_ids if data.truth is not None else set()
+    sample = {"val": kept_map_ids(board, val.meta, "val", truth), "test": kept_map_ids(board, test.meta, "test", truth)}
     frames, maps = [], []
     start = time.perf_counter()
     for split, condition, severity, images, part in jobs:
         ids = part.meta["image_id"].tolist()
         what = split if condition == "clean" else f"{condition} s{severity}"
         batches = split_batches(images, part, board, device)
-        keep = set(ids) if condition == "clean" else case
+        keep = sample[split] | (case if split == "test" else set()) if condition == "clean" else case
         out = predict_split(
             method, task, board, batches, ids, what, device, spec.options.precision, keep, track, explainer
         )
@@ -176,7 +180,9 @@ def gallery_of(data: BoardData, conditions: list[Condition], predictions: pd.Dat
     threshold, the worst corruption) and the board alone, so that an imported bundle's gallery
     is the one its local run stored."""
     test = data.splits["test"]
-    cases = error_cases(task_for(data.board), data.board, predictions, scored.run_values.get("threshold"))
+    truth = data.truth.image_ids if data.truth is not None else set()
+    candidates = kept_map_ids(data.board, test.meta, "test", truth)  # errors are shown with their maps
+    cases = error_cases(task_for(data.board), data.board, predictions, scored.run_values.get("threshold"), candidates)
     cases += case_study(predictions, case_image(test.meta), scored.robustness)
     ids = test.meta["image_id"].tolist()
     images = {(c.name, c.severity): (ids, c.images) for c in conditions}

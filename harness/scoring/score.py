@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from harness.boards.maps import kept_map_ids
 from harness.core.errors import DataIntegrityError
 from harness.data.groundtruth import GroundTruth
 from harness.scoring.evaluation import Evaluation, Task, metric_row
@@ -157,6 +158,10 @@ def localization_rows(
 ) -> tuple[list[dict], float]:
     """Metric rows of the clean test maps against the ground truth, and the map level (from
     the validation normals) the box metrics threshold at."""
+    val_meta, test_meta = (
+        meta[meta["image_id"].isin(kept_map_ids(board, meta, split, truth.image_ids))].reset_index(drop=True)
+        for meta, split in ((val_meta, "val"), (test_meta, "test"))
+    )  # the board's map sample: every image unless it samples
     level = normal_level(decoded_maps(maps, val_meta, "val"), val_meta["label"].to_numpy())
     localizer = Localizer(decoded_maps(maps, test_meta, "test"), test_meta, truth, task.map_channels(board))
     rows = []

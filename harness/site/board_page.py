@@ -120,6 +120,7 @@ def board_page(
         "best_value": best.iloc[0]["value"] if len(best) else None,
         "updated": str(table["finished_at"].max())[:16] if not table.empty else "",
         "mce_reference": queries.reference_method(store, board),
+        "map_sample": ed.map_sample if ed else 0,
     }
     pages.write(
         f"boards/{name}.html",
