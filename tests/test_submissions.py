@@ -74,7 +74,7 @@ def edit_predictions(path, change, rehash=True):
 def test_a_bundle_verifies_and_its_reported_metrics_equal_the_verified_ones(bundle, boards, runs):
     v = verify_bundle(bundle, boards=boards)
     assert v.ok, v.summary()
-    assert v.checks == ["layout", "checksums", "board", "image ids", "scores", "re-score", "reported", "code"]
+    assert v.checks == ["layout", "checksums", "board", "size", "image ids", "scores", "re-score", "reported", "code"]
     assert not v.comparison["differs"].any()
     assert len(v.comparison) > 500  # every metric, condition and slice, not only the headline
     with ResultStore(runs[0]) as store:
@@ -361,6 +361,20 @@ def test_a_bundle_over_the_size_limit_is_refused(bundle, boards, tmp_path, monke
     monkeypatch.setattr(bundle_format, "MAX_BUNDLE_BYTES", 10_000)
     v = verify_bundle(copy_of(bundle, tmp_path), boards=boards)
     assert v.failed == "layout" and "MiB limit" in v.message
+
+
+def test_a_bundle_over_its_boards_limit_is_refused_naming_both_sizes(bundle, boards, tmp_path, monkeypatch):
+    from harness.submissions.bundles import size_limit
+
+    path = copy_of(bundle, tmp_path)
+    v = verify_bundle(path, boards=boards, upto="size")
+    size = sum(p.stat().st_size for p in path.iterdir())
+    limit = size_limit(v.board, v.manifest, True, 0)
+    assert v.ok and size < limit  # this board's limit scales with its images and conditions
+    monkeypatch.setattr(bundle_format, "BYTES_PER_SCORE", 1)
+    monkeypatch.setattr(bundle_format, "BYTES_OVERHEAD", 0)
+    v = verify_bundle(path, boards=boards)
+    assert v.failed == "size" and f"over board {v.board.name}'s limit" in v.message and "MiB" in v.message
 
 
 def tampered(bundle, boards, tmp_path):

@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from harness.boards.spec import Board
 from harness.core.errors import printable
 from harness.core.fingerprints import PREDICTION_KEY, file_sha256, predictions_sha256
 from harness.core.maps import MAX_SIDE
@@ -51,8 +52,17 @@ SUBMISSION, PREDICTIONS, MAPS, REPORTED, SUMS = (
     "SHA256SUMS",
 )
 REQUIRED_FILES = (SUBMISSION, PREDICTIONS, REPORTED, SUMS)
-MAX_BUNDLE_BYTES = 25 * 1024 * 1024
-"""A bundle larger than this on disk is refused (a default PatchCore bundle is about 0.2 MB)."""
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024
+"""A bundle larger than this on disk is refused before its board is known; each board's own
+limit (`size_limit`, checked once the board is read) is usually far smaller."""
+BYTES_PER_SCORE = 32
+"""Budget per prediction row and score channel: a committed bundle takes 4.5 B per anomaly
+score and 2 to 3 B per finding of a multi-label row (zstd parquet), 32 B leaves room for
+variances and poorly compressing scores."""
+BYTES_PER_MAP = 16 * 1024
+"""Budget per kept map and channel: a committed PatchCore bundle takes 5.8 KB per map."""
+BYTES_OVERHEAD = 1024 * 1024
+"""submission.toml, reported.json, SHA256SUMS and the parquet files' own metadata."""
 MAX_BUNDLE_ROWS = 5_000_000
 """The most rows a bundle's parquet file may hold (the largest board's test set under every
 corruption is about 700,000); a board's exact count is checked against its manifest."""
@@ -252,6 +262,17 @@ def write_bundle(store: ResultStore, run_id: str, out: Path | None = None, maps:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def size_limit(board: Board, manifest: pd.DataFrame, corruptions: bool, kept_maps: int) -> int:
+    """The most bytes a bundle of this board may take: its predictions (validation and test
+    images, every corrupted copy when it has them) and `kept_maps` maps, per score channel
+    (one per finding on a multi-label board), at `BYTES_PER_SCORE` and `BYTES_PER_MAP`."""
+    channels = max(1, len(board.targets))
+    levels = sum(len(v) for v in board.corruptions.values()) if corruptions else 0
+    counts = manifest["split"].value_counts()
+    rows = int(counts.get("val", 0)) + int(counts.get("test", 0)) * (1 + levels)
+    return BYTES_OVERHEAD + channels * (rows * BYTES_PER_SCORE + kept_maps * BYTES_PER_MAP)
 
 
 def write_parquet(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, path: Path) -> None:

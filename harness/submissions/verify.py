@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from harness.boards.files import load_board
+from harness.boards.maps import kept_map_ids
 from harness.boards.spec import Board
 from harness.core.errors import XRBenchError, first_line, printable
 from harness.core.fingerprints import file_sha256, predictions_sha256
@@ -42,8 +43,10 @@ from harness.submissions.bundles import (
     ROBUSTNESS_KEYS,
     SUMS,
     Bundle,
+    bundle_files,
     read_layout,
     read_text,
+    size_limit,
 )
 
 TOLERANCE = 1e-9
@@ -128,6 +131,33 @@ def check_board(v: Verification, boards: dict[str, Path]) -> None:
         raise CheckFailed(f"the bundle's targets are not board {board.name}'s ({', '.join(board.targets)})")
     v.board = board
     v.manifest = frozen_manifest(board) if board.labels_sha256 is None else load_manifest(board).manifest
+
+
+def check_size(v: Verification, boards: dict[str, Path]) -> None:
+    """The bundle within its board's limit: predictions of every image it must cover, and maps
+    of at most the images the board keeps maps for (its map sample, the case study's copies)."""
+    board, manifest = v.board, v.manifest
+    corruptions = bool(v.bundle.submission["corruptions"])
+    kept = 0
+    if v.bundle.maps is not None:
+        truth = ground_truth_ids(board, manifest)
+        kept = sum(len(kept_map_ids(board, manifest[manifest["split"] == s], s, truth)) for s in ("val", "test"))
+        kept += 1 + (sum(len(x) for x in board.corruptions.values()) if corruptions else 0)  # the case study
+    limit = size_limit(board, manifest, corruptions, kept)
+    size = sum(bundle_files(v.path).values())
+    if size > limit:
+        raise CheckFailed(
+            f"the bundle is {size / 2**20:.1f} MiB, over board {board.name}'s limit of {limit / 2**20:.1f} MiB "
+            f"(its predictions{f' and {kept} maps' if kept else ''}); keep maps only for the board's map sample"
+        )
+
+
+def ground_truth_ids(board: Board, manifest: pd.DataFrame) -> set[str]:
+    """The test images with boxes or masks (none when the board has no ground truth)."""
+    if not board.ground_truth:
+        return set()
+    found = load_manifest(board)
+    return test_ground_truth(board, manifest, found.test_source or found.source).image_ids
 
 
 def expected_groups(board: Board, corruptions: bool) -> list[tuple[str, str, int]]:
@@ -432,6 +462,7 @@ CHECKS: list[tuple[str, Callable[[Verification, dict[str, Path]], None]]] = [
     ("layout", check_layout),
     ("checksums", check_sums),
     ("board", check_board),
+    ("size", check_size),
     ("image ids", check_ids),
     ("scores", check_scores),
     ("re-score", check_rescore),
