@@ -333,14 +333,25 @@ def load_bundle(path: str | Path) -> Bundle:
     return read_layout(Path(path))
 
 
-def verify(path: str | Path, rerun: bool = False, boards: Mapping[str, str | Path] | None = None) -> Verification:
+def verify(
+    path: str | Path,
+    rerun: bool = False,
+    boards: Mapping[str, str | Path] | None = None,
+    external: str | Path | None = None,
+) -> Verification:
     """Verify a submission bundle as `xrbench verify` does: `.ok`, `.checks` passed, `.failed`
     and `.message`, and `.comparison` (reported beside verified values). `rerun`: also run the
     method again here and compare its predictions; `boards`: board name -> file, for boards
-    that are not in leaderboards/."""
+    that are not in leaderboards/; `external`: the local copy of a bundle's external files
+    (`DIR/<bundle folder name>/<file>`)."""
     from harness.submissions.verify import verify_bundle
 
-    return verify_bundle(Path(path), rerun=rerun, boards={k: Path(v) for k, v in (boards or {}).items()})
+    return verify_bundle(
+        Path(path),
+        rerun=rerun,
+        boards={k: Path(v) for k, v in (boards or {}).items()},
+        external=Path(external) if external is not None else None,
+    )
 
 
 def import_bundles(paths: list[str | Path], db: str | Path | None = None, unverified: bool = False) -> list[Run]:

@@ -609,3 +609,26 @@ def test_an_imported_bundle_gets_the_gallery_its_local_run_stored(bundle, boards
     kinds = set(local["kind"])
     assert {"case study"} <= kinds and len(local) >= 4 and local["condition"].nunique() == 2  # clean and worst
     pd.testing.assert_frame_equal(rebuilt, local)
+
+
+def test_a_bundle_with_external_files_verifies_only_from_their_checked_local_copy(bundle, boards, tmp_path):
+    from harness.submissions.external import EXTERNAL, externalize
+
+    path = copy_of(bundle, tmp_path)
+    moved = externalize(path, tmp_path / "ext", "https://example.org/datasets/xr")
+    assert [p.name for p in moved] == [PREDICTIONS] and not (path / PREDICTIONS).exists()
+    assert f"https://example.org/datasets/xr/{path.name}/{PREDICTIONS}" in (path / EXTERNAL).read_text()
+    alone = verify_bundle(path, boards=boards)
+    assert alone.failed == "layout" and "lives outside the repository" in alone.message
+    assert "--external DIR" in alone.message and "nothing is downloaded" in alone.message
+    whole = verify_bundle(path, boards=boards, external=tmp_path / "ext")
+    assert whole.ok and whole.checks == verify_bundle(bundle, boards=boards).checks
+    assert whole.bundle.path == path and not (tmp_path / "ext" / path.name / EXTERNAL).exists()
+    with open(moved[0], "ab") as f:
+        f.write(b"\0")
+    changed = verify_bundle(path, boards=boards, external=tmp_path / "ext")
+    assert changed.failed == "layout" and f"is not the {PREDICTIONS} that {EXTERNAL} names" in changed.message
+    (path / EXTERNAL).write_text(
+        (path / EXTERNAL).read_text().replace(f'name = "{PREDICTIONS}"', f'name = "{SUBMISSION}"')
+    )
+    assert "cannot live outside" in verify_bundle(path, boards=boards, external=tmp_path / "ext").message

@@ -19,6 +19,12 @@ def add_commands(sub: Any) -> None:
         "--out", default=None, help="folder (default: leaderboards/submissions/<board>/<method>/<date>-<id>)"
     )
     p.add_argument("--maps", action="store_true", help="include the run's maps (to verify its localization metrics)")
+    p.add_argument(
+        "--external-url", default=None, metavar="URL",
+        help="keep the parquet files outside the repository: move them to --external-dir and name them in "
+        "external.toml with their address URL/<bundle folder>/<file> (upload them there)",
+    )  # fmt: skip
+    p.add_argument("--external-dir", default=None, metavar="DIR", help="where --external-url's files are moved")
     add_db(p)
     p.set_defaults(func=cmd_submit)
 
@@ -27,6 +33,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--rerun", action="store_true", help="also run the method again on CPU and compare predictions")
     p.add_argument("--board", action="append", default=[], metavar="FILE", help="a board file not in leaderboards/")
     p.add_argument("--quiet", action="store_true", help="no reported-vs-verified tables, one line per bundle")
+    p.add_argument(
+        "--external", default=None, metavar="DIR",
+        help="local copies of bundles' external files, as DIR/<bundle folder name>/<file> (nothing is downloaded)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("import", help="load verified bundles into the results database (for the site)")
@@ -37,6 +47,10 @@ def add_commands(sub: Any) -> None:
         help="import failing bundles too, flagged and never ranked (one that cannot be read is skipped)",
     )
     p.add_argument("--board", action="append", default=[], metavar="FILE", help="a board file not in leaderboards/")
+    p.add_argument(
+        "--external", default=None, metavar="DIR",
+        help="local copies of bundles' external files, as DIR/<bundle folder name>/<file> (nothing is downloaded)",
+    )  # fmt: skip
     add_db(p)
     p.set_defaults(func=cmd_import)
 
@@ -45,10 +59,21 @@ def cmd_submit(args: argparse.Namespace) -> None:
     from harness.results.store import ResultStore
     from harness.submissions.bundles import write_bundle
 
+    if bool(args.external_url) != bool(args.external_dir):
+        raise XRBenchError("--external-url and --external-dir go together")
     with ResultStore(db_path(args)) as store:
         out = write_bundle(store, args.run_id, Path(args.out) if args.out else None, maps=args.maps)
     size = sum(p.stat().st_size for p in out.iterdir())
     console.print(safe(f"bundle written to {out} ({size / 1024:.0f} KiB); check it with: xrbench verify {out}"))
+    if args.external_url:
+        from harness.submissions.external import externalize
+
+        moved = externalize(out, Path(args.external_dir), args.external_url)
+        where = f"{args.external_url.rstrip('/')}/{out.name}/"
+        console.print(safe(
+            f"moved {', '.join(p.name for p in moved)} to {moved[0].parent}: upload them to {where}; "
+            f"verify with: xrbench verify {out} --external {args.external_dir}"
+        ))  # fmt: skip
 
 
 def verification_table(v: object) -> Table:
@@ -81,7 +106,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     failed = []
     for path in bundles:
         with err_console.status(safe(f"verifying {path}")):
-            v = verify(path, rerun=args.rerun, boards=boards)
+            v = verify(path, rerun=args.rerun, boards=boards, external=args.external)
         if v.comparison is not None and not args.quiet:
             console.print(verification_table(v))
         for note in v.notes:
@@ -107,7 +132,10 @@ def cmd_import(args: argparse.Namespace) -> None:
         for path in bundles:
             try:
                 with err_console.status(safe(f"verifying {path}")), noted(f"importing the bundle {path}"):
-                    outcome, v = import_bundle(store, path, boards, unverified=args.unverified)
+                    outcome, v = import_bundle(
+                        store, path, boards, unverified=args.unverified,
+                        external=Path(args.external) if args.external else None,
+                    )  # fmt: skip
             except XRBenchError as exc:  # unreadable, or failed without --unverified: the others go on
                 refused.append(path)
                 err_console.print(f"[bold red]not imported:[/] {safe(str(exc))}")

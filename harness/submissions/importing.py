@@ -38,7 +38,11 @@ def shown_path(path: Path) -> str:
 
 
 def import_bundle(
-    store: ResultStore, path: Path, boards: dict[str, Path] | None = None, unverified: bool = False
+    store: ResultStore,
+    path: Path,
+    boards: dict[str, Path] | None = None,
+    unverified: bool = False,
+    external: Path | None = None,
 ) -> tuple[Imported, Verification]:
     """Verify and import one bundle. A bundle imported before, byte for byte (the same
     SHA256SUMS, still matching its files) on the same board edition, is not scored again. A
@@ -48,10 +52,10 @@ def import_bundle(
     if sums.is_file():
         seen = queries.submissions_with_bundle(store, file_sha256(sums))
         if not seen.empty:
-            quick = verify_bundle(path, boards=boards, upto="board")
+            quick = verify_bundle(path, boards=boards, upto="board", external=external)
             if quick.ok:
                 return Imported(seen["run_id"].iloc[0], "unchanged"), quick
-    v = verify_bundle(path, boards=boards)
+    v = verify_bundle(path, boards=boards, external=external)
     return import_verified(store, v, unverified), v
 
 

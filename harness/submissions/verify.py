@@ -12,6 +12,7 @@ frozen labels; what the submitter reported is only compared with them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -48,6 +49,7 @@ from harness.submissions.bundles import (
     read_text,
     size_limit,
 )
+from harness.submissions.external import GIT_BUNDLE_BYTES, whole_bundle
 
 TOLERANCE = 1e-9
 """Reported and verified values may differ by this much (float summation order)."""
@@ -62,6 +64,7 @@ class CheckFailed(XRBenchError):
 @dataclass
 class Verification:
     path: Path
+    files: Path | None = None  # where its files are read: the folder, or a whole copy of an external bundle
     checks: list[str] = field(default_factory=list)  # passed, in order
     failed: str | None = None
     message: str | None = None
@@ -88,24 +91,24 @@ class Verification:
 
 
 def check_layout(v: Verification, boards: dict[str, Path]) -> None:
-    v.bundle = read_layout(v.path)
+    v.bundle = dataclasses.replace(read_layout(v.files), path=v.path)
 
 
 def check_sums(v: Verification, boards: dict[str, Path]) -> None:
-    lines = read_text(v.path / SUMS).splitlines()
+    lines = read_text(v.files / SUMS).splitlines()
     listed: dict[str, str] = {}
     for k, line in enumerate(lines, 1):
         digest, _, name = line.partition("  ")
         if len(digest) != 64 or not name or "/" in name:
             raise CheckFailed(f"{SUMS} line {k} is not '<sha256>  <file name>': {printable(line[:80])!r}")
         listed[name] = digest
-    present = {p.name for p in v.path.iterdir()} - {SUMS}
+    present = {p.name for p in v.files.iterdir()} - {SUMS}
     if present - set(listed):
         raise CheckFailed(f"{sorted(present - set(listed))[0]} is not listed in {SUMS}")
     for name, digest in listed.items():
         if name not in present:
             raise CheckFailed(f"{SUMS} lists {name}, which is not in the bundle")
-        if file_sha256(v.path / name) != digest:
+        if file_sha256(v.files / name) != digest:
             raise CheckFailed(f"{name} does not match its SHA-256 in {SUMS}")
 
 
@@ -144,7 +147,14 @@ def check_size(v: Verification, boards: dict[str, Path]) -> None:
         kept = sum(len(kept_map_ids(board, manifest[manifest["split"] == s], s, truth)) for s in ("val", "test"))
         kept += 1 + (sum(len(x) for x in board.corruptions.values()) if corruptions else 0)  # the case study
     limit = size_limit(board, manifest, corruptions, kept)
-    size = sum(bundle_files(v.path).values())
+    size = sum(bundle_files(v.files).values())
+    committed = sum(bundle_files(v.path).values())
+    if committed > GIT_BUNDLE_BYTES:
+        v.notes.append(
+            f"the folder holds {committed / 2**20:.1f} MiB, more than a repository should "
+            f"({GIT_BUNDLE_BYTES / 2**20:.0f} MiB): keep its parquet files in an external dataset repository "
+            "(xrbench submit --external-url URL --external-dir DIR)"
+        )
     if size > limit:
         raise CheckFailed(
             f"the bundle is {size / 2**20:.1f} MiB, over board {board.name}'s limit of {limit / 2**20:.1f} MiB "
@@ -472,27 +482,40 @@ CHECKS: list[tuple[str, Callable[[Verification, dict[str, Path]], None]]] = [
 
 
 def verify_bundle(
-    path: Path, rerun: bool = False, boards: dict[str, Path] | None = None, upto: str | None = None
+    path: Path,
+    rerun: bool = False,
+    boards: dict[str, Path] | None = None,
+    upto: str | None = None,
+    external: Path | None = None,
 ) -> Verification:
     """Run the checks in order (up to and including `upto`, when given); the first that fails
-    ends the bundle's verification."""
+    ends the bundle's verification. A bundle with external files is verified whole from their
+    local copies under `external` (`harness.submissions.external`)."""
     v = Verification(Path(path))
     start = time.perf_counter()
     checks = CHECKS + ([("rerun", check_rerun)] if rerun else [])
     if upto is not None:
         checks = checks[: [name for name, _ in checks].index(upto) + 1]
-    for name, check in checks:
-        try:
-            check(v, boards or {})
-        except XRBenchError as exc:
-            v.failed, v.message = name, str(exc)
-            break
-        except Exception as exc:  # a bundle that crashes a check fails it: it is input, not code
-            v.failed, v.message = name, f"the check could not read the bundle: {type(exc).__name__}: {first_line(exc)}"
-            break
-        v.checks.append(name)
+    try:
+        with whole_bundle(v.path, external) as v.files:
+            run_checks(v, checks, boards or {})
+    except XRBenchError as exc:  # external files missing or not the named ones
+        v.failed, v.message = "layout", str(exc)
     v.seconds = time.perf_counter() - start
     return v
+
+
+def run_checks(v: Verification, checks: list, boards: dict[str, Path]) -> None:
+    for name, check in checks:
+        try:
+            check(v, boards)
+        except XRBenchError as exc:
+            v.failed, v.message = name, str(exc)
+            return
+        except Exception as exc:  # a bundle that crashes a check fails it: it is input, not code
+            v.failed, v.message = name, f"the check could not read the bundle: {type(exc).__name__}: {first_line(exc)}"
+            return
+        v.checks.append(name)
 
 
 def bundle_folders(paths: list[Path]) -> list[Path]:
