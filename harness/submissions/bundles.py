@@ -267,12 +267,13 @@ def write_bundle(store: ResultStore, run_id: str, out: Path | None = None, maps:
 def size_limit(board: Board, manifest: pd.DataFrame, corruptions: bool, kept_maps: int) -> int:
     """The most bytes a bundle of this board may take: its predictions (validation and test
     images, every corrupted copy when it has them) and `kept_maps` maps, per score channel
-    (one per finding on a multi-label board), at `BYTES_PER_SCORE` and `BYTES_PER_MAP`."""
+    (one per finding on a multi-label board), at `BYTES_PER_SCORE` and `BYTES_PER_MAP`, and
+    never above `MAX_BUNDLE_BYTES`."""
     channels = max(1, len(board.targets))
     levels = sum(len(v) for v in board.corruptions.values()) if corruptions else 0
     counts = manifest["split"].value_counts()
     rows = int(counts.get("val", 0)) + int(counts.get("test", 0)) * (1 + levels)
-    return BYTES_OVERHEAD + channels * (rows * BYTES_PER_SCORE + kept_maps * BYTES_PER_MAP)
+    return min(MAX_BUNDLE_BYTES, BYTES_OVERHEAD + channels * (rows * BYTES_PER_SCORE + kept_maps * BYTES_PER_MAP))
 
 
 def write_parquet(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, path: Path) -> None:
