@@ -296,7 +296,8 @@ def grid(
     code, board edition, seed, options) already has a completed run in the database is skipped
     unless `force`, so calling it again after an interruption resumes where it stopped.
     `methods=None`: every method that supports each board's task; `boards=None`: synth-cxr-ad;
-    `params`: method -> its parameters; `workers`: cells at once, each in its own process.
+    `params`: method -> its parameters (a list of values sweeps one); `workers`: cells at once, each
+    in its own process.
     Returns one row per cell: its state (done: already in the database; ok; failed), run id,
     primary metric and error."""
     from harness.run.grid import mark_done, plan_grid, run_grid

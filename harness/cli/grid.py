@@ -17,10 +17,17 @@ from harness.core.precision import PRECISIONS
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("grid", help="run methods x boards x seeds; cells already done are skipped")
-    p.add_argument("--methods", default="all", help="all (every method supporting the board's task) or m1,m2")
-    p.add_argument("--boards", default="synth-cxr-ad", help="all or b1,b2 (default: synth-cxr-ad)")
+    p.add_argument("--methods", default=None, help="all (default: every method for the board's task) or m1,m2")
+    p.add_argument("--boards", default=None, help="all or b1,b2 (default: synth-cxr-ad)")
     p.add_argument("--seeds", default=None, help="comma-separated (default: each board's seed)")
-    p.add_argument("--param", action="append", default=[], metavar="METHOD:KEY=VALUE", help="a method's parameter")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
+        help="a method's parameter; several values sweep it: a|b|c, or a,b,c for a number",
+    )  # fmt: skip
+    p.add_argument(
+        "--config", default=None, metavar="FILE",
+        help="an experiment file (experiments/*.toml): methods, their fixed and swept parameters, boards, seeds",
+    )  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--no-corruptions", action="store_true", help="clean test sets only")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast dtype of predict")
@@ -64,16 +71,19 @@ def cmd_grid(args: argparse.Namespace) -> None:
     from harness.run.grid_ray import shutdown, worker_device
     from harness.run.spec import RunOptions
 
-    methods = split_list(args.methods, "methods")
-    boards = split_list(args.boards, "boards") or available_boards()
-    seeds = seed_list(args.seeds) if args.seeds else None
     if args.workers is not None and args.workers < 1:
         raise XRBenchError(f"--workers must be at least 1, not {args.workers}")
     if args.address is not None and args.executor != "ray":
         raise XRBenchError("--address is for --executor ray")
-    overrides = parse_overrides(args.param, methods or sorted(discover()))
+    if args.config:
+        methods, boards, seeds, overrides, corruptions = from_experiment(args)
+    else:
+        methods = split_list(args.methods or "all", "methods")
+        boards = split_list(args.boards or "synth-cxr-ad", "boards") or available_boards()
+        seeds = seed_list(args.seeds) if args.seeds else None
+        overrides, corruptions = parse_overrides(args.param, methods or sorted(discover())), not args.no_corruptions
     db = db_path(args)
-    options = RunOptions(args.device, args.precision, not args.no_corruptions)
+    options = RunOptions(args.device, args.precision, corruptions)
     here = args.executor == "local"  # a local grid refuses cuda on a machine without it, before any cell
     plan = plan_grid(methods, boards, seeds, overrides, options, here)  # bad names are refused before Ray starts
     ray = _ray_for_grid(args) if args.executor == "ray" and not args.dry_run else None
@@ -107,6 +117,18 @@ def _bundle_cells(plan: Any, db: Path, root: Path) -> None:
     with ResultStore(db) as store:
         written = write_missing_bundles(store, finished, root)
     console.print(escape(f"{len(written)} new bundles in {root} ({len(finished) - len(written)} cells had one)"))
+
+
+def from_experiment(args: argparse.Namespace) -> tuple:
+    """methods, boards, seeds, overrides and corruptions from `--config`, which names them all."""
+    from harness.run.experiments import load_experiment
+
+    given = [f"--{k}" for k in ("methods", "boards", "seeds") if getattr(args, k)] + (["--param"] if args.param else [])
+    if given or args.no_corruptions:
+        raise XRBenchError(f"--config names the grid; drop {', '.join(given or ['--no-corruptions'])}")
+    e = load_experiment(Path(args.config))
+    console.print(escape(f"experiment {args.config}: {e.description}"), style="dim")
+    return e.methods, e.boards, e.seeds, e.overrides, e.corruptions
 
 
 def _ray_for_grid(args: argparse.Namespace) -> Any:

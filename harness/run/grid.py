@@ -11,6 +11,7 @@ finished run.
 from __future__ import annotations
 
 import io
+import itertools
 import multiprocessing
 import os
 import time
@@ -42,6 +43,7 @@ class Cell:
     seconds: float = 0.0
     value: float | None = None  # the board's primary metric on the clean test split
     error: str | None = None
+    given: dict[str, Any] = field(default_factory=dict)  # the parameters the grid set (fixed or swept)
 
     def take_outcome(self, finished: Cell) -> None:
         """Copy what a run of this cell in another process ended with."""
@@ -50,7 +52,8 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.spec.method} · {self.spec.board.name} · seed {self.spec.seed}"
+        given = "".join(f" {k}={v}" for k, v in self.given.items())
+        return f"{self.spec.method}{given} · {self.spec.board.name} · seed {self.spec.seed}"
 
     @property
     def key(self) -> str:
@@ -63,9 +66,11 @@ class Plan:
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # method, board, why
 
 
-def parse_overrides(pairs: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
-    """`method:key=value` options as method -> {key: value}; a method outside the grid is refused."""
-    out: dict[str, dict[str, str]] = {}
+def parse_overrides(pairs: list[str], methods: list[str]) -> dict[str, dict[str, list[str]]]:
+    """`method:key=value` options as method -> {key: [values]}; a method outside the grid is
+    refused. Several values sweep the parameter: `a|b|c` for any parameter, and `a,b,c` too for
+    a number or a switch (a text parameter such as `layers=1,2,3` keeps its commas)."""
+    out: dict[str, dict[str, list[str]]] = {}
     for pair in pairs:
         method, sep, assignment = pair.partition(":")
         key, eq, value = assignment.partition("=")
@@ -73,17 +78,38 @@ def parse_overrides(pairs: list[str], methods: list[str]) -> dict[str, dict[str,
             raise ParameterError(f"--param {pair!r}: expected METHOD:KEY=VALUE")
         if method not in methods:
             raise ParameterError(f"--param {pair!r}: method {method!r} is not in the grid ({', '.join(methods)})")
-        out.setdefault(method, {})[key] = value
+        out.setdefault(method, {})[key] = sweep_values(method, key, value, pair)
     return out
 
 
+def sweep_values(method: str, key: str, value: str, pair: str) -> list[str]:
+    """The values of one `--param`: split on `|`, and on `,` for a number or a switch."""
+    spec = next((s for s in get_method(method).card.params.specs() if s.name == key), None)
+    separators = "|," if spec is not None and spec.type in (int, float, bool) else "|"
+    values = [value]
+    for separator in separators:
+        values = [part.strip() for v in values for part in v.split(separator)]
+    if len(values) > 1 and ("" in values or len(set(values)) < len(values)):
+        raise ParameterError(f"--param {pair!r}: a sweep needs distinct, non-empty values")
+    return values
+
+
+def parameter_sets(overrides: dict[str, Any | list]) -> list[dict[str, Any]]:
+    """Every combination of a method's swept parameters (a list of values sweeps; a single
+    value is fixed), in the order given."""
+    keys = list(overrides)
+    choices = [v if isinstance(v, list) else [v] for v in overrides.values()]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*choices)]
+
+
 def plan_grid(
-    methods: list[str] | None, boards: list[str], seeds: list[int] | None, overrides: dict[str, dict[str, str]],
+    methods: list[str] | None, boards: list[str], seeds: list[int] | None, overrides: dict[str, dict[str, Any]],
     options: RunOptions, here: bool = True,
 ) -> Plan:  # fmt: skip
     """The cells of the grid, each a checked run spec; `methods=None` is every registered method
     that supports a board's task (the others are listed as skipped with the reason);
-    `seeds=None` is each board's own seed; `here=False`: cells for other machines (Ray)."""
+    `seeds=None` is each board's own seed; `overrides`: method -> {parameter: value, or a list
+    of values to sweep}; `here=False`: cells for other machines (Ray)."""
     plan = Plan()
     options = options.checked(here)
     for board_name in boards:
@@ -93,9 +119,10 @@ def plan_grid(
             if board.task not in tasks:
                 plan.skipped.append((method_name, board.name, f"supports {', '.join(tasks)}, not {board.task}"))
                 continue
-            for seed in seeds if seeds is not None else [board.seed]:
-                spec = RunSpec.build(method_name, board, seed, overrides.get(method_name), options, here)
-                plan.cells.append(Cell(spec))
+            for params in parameter_sets(overrides.get(method_name, {})):
+                for seed in seeds if seeds is not None else [board.seed]:
+                    spec = RunSpec.build(method_name, board, seed, params, options, here)
+                    plan.cells.append(Cell(spec, given=params))
     return plan
 
 

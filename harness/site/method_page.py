@@ -18,11 +18,13 @@ from harness.site.render import Pages, slug
 
 
 def method_page(pages: Pages, store: ResultStore, method: str, board_tables: dict[str, pd.DataFrame]) -> None:
-    results, curves, reliability, severity, galleries = [], {}, {}, {}, {}
+    results, curves, reliability, severity, galleries, sweeps = [], {}, {}, {}, {}, {}
     for board in queries.method_boards(store, method):
         current = board_tables.get(board, pd.DataFrame())
         if current.empty:
             continue
+        if not (swept := sweep_rows(current[current["method"] == method])).empty:
+            sweeps[board] = pages.export(swept, f"method-{slug(method)}-{slug(board)}-sweep")
         current = current[(current["method"] == method) & current["best"].fillna(False).astype(bool)]
         if current.empty:  # only runs on a superseded edition, or with altered predictions
             continue
@@ -53,7 +55,30 @@ def method_page(pages: Pages, store: ResultStore, method: str, board_tables: dic
         params=json.loads(params or "{}"),
         weights=frame.iloc[0]["weights_id"] if len(frame) else "n/a",
         galleries={b: g for b, g in galleries.items() if g},
+        sweeps=sweeps,
     )
+
+
+def sweep_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """The method's primary metric against every parameter its runs on a board vary (a sweep):
+    one row per setting, with the mean and standard deviation over its seeds and the interval
+    of one run (its first seed's); empty when every run has the same parameters."""
+    if runs.empty:
+        return pd.DataFrame()
+    params = pd.DataFrame([json.loads(p) for p in runs["params"]], index=runs.index).astype(str)
+    varying = [c for c in params.columns if params[c].nunique() > 1]
+    if not varying:
+        return pd.DataFrame()
+    frame = runs.assign(**{c: params[c] for c in varying}).sort_values(["seed", "finished_at"])
+    frame = frame.drop_duplicates([*varying, "seed"], keep="last")  # a seed run again counts once
+    rows = []
+    for setting, group in frame.groupby(varying, sort=True):
+        first, values = group.iloc[0], group["value"]
+        named = dict(zip(varying, setting if isinstance(setting, tuple) else (setting,), strict=True))
+        spread = values.std(ddof=1) if len(group) > 1 else None
+        interval = {"ci_low": first["value_ci_low"], "ci_high": first["value_ci_high"]}
+        rows.append({**named, "value": values.mean(), "sd": spread, "seeds": len(group), **interval})
+    return pd.DataFrame(rows)
 
 
 def curve_points(store: ResultStore, board: str, run_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

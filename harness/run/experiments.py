@@ -1,0 +1,74 @@
+"""Experiment files: a grid (methods, their fixed and swept parameters, boards, seeds) in one
+versioned TOML file, run by `xrbench grid --config experiments/<name>.toml`.
+
+    description = "PatchCore's coreset ratio on the chest phantoms"
+    boards = ["synth-cxr-ad"]
+    seeds = [0, 1, 2]
+    corruptions = false            # optional: the stress suite (default true)
+
+    [methods.patchcore]
+    coreset_ratio = [0.01, 0.05]   # a list sweeps the parameter
+    backbone = "resnet18"          # a single value fixes it
+
+Every key is checked before anything runs: an unknown key names the file and the key, and the
+methods and their parameters are checked as the grid builds its cells.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.core.errors import XRBenchError
+
+KEYS = {"description": str, "boards": list, "seeds": list, "corruptions": bool, "methods": dict}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    path: Path
+    description: str
+    methods: list[str]
+    boards: list[str]
+    seeds: list[int] | None
+    corruptions: bool
+    overrides: dict[str, dict[str, Any]]  # method -> parameter -> value, or a list of values to sweep
+
+
+def load_experiment(path: Path) -> Experiment:
+    """Read and check an experiment file."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise XRBenchError(f"no experiment file {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise XRBenchError(f"experiment file {path} is not valid TOML: {exc}") from None
+    for key, value in raw.items():
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            raise XRBenchError(
+                f"experiment file {path}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            )
+        if not isinstance(value, KEYS[key]):
+            raise XRBenchError(f"experiment file {path}: {key} must be a {KEYS[key].__name__}")
+    methods = raw.get("methods", {})
+    if not methods or not all(isinstance(p, dict) for p in methods.values()):
+        raise XRBenchError(
+            f"experiment file {path}: give each method as a table, [methods.NAME] (empty for its defaults)"
+        )
+    boards, seeds = raw.get("boards", ["synth-cxr-ad"]), raw.get("seeds")
+    if not boards or not all(isinstance(b, str) for b in boards):
+        raise XRBenchError(f"experiment file {path}: boards must be a list of board names")
+    if seeds is not None and (
+        not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
+        raise XRBenchError(f"experiment file {path}: seeds must be a list of whole numbers >= 0")
+    for method, params in methods.items():
+        for key, value in params.items():
+            if isinstance(value, list) and (not value or len({repr(v) for v in value}) < len(value)):
+                raise XRBenchError(f"experiment file {path}: {method}.{key} sweeps distinct values; give at least one")
+    return Experiment(path, raw.get("description", ""), list(methods), boards, seeds, raw.get("corruptions", True),
+                      {m: dict(p) for m, p in methods.items()})  # fmt: skip
