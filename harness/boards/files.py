@@ -37,6 +37,8 @@ def board_path(name_or_path: str | Path) -> Path:
     if candidate.suffix == ".toml" and candidate.exists():
         return candidate
     path = boards_dir() / f"{name_or_path}.toml"
+    if not path.exists() and (boards_dir() / "variants" / f"{name_or_path}.toml").exists():
+        return boards_dir() / "variants" / f"{name_or_path}.toml"  # a few-shot variant (harness.data.variants)
     if not path.exists():
         close = difflib.get_close_matches(str(name_or_path), available_boards(), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -77,6 +79,7 @@ KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "ground_truth": dict,
     "stress_sha256": str,
     "reported": list,
+    "variant": dict,
 }
 GROUND_TRUTH_KEYS = {
     "boxes": str,

@@ -63,6 +63,8 @@ class Board:
     stress_sha256: str | None = None
     # Numbers papers published on this board's protocol (harness.boards.reported), never ranked.
     reported: tuple = ()
+    # A few-shot variant's parent board, shots and draw (harness.data.variants).
+    variant: dict = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -94,4 +96,5 @@ def board_edition(board: Board) -> dict[str, Any]:
         "reference_method": board.reference_method,
         "reported": json.dumps(list(board.reported)) if board.reported else None,
         "map_sample": board.map_sample,
+        "variant": json.dumps(board.variant, sort_keys=True) if board.variant else None,
     }

@@ -39,16 +39,17 @@ def add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, help="DuckDB file (default: $XRBENCH_DB or results/xrbench.duckdb)")
 
 
-def seed_list(text: str) -> list[int]:
+def seed_list(text: str, option: str = "--seeds", low: int = 0) -> list[int]:
+    """Whole numbers separated by commas (`--seeds`, `--shots`), each from `low` to 2^31 - 1."""
     from harness.core.limits import INT32_MAX
 
     try:
         seeds = [int(s) for s in text.split(",")]
     except ValueError:
-        raise XRBenchError(f"--seeds {text!r}: expected integers separated by commas, such as 0,1,2") from None
-    bad = [s for s in seeds if not 0 <= s <= INT32_MAX]
+        raise XRBenchError(f"{option} {text!r}: expected integers separated by commas, such as 0,1,2") from None
+    bad = [s for s in seeds if not low <= s <= INT32_MAX]
     if bad:
-        raise XRBenchError(f"--seeds: {bad[0]} is out of range (0 to {INT32_MAX})")
+        raise XRBenchError(f"{option}: {bad[0]} is out of range ({low} to {INT32_MAX})")
     return seeds
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -47,6 +47,7 @@ class Edition:
     targets: tuple[str, ...] = ()
     reported: tuple[dict, ...] = ()  # the board file's [[reported]] numbers, never ranked
     map_sample: int = 0  # maps kept per split (0: every clean image)
+    variant: dict = field(default_factory=dict)  # a few-shot variant's parent, shots, draw
 
 
 def edition(store: ResultStore, board: str) -> Edition | None:
@@ -69,6 +70,7 @@ def edition(store: ResultStore, board: str) -> Edition | None:
             targets,
             tuple(json.loads(r["reported"])) if isinstance(r.get("reported"), str) else (),
             int(r["map_sample"]) if pd.notna(r.get("map_sample")) else 0,
+            json.loads(r["variant"]) if isinstance(r.get("variant"), str) else {},
         )
     runs = queries.latest_run_edition(store, board)
     if runs.empty:

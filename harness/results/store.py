@@ -204,6 +204,7 @@ CREATE TABLE IF NOT EXISTS boards (
     reference_method VARCHAR,
     reported VARCHAR,            -- JSON: the board file's [[reported]] numbers (never ranked)
     map_sample INTEGER,          -- maps kept per split (0: every clean image; harness.boards.maps)
+    variant VARCHAR,             -- JSON: a few-shot variant's parent, shots and draw (harness.data.variants)
     recorded_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS submissions (
@@ -249,6 +250,7 @@ CREATE TABLE IF NOT EXISTS leaderboard (
 MIGRATIONS = """
 ALTER TABLE boards ADD COLUMN IF NOT EXISTS reported VARCHAR;
 ALTER TABLE boards ADD COLUMN IF NOT EXISTS map_sample INTEGER;
+ALTER TABLE boards ADD COLUMN IF NOT EXISTS variant VARCHAR;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS severity INTEGER DEFAULT 0;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS patient_id VARCHAR;
 ALTER TABLE metrics ADD COLUMN IF NOT EXISTS flag VARCHAR;

@@ -4,6 +4,7 @@ versioned TOML file, run by `xrbench grid --config experiments/<name>.toml`.
     description = "PatchCore's coreset ratio on the chest phantoms"
     boards = ["synth-cxr-ad"]
     seeds = [0, 1, 2]
+    shots = [1, 4, 16]             # optional: the few-shot track (k normal training images)
     corruptions = false            # optional: the stress suite (default true)
 
     [methods.patchcore]
@@ -24,7 +25,7 @@ from typing import Any
 
 from harness.core.errors import XRBenchError
 
-KEYS = {"description": str, "boards": list, "seeds": list, "corruptions": bool, "methods": dict}
+KEYS = {"description": str, "boards": list, "seeds": list, "shots": list, "corruptions": bool, "methods": dict}
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class Experiment:
     seeds: list[int] | None
     corruptions: bool
     overrides: dict[str, dict[str, Any]]  # method -> parameter -> value, or a list of values to sweep
+    shots: list[int] | None = None  # the few-shot track: normal training images per variant
+
+
+def whole_numbers(values: list, low: int) -> bool:
+    return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values)
 
 
 def load_experiment(path: Path) -> Experiment:
@@ -62,13 +68,13 @@ def load_experiment(path: Path) -> Experiment:
     boards, seeds = raw.get("boards", ["synth-cxr-ad"]), raw.get("seeds")
     if not boards or not all(isinstance(b, str) for b in boards):
         raise XRBenchError(f"experiment file {path}: boards must be a list of board names")
-    if seeds is not None and (
-        not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-    ):
-        raise XRBenchError(f"experiment file {path}: seeds must be a list of whole numbers >= 0")
+    shots = raw.get("shots")
+    for key, values, low in (("seeds", seeds, 0), ("shots", shots, 1)):
+        if values is not None and not whole_numbers(values, low):
+            raise XRBenchError(f"experiment file {path}: {key} must be a list of whole numbers >= {low}")
     for method, params in methods.items():
         for key, value in params.items():
             if isinstance(value, list) and (not value or len({repr(v) for v in value}) < len(value)):
                 raise XRBenchError(f"experiment file {path}: {method}.{key} sweeps distinct values; give at least one")
     return Experiment(path, raw.get("description", ""), list(methods), boards, seeds, raw.get("corruptions", True),
-                      {m: dict(p) for m, p in methods.items()})  # fmt: skip
+                      {m: dict(p) for m, p in methods.items()}, shots)  # fmt: skip

@@ -92,8 +92,44 @@ def submissions(store: ResultStore, ids: list[str], board: str) -> pd.DataFrame:
     return frame.drop(columns="code").set_index("run_id")
 
 
+def variant_of(store: ResultStore, board: str) -> dict:
+    """A few-shot variant's parent, shots and draw; {} for any other board."""
+    ed = edition(store, board)
+    return ed.variant if ed else {}
+
+
+def few_shot_rows(variant_tables: dict[str, pd.DataFrame], variants: dict[str, dict]) -> pd.DataFrame:
+    """A board's few-shot track: per method and k, the primary metric of its best run on each
+    draw's variant, summarised over the draws (mean, standard deviation, range)."""
+    rows = [
+        {"method": r.method, "shots": variants[b]["shots"], "draw": variants[b]["draw"], "value": r.value}
+        for b, table in variant_tables.items() if not table.empty
+        for r in table[table["best"].fillna(False).astype(bool)].itertuples()
+    ]  # fmt: skip
+    if not rows:
+        return pd.DataFrame()
+    grouped = pd.DataFrame(rows).groupby(["method", "shots"])["value"]
+    out = grouped.agg(["mean", "std", "min", "max", "count"]).reset_index()
+    return out.rename(columns={"count": "draws", "std": "sd"}).sort_values(["method", "shots"])
+
+
+def shot_grid(pages: Pages, shots: pd.DataFrame | None, name: str) -> dict | None:
+    """The few-shot table as shown: one row per method, one column per k (exported as rows)."""
+    if shots is None or shots.empty:
+        return None
+    ks = sorted(shots["shots"].unique())
+    cells = {(r.method, r.shots): r._asdict() for r in shots.itertuples()}
+    rows = [{"method": m, "cells": [cells.get((m, k)) for k in ks]} for m in dict.fromkeys(shots["method"])]
+    return {"ks": ks, "rows": rows, "table": pages.export(shots, f"{name}-few-shot")}
+
+
 def board_page(
-    pages: Pages, store: ResultStore, board: str, table: pd.DataFrame, pairs: dict[tuple[str, str], str]
+    pages: Pages,
+    store: ResultStore,
+    board: str,
+    table: pd.DataFrame,
+    pairs: dict[tuple[str, str], str],
+    shots: pd.DataFrame | None = None,
 ) -> dict:
     """Write the board's page, linking each method compared with the leader to the comparison;
     returns what the index shows of it."""
@@ -149,6 +185,8 @@ def board_page(
         corruptions=corrupt,
         tie_alpha=TIE_ALPHA,
         compared=leader_comparisons(best, pairs),
+        shots=shot_grid(pages, shots, name),
+        variant=ed.variant if ed else {},
         reported=reported_table(pages, ed.reported if ed else (), name, table, ed.board if ed else board),
     )
     return info

@@ -26,7 +26,7 @@ from harness.core.errors import XRBenchError, noted
 from harness.core.paths import project_root
 from harness.results import queries
 from harness.results.store import ResultStore
-from harness.site.board_page import board_page, board_table
+from harness.site.board_page import board_page, board_table, few_shot_rows, variant_of
 from harness.site.compare_page import compare_index, compare_page, top_pairs
 from harness.site.glossary import glossary_page
 from harness.site.method_page import method_page, methods_index
@@ -88,15 +88,19 @@ def build(store: ResultStore, out: Path, repository: str = "") -> Path:
     pages = Pages(out, project_root() / "site" / "templates", repository)
     runs = queries.ok_runs(store)
     ranked = set(runs["board"]) if not runs.empty else set()
-    board_names = sorted(ranked | set(queries.boards_with_reported_numbers(store)))
+    variants = {b: v for b in ranked if (v := variant_of(store, b))}  # few-shot variants: shown under their parent
+    parents = {v["parent"] for v in variants.values()}
+    board_names = sorted(ranked | parents | set(queries.boards_with_reported_numbers(store)))
     tables = {board: board_table(store, board) for board in board_names}
-    pairs = top_pairs(tables)
+    pairs = top_pairs({b: t for b, t in tables.items() if b not in variants})
     boards = []
     for board in board_names:
+        shots = few_shot_rows({b: tables[b] for b, v in variants.items() if v["parent"] == board}, variants)
         with noted(f"building the page of board {board}"):
-            boards.append(board_page(pages, store, board, tables[board], pairs))
-    index = pd.DataFrame([{k: b[k] for k in INDEX_COLUMNS} for b in boards])
-    pages.write("index.html", "index.html", boards=boards, index=pages.export(index, "boards"))
+            boards.append(board_page(pages, store, board, tables[board], pairs, shots))
+    index = pd.DataFrame([{k: b[k] for k in INDEX_COLUMNS} for b in boards if b["board"] not in variants])
+    shown = [b for b in boards if b["board"] not in variants]
+    pages.write("index.html", "index.html", boards=shown, index=pages.export(index, "boards"))
     glossary_page(pages)
     methods_index(pages, store)
     for method in sorted(runs["method"].unique()) if not runs.empty else []:

@@ -1,0 +1,76 @@
+"""Few-shot board variants: a board whose training split keeps only k of its normal images,
+drawn with a seed, frozen as a manifest and a board file with their hashes like every split.
+
+`variants/<board>-k<k>-draw<seed>.toml` beside the parent's board file (for the committed
+boards `leaderboards/variants/`, where boards are also found by name) names its parent in
+`[variant]`; its validation and test splits are the parent's, image for image, so runs on
+every variant of a board are scored on the same test images and their curves over k compare.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.boards.files import load_board
+from harness.boards.freeze import set_board_value
+from harness.boards.spec import Board
+from harness.boards.splits import labels_sha256, write_manifest
+from harness.core.errors import XRBenchError
+from harness.data.loading import frozen_manifest, load_manifest
+
+
+def shots_name(board: str, k: int, draw: int) -> str:
+    return f"{board}-k{k}-draw{draw}"
+
+
+def shot_variant(parent: str | Path, k: int, draw: int, folder: Path | None = None) -> Path:
+    """The board file of `parent` with k normal training images drawn with seed `draw`:
+    written (manifest and board file) when absent, checked against its parent when present."""
+    board = load_board(parent)
+    if board.task != "anomaly":
+        raise XRBenchError(f"board {board.name} is {board.task}: few-shot variants are of anomaly boards")
+    assert board.path is not None
+    folder = folder or board.path.parent / "variants"  # leaderboards/variants/ for the committed boards
+    path = folder / f"{shots_name(board.name, k, draw)}.toml"
+    if path.exists():
+        return path
+    manifest = frozen_manifest(board) if board.labels_sha256 is None else load_manifest(board).manifest
+    normals = manifest[(manifest["split"] == "train") & (manifest["label"] == 0)]
+    if not 1 <= k <= len(normals):
+        raise XRBenchError(f"k={k} is outside 1..{len(normals)}, the normal training images of board {board.name}")
+    chosen = np.random.default_rng(draw).choice(normals.index.to_numpy(), size=k, replace=False)
+    frame = manifest[(manifest["split"] != "train") | manifest.index.isin(chosen)].reset_index(drop=True)
+    summary = f"{k} normal training image{'s' if k > 1 else ''} (draw {draw})"
+    write_variant(board, frame, path, summary, {"parent": board.name, "shots": k, "draw": draw})
+    return path
+
+
+def write_variant(board: Board, frame: pd.DataFrame, path: Path, summary: str, variant: dict) -> None:
+    """The variant's manifest beside its board file, and the parent's board text with the
+    variant's name, description, manifest and hashes and its `[variant]` table, checked as any
+    board file before it takes its name (a broken one is not left behind)."""
+    assert board.path is not None
+    ids_only = board.labels_sha256 is not None
+    manifest = path.with_suffix(".csv")
+    sha = write_manifest(frame, manifest, ids_only=ids_only)
+    text = board.path.read_text()
+    for key, value in (("name", path.stem), ("description", f"{board.description}; {summary}"),
+                       ("split_manifest", manifest.name), ("split_sha256", sha)):  # fmt: skip
+        text = set_board_value(text, None, key, value)
+    if ids_only:
+        text = set_board_value(text, None, "labels_sha256", labels_sha256(frame))
+    table = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in variant.items())
+    tmp = path.with_name(f".{path.stem}.tmp.toml")
+    tmp.write_text(
+        f"# {summary}, drawn from {board.path.name} (xrbench grid --shots).\n{text.rstrip()}\n\n[variant]\n{table}"
+    )
+    try:
+        load_board(tmp)
+    except XRBenchError:
+        tmp.unlink()
+        manifest.unlink()
+        raise
+    tmp.rename(path)
