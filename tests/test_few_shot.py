@@ -52,7 +52,7 @@ def test_grid_shots_runs_every_draw_and_the_parent_page_shows_the_curve(tiny_boa
     index = (site / "index.html").read_text()
     assert "tiny-ad-k2-draw0" not in index  # variants are shown under their parent
     parent = (site / "boards" / f"{slug('tiny-ad')}.html").read_text()
-    track = parent.split("Few-shot track")[1].split("</table>")[0]
+    track = parent.split("The few-shot track")[1].split("</table>")[0]
     assert "k = 2" in track and "k = 4" in track and track.count("over 2 draws") == 4
     rows = pd.read_csv(next((site / "data").glob("tiny-ad-*-few-shot.csv")))
     assert set(zip(rows["method"], rows["shots"], rows["draws"], strict=True)) == {
@@ -60,3 +60,37 @@ def test_grid_shots_runs_every_draw_and_the_parent_page_shows_the_curve(tiny_boa
     }
     variant_page = (site / "boards" / f"{slug('tiny-ad-k2-draw1')}.html").read_text()
     assert "A few-shot variant of" in variant_page and f'href="{slug("tiny-ad")}.html"' in variant_page
+
+
+def test_a_noisy_variant_trains_on_unused_abnormal_images_of_patients_outside_validation_and_test(tiny_board):
+    from harness.data.loading import load_manifest
+    from harness.data.variants import noisy_variant
+
+    parent = load_manifest(load_board(tiny_board)).manifest
+    board = load_board(noisy_variant(tiny_board, 0.2, 0))
+    assert board.variant == {"parent": "tiny-ad", "noise": 0.2, "draw": 0}
+    frame = pd.read_csv(board.split_manifest, dtype=str).assign(label=lambda f: f["label"].astype(int))
+    parent = parent.astype({"patient_id": str, "image_id": str})
+    train = frame[frame["split"] == "train"]
+    n_train = (parent["split"] == "train").sum()
+    assert len(train) == n_train and train["label"].sum() == round(0.2 * n_train)
+    added = train[~train["image_id"].isin(parent["image_id"])]
+    assert len(added) == train["label"].sum() and (added["label"] == 1).all()
+    assert not set(added["patient_id"]) & set(parent.loc[parent["split"] != "train", "patient_id"])
+    held = [list(zip(f.loc[f["split"] != "train", "image_id"], f.loc[f["split"] != "train", "split"], strict=True))
+            for f in (frame, parent)]  # fmt: skip
+    assert held[0] == held[1]  # validation and test are the parent's
+    for share, message in ((1.0, r"outside \[0, 1\)"), (0.99, "unused abnormal images outside validation and test")):
+        with pytest.raises(XRBenchError, match=message):
+            noisy_variant(tiny_board, share, 0)
+    assert main(["grid", "--boards", str(tiny_board), "--noise", "0.05,1.5", "--dry-run"]) == 2
+
+
+def test_grid_noise_shows_the_noisy_training_track_on_the_parent_page(tiny_board, tmp_path):
+    db = tmp_path / "r.duckdb"
+    args = ["grid", "--boards", str(tiny_board), "--methods", "intensity", "--noise", "0,0.2", "--seeds", "0,1",
+            "--no-corruptions", "--db", str(db)]  # fmt: skip
+    assert main(args) == 0
+    parent = (publish(db, tmp_path / "site").parent / "boards" / f"{slug('tiny-ad')}.html").read_text()
+    track = parent.split("The noisy-training track")[1].split("</table>")[0]
+    assert "0% abnormal" in track and "20% abnormal" in track and track.count("over 2 draws") == 2

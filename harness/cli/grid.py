@@ -26,6 +26,11 @@ def add_commands(sub: Any) -> None:
         "(drawn with the seed, frozen in leaderboards/variants/ when first used: commit them)",
     )  # fmt: skip
     p.add_argument(
+        "--noise", default=None, metavar="SHARE,...",
+        help="noisy-training track: each seed's variant of each anomaly board whose training images hold this share "
+        "of abnormal ones, such as 0,0.05,0.1 (frozen like --shots)",
+    )  # fmt: skip
+    p.add_argument(
         "--param", action="append", default=[], metavar="METHOD:KEY=VALUE",
         help="a method's parameter; several values sweep it: a|b|c, or a,b,c for a number",
     )  # fmt: skip
@@ -81,21 +86,22 @@ def cmd_grid(args: argparse.Namespace) -> None:
     if args.address is not None and args.executor != "ray":
         raise XRBenchError("--address is for --executor ray")
     if args.config:
-        methods, boards, seeds, overrides, corruptions, shots = from_experiment(args)
+        methods, boards, seeds, overrides, corruptions, shots, noise = from_experiment(args)
     else:
         methods = split_list(args.methods or "all", "methods")
         boards = split_list(args.boards or "synth-cxr-ad", "boards") or available_boards()
         seeds = seed_list(args.seeds) if args.seeds else None
         overrides, corruptions = parse_overrides(args.param, methods or sorted(discover())), not args.no_corruptions
         shots = seed_list(args.shots, "--shots", low=1) if args.shots else None
+        noise = share_list(args.noise) if args.noise else None
     db = db_path(args)
     options = RunOptions(args.device, args.precision, corruptions)
     here = args.executor == "local"  # a local grid refuses cuda on a machine without it, before any cell
-    plan = plan_grid(methods, boards, seeds, overrides, options, here, shots)  # bad names refused before Ray
+    plan = plan_grid(methods, boards, seeds, overrides, options, here, shots, noise)  # refused before Ray starts
     ray = _ray_for_grid(args) if args.executor == "ray" and not args.dry_run else None
     try:
         if ray is not None and (on_workers := worker_device(ray, options)) != options:
-            options, plan = on_workers, plan_grid(methods, boards, seeds, overrides, on_workers, False, shots)
+            options, plan = on_workers, plan_grid(methods, boards, seeds, overrides, on_workers, False, shots, noise)
         mark_done(plan, db, args.force)
         for method, board, why in plan.skipped:
             console.print(escape(f"skipped {method} on {board}: {why}"), style="dim")
@@ -129,13 +135,25 @@ def from_experiment(args: argparse.Namespace) -> tuple:
     """methods, boards, seeds, overrides and corruptions from `--config`, which names them all."""
     from harness.run.experiments import load_experiment
 
-    given = [f"--{k}" for k in ("methods", "boards", "seeds", "shots") if getattr(args, k)]
+    given = [f"--{k}" for k in ("methods", "boards", "seeds", "shots", "noise") if getattr(args, k)]
     given += ["--param"] if args.param else []
     if given or args.no_corruptions:
         raise XRBenchError(f"--config names the grid; drop {', '.join(given or ['--no-corruptions'])}")
     e = load_experiment(Path(args.config))
     console.print(escape(f"experiment {args.config}: {e.description}"), style="dim")
-    return e.methods, e.boards, e.seeds, e.overrides, e.corruptions, e.shots
+    return e.methods, e.boards, e.seeds, e.overrides, e.corruptions, e.shots, e.noise
+
+
+def share_list(text: str) -> list[float]:
+    """`--noise`: shares in [0, 1) separated by commas."""
+    try:
+        shares = [float(s) for s in text.split(",")]
+    except ValueError:
+        raise XRBenchError(f"--noise {text!r}: expected shares separated by commas, such as 0,0.05,0.1") from None
+    bad = [s for s in shares if not 0 <= s < 1]
+    if bad:
+        raise XRBenchError(f"--noise: {bad[0]} is outside [0, 1), the share of abnormal training images")
+    return shares
 
 
 def _ray_for_grid(args: argparse.Namespace) -> Any:

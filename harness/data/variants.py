@@ -1,10 +1,16 @@
-"""Few-shot board variants: a board whose training split keeps only k of its normal images,
-drawn with a seed, frozen as a manifest and a board file with their hashes like every split.
+"""Board variants for the few-shot and noisy-training tracks, frozen as a manifest and a board
+file with their hashes like every split:
 
-`variants/<board>-k<k>-draw<seed>.toml` beside the parent's board file (for the committed
-boards `leaderboards/variants/`, where boards are also found by name) names its parent in
-`[variant]`; its validation and test splits are the parent's, image for image, so runs on
-every variant of a board are scored on the same test images and their curves over k compare.
+- few-shot: the training split keeps only k of the parent's normal images, drawn with a seed;
+- noisy training: a share of the training images are abnormal ones the parent does not use,
+  from patients outside validation and test (so no test patient is trained on), in place of
+  as many normal ones, drawn with a seed.
+
+`variants/<board>-k<k>-draw<seed>.toml` (or `-noise<percent>-draw<seed>`) beside the parent's
+board file (for the committed boards `leaderboards/variants/`, where boards are also found by
+name) names its parent in `[variant]`; its validation and test splits are the parent's, image
+for image, so runs on every variant of a board are scored on the same test images and their
+curves compare.
 """
 
 from __future__ import annotations
@@ -24,6 +30,42 @@ from harness.data.loading import frozen_manifest, load_manifest
 
 def shots_name(board: str, k: int, draw: int) -> str:
     return f"{board}-k{k}-draw{draw}"
+
+
+def noise_name(board: str, share: float, draw: int) -> str:
+    return f"{board}-noise{share * 100:g}-draw{draw}"
+
+
+def noisy_variant(parent: str | Path, share: float, draw: int, folder: Path | None = None) -> Path:
+    """The board file of `parent` whose training split holds `share` abnormal images (in place
+    of as many normal ones), drawn with seed `draw`: written when absent (this reads the
+    dataset's entries, so a real board needs the local copy), kept when present."""
+    board = load_board(parent)
+    if board.task != "anomaly":
+        raise XRBenchError(f"board {board.name} is {board.task}: noisy-training variants are of anomaly boards")
+    if not 0 <= share < 1:
+        raise XRBenchError(f"noise share {share} is outside [0, 1): the share of abnormal training images")
+    assert board.path is not None
+    path = (folder or board.path.parent / "variants") / f"{noise_name(board.name, share, draw)}.toml"
+    if path.exists():
+        return path
+    found = load_manifest(board)
+    manifest, entries = found.manifest, found.source.entries
+    held_out = set(manifest.loc[manifest["split"] != "train", "patient_id"])
+    pool = entries[~entries["image_id"].isin(set(manifest["image_id"])) & ~entries["patient_id"].isin(held_out)]
+    pool = pool[pool["label"] == 1]
+    train = manifest[manifest["split"] == "train"]
+    n = round(share * len(train))
+    if n > len(pool):
+        raise XRBenchError(f"board {board.name} has {len(pool)} unused abnormal images outside validation and test; "
+                           f"a share of {share} needs {n}")  # fmt: skip
+    rng = np.random.default_rng(draw)
+    dropped = set(rng.choice(train.index.to_numpy(), size=n, replace=False))
+    added = pool.loc[rng.choice(pool.index.to_numpy(), size=n, replace=False)].assign(split="train")
+    frame = pd.concat([manifest[~manifest.index.isin(dropped)], added], ignore_index=True)
+    summary = f"{share:.0%} abnormal training images (draw {draw})"
+    write_variant(board, frame, path, summary, {"parent": board.name, "noise": share, "draw": draw})
+    return path
 
 
 def shot_variant(parent: str | Path, k: int, draw: int, folder: Path | None = None) -> Path:

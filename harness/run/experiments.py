@@ -5,6 +5,7 @@ versioned TOML file, run by `xrbench grid --config experiments/<name>.toml`.
     boards = ["synth-cxr-ad"]
     seeds = [0, 1, 2]
     shots = [1, 4, 16]             # optional: the few-shot track (k normal training images)
+    noise = [0.05, 0.1]            # optional: the noisy-training track (share of abnormal ones)
     corruptions = false            # optional: the stress suite (default true)
 
     [methods.patchcore]
@@ -25,7 +26,10 @@ from typing import Any
 
 from harness.core.errors import XRBenchError
 
-KEYS = {"description": str, "boards": list, "seeds": list, "shots": list, "corruptions": bool, "methods": dict}
+KEYS = {
+    "description": str, "boards": list, "seeds": list, "shots": list, "noise": list, "corruptions": bool,
+    "methods": dict,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Experiment:
     corruptions: bool
     overrides: dict[str, dict[str, Any]]  # method -> parameter -> value, or a list of values to sweep
     shots: list[int] | None = None  # the few-shot track: normal training images per variant
+    noise: list[float] | None = None  # the noisy-training track: shares of abnormal training images
 
 
 def whole_numbers(values: list, low: int) -> bool:
@@ -72,9 +77,12 @@ def load_experiment(path: Path) -> Experiment:
     for key, values, low in (("seeds", seeds, 0), ("shots", shots, 1)):
         if values is not None and not whole_numbers(values, low):
             raise XRBenchError(f"experiment file {path}: {key} must be a list of whole numbers >= {low}")
+    noise = raw.get("noise")
+    if noise is not None and not (noise and all(isinstance(x, (int, float)) and 0 <= x < 1 for x in noise)):
+        raise XRBenchError(f"experiment file {path}: noise must be a list of shares in [0, 1)")
     for method, params in methods.items():
         for key, value in params.items():
             if isinstance(value, list) and (not value or len({repr(v) for v in value}) < len(value)):
                 raise XRBenchError(f"experiment file {path}: {method}.{key} sweeps distinct values; give at least one")
     return Experiment(path, raw.get("description", ""), list(methods), boards, seeds, raw.get("corruptions", True),
-                      {m: dict(p) for m, p in methods.items()}, shots)  # fmt: skip
+                      {m: dict(p) for m, p in methods.items()}, shots, noise)  # fmt: skip

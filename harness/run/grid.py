@@ -28,7 +28,7 @@ from harness.api.registry import discover, get_method
 from harness.boards.files import load_board
 from harness.boards.spec import Board
 from harness.core.errors import ParameterError, XRBenchError
-from harness.data.variants import shot_variant
+from harness.data.variants import noisy_variant, shot_variant
 from harness.results import queries
 from harness.results.store import ResultStore
 from harness.run.runner import run_bench
@@ -105,22 +105,20 @@ def parameter_sets(overrides: dict[str, Any | list]) -> list[dict[str, Any]]:
 
 def plan_grid(
     methods: list[str] | None, boards: list[str], seeds: list[int] | None, overrides: dict[str, dict[str, Any]],
-    options: RunOptions, here: bool = True, shots: list[int] | None = None,
+    options: RunOptions, here: bool = True, shots: list[int] | None = None, noise: list[float] | None = None,
 ) -> Plan:  # fmt: skip
     """The cells of the grid, each a checked run spec; `methods=None` is every registered method
     that supports a board's task (the others are listed as skipped with the reason);
     `seeds=None` is each board's own seed; `overrides`: method -> {parameter: value, or a list
     of values to sweep}; `shots`: each seed's few-shot variant of each board with that many
-    normal training images instead (drawn with the seed, frozen when first used);
-    `here=False`: cells for other machines (Ray)."""
+    normal training images instead, `noise`: its variant with that share of abnormal training
+    images (each drawn with the seed, frozen when first used); `here=False`: cells for other machines (Ray)."""
     plan = Plan()
     options = options.checked(here)
     for board_name in boards:
         parent = load_board(board_name)
         seeds_here = seeds if seeds is not None else [parent.seed]
-        variants = {
-            (seed, k): load_board(shot_variant(parent.path, k, seed)) for seed in seeds_here for k in shots or []
-        }
+        variants = variant_boards(parent, seeds_here, shots or [], noise or [])
         for method_name in methods if methods is not None else sorted(discover()):
             tasks = get_method(method_name).card.tasks
             if parent.task not in tasks:
@@ -128,15 +126,20 @@ def plan_grid(
                 continue
             for params in parameter_sets(overrides.get(method_name, {})):
                 for seed in seeds_here:
-                    for board in [variants[(seed, k)] for k in shots] if shots else [parent]:
+                    for board in variants.get(seed, [parent]):
                         spec = RunSpec.build(method_name, board, seed, params, options, here)
                         plan.cells.append(Cell(spec, given=params))
     return plan
 
 
-def shot_boards(parent: Board, seeds: list[int], shots: list[int]) -> dict[tuple[int, int], Board]:
-    """(seed, k) -> the parent's few-shot variant with k normal training images drawn with the seed."""
-    return {(seed, k): load_board(shot_variant(parent.path, k, seed)) for seed in seeds for k in shots}
+def variant_boards(parent: Board, seeds: list[int], shots: list[int], noise: list[float]) -> dict[int, list[Board]]:
+    """seed -> the parent's few-shot and noisy-training variants drawn with it ({} when none is asked)."""
+    return {
+        seed: [load_board(shot_variant(parent.path, k, seed)) for k in shots]
+        + [load_board(noisy_variant(parent.path, share, seed)) for share in noise]
+        for seed in seeds
+        if shots or noise
+    }
 
 
 def mark_done(plan: Plan, db: Path, force: bool) -> None:

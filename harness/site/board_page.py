@@ -98,29 +98,32 @@ def variant_of(store: ResultStore, board: str) -> dict:
     return ed.variant if ed else {}
 
 
-def few_shot_rows(variant_tables: dict[str, pd.DataFrame], variants: dict[str, dict]) -> pd.DataFrame:
-    """A board's few-shot track: per method and k, the primary metric of its best run on each
-    draw's variant, summarised over the draws (mean, standard deviation, range)."""
+TRACKS = {"shots": "few-shot", "noise": "noisy-training"}
+"""The variant tracks a board page shows: the `[variant]` key that varies, and its name."""
+
+
+def track_rows(variant_tables: dict[str, pd.DataFrame], variants: dict[str, dict], key: str) -> pd.DataFrame:
+    """One track of a board (`key`: shots or noise): per method and value, the primary metric of
+    its best run on each draw's variant, summarised over the draws (mean, standard deviation,
+    range)."""
     rows = [
-        {"method": r.method, "shots": variants[b]["shots"], "draw": variants[b]["draw"], "value": r.value}
-        for b, table in variant_tables.items() if not table.empty
+        {"method": r.method, key: variants[b][key], "draw": variants[b]["draw"], "value": r.value}
+        for b, table in variant_tables.items() if key in variants[b] and not table.empty
         for r in table[table["best"].fillna(False).astype(bool)].itertuples()
     ]  # fmt: skip
     if not rows:
         return pd.DataFrame()
-    grouped = pd.DataFrame(rows).groupby(["method", "shots"])["value"]
-    out = grouped.agg(["mean", "std", "min", "max", "count"]).reset_index()
-    return out.rename(columns={"count": "draws", "std": "sd"}).sort_values(["method", "shots"])
+    out = pd.DataFrame(rows).groupby(["method", key])["value"].agg(["mean", "std", "min", "max", "count"])
+    return out.reset_index().rename(columns={"count": "draws", "std": "sd"}).sort_values(["method", key])
 
 
-def shot_grid(pages: Pages, shots: pd.DataFrame | None, name: str) -> dict | None:
-    """The few-shot table as shown: one row per method, one column per k (exported as rows)."""
-    if shots is None or shots.empty:
-        return None
-    ks = sorted(shots["shots"].unique())
-    cells = {(r.method, r.shots): r._asdict() for r in shots.itertuples()}
-    rows = [{"method": m, "cells": [cells.get((m, k)) for k in ks]} for m in dict.fromkeys(shots["method"])]
-    return {"ks": ks, "rows": rows, "table": pages.export(shots, f"{name}-few-shot")}
+def track_grid(pages: Pages, rows: pd.DataFrame, key: str, name: str) -> dict:
+    """A track as shown: one row per method, one column per value (exported as rows)."""
+    values = sorted(rows[key].unique())
+    cells = {(r["method"], r[key]): r for r in rows.to_dict("records")}
+    table = [{"method": m, "cells": [cells.get((m, v)) for v in values]} for m in dict.fromkeys(rows["method"])]
+    labels = [f"k = {v}" if key == "shots" else f"{v:.0%} abnormal" for v in values]
+    return {"title": TRACKS[key], "labels": labels, "rows": table, "table": pages.export(rows, f"{name}-{TRACKS[key]}")}
 
 
 def board_page(
@@ -129,7 +132,7 @@ def board_page(
     board: str,
     table: pd.DataFrame,
     pairs: dict[tuple[str, str], str],
-    shots: pd.DataFrame | None = None,
+    tracks: dict[str, pd.DataFrame] | None = None,
 ) -> dict:
     """Write the board's page, linking each method compared with the leader to the comparison;
     returns what the index shows of it."""
@@ -185,7 +188,7 @@ def board_page(
         corruptions=corrupt,
         tie_alpha=TIE_ALPHA,
         compared=leader_comparisons(best, pairs),
-        shots=shot_grid(pages, shots, name),
+        tracks=[track_grid(pages, rows, key, name) for key, rows in (tracks or {}).items() if not rows.empty],
         variant=ed.variant if ed else {},
         reported=reported_table(pages, ed.reported if ed else (), name, table, ed.board if ed else board),
     )

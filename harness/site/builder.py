@@ -26,7 +26,7 @@ from harness.core.errors import XRBenchError, noted
 from harness.core.paths import project_root
 from harness.results import queries
 from harness.results.store import ResultStore
-from harness.site.board_page import board_page, board_table, few_shot_rows, variant_of
+from harness.site.board_page import TRACKS, board_page, board_table, track_rows, variant_of
 from harness.site.compare_page import compare_index, compare_page, top_pairs
 from harness.site.glossary import glossary_page
 from harness.site.method_page import method_page, methods_index
@@ -95,9 +95,10 @@ def build(store: ResultStore, out: Path, repository: str = "") -> Path:
     pairs = top_pairs({b: t for b, t in tables.items() if b not in variants})
     boards = []
     for board in board_names:
-        shots = few_shot_rows({b: tables[b] for b, v in variants.items() if v["parent"] == board}, variants)
+        own = {b: tables[b] for b, v in variants.items() if v["parent"] == board}
+        tracks = {key: track_rows(own, variants, key) for key in TRACKS}
         with noted(f"building the page of board {board}"):
-            boards.append(board_page(pages, store, board, tables[board], pairs, shots))
+            boards.append(board_page(pages, store, board, tables[board], pairs, tracks))
     index = pd.DataFrame([{k: b[k] for k in INDEX_COLUMNS} for b in boards if b["board"] not in variants])
     shown = [b for b in boards if b["board"] not in variants]
     pages.write("index.html", "index.html", boards=shown, index=pages.export(index, "boards"))
