@@ -10,6 +10,7 @@ from harness.cli.main import main
 from harness.core.errors import XRBenchError
 from harness.core.fingerprints import file_sha256
 from harness.data.variants import shot_variant
+from harness.results.store import ResultStore
 from harness.site.render import slug
 
 
@@ -43,25 +44,6 @@ def test_a_k_beyond_the_training_set_or_a_multilabel_board_is_refused(tiny_board
     assert main(["grid", "--boards", str(tiny_board), "--shots", "0,2", "--dry-run"]) == 2
 
 
-def test_grid_shots_runs_every_draw_and_the_parent_page_shows_the_curve(tiny_board, tmp_path):
-    db = tmp_path / "r.duckdb"
-    args = ["grid", "--boards", str(tiny_board), "--methods", "patchcore,intensity", "--shots", "2,4", "--seeds",
-            "0,1", "--param", "patchcore:coreset_ratio=0.5", "--no-corruptions", "--db", str(db)]  # fmt: skip
-    assert main(args) == 0
-    site = publish(db, tmp_path / "site").parent
-    index = (site / "index.html").read_text()
-    assert "tiny-ad-k2-draw0" not in index  # variants are shown under their parent
-    parent = (site / "boards" / f"{slug('tiny-ad')}.html").read_text()
-    track = parent.split("The few-shot track")[1].split("</table>")[0]
-    assert "k = 2" in track and "k = 4" in track and track.count("over 2 draws") == 4
-    rows = pd.read_csv(next((site / "data").glob("tiny-ad-*-few-shot.csv")))
-    assert set(zip(rows["method"], rows["shots"], rows["draws"], strict=True)) == {
-        (m, k, 2) for m in ("patchcore", "intensity") for k in (2, 4)
-    }
-    variant_page = (site / "boards" / f"{slug('tiny-ad-k2-draw1')}.html").read_text()
-    assert "A few-shot variant of" in variant_page and f'href="{slug("tiny-ad")}.html"' in variant_page
-
-
 def test_a_noisy_variant_trains_on_unused_abnormal_images_of_patients_outside_validation_and_test(tiny_board):
     from harness.data.loading import load_manifest
     from harness.data.variants import noisy_variant
@@ -86,11 +68,29 @@ def test_a_noisy_variant_trains_on_unused_abnormal_images_of_patients_outside_va
     assert main(["grid", "--boards", str(tiny_board), "--noise", "0.05,1.5", "--dry-run"]) == 2
 
 
-def test_grid_noise_shows_the_noisy_training_track_on_the_parent_page(tiny_board, tmp_path):
+def test_grid_runs_both_tracks_and_the_parent_page_shows_their_curves(tiny_board, tmp_path):
     db = tmp_path / "r.duckdb"
-    args = ["grid", "--boards", str(tiny_board), "--methods", "intensity", "--noise", "0,0.2", "--seeds", "0,1",
-            "--no-corruptions", "--db", str(db)]  # fmt: skip
+    args = ["grid", "--boards", str(tiny_board), "--methods", "intensity", "--shots", "2,4", "--noise", "0.2",
+            "--seeds", "0,1", "--no-corruptions", "--db", str(db)]  # fmt: skip
     assert main(args) == 0
-    parent = (publish(db, tmp_path / "site").parent / "boards" / f"{slug('tiny-ad')}.html").read_text()
-    track = parent.split("The noisy-training track")[1].split("</table>")[0]
-    assert "0% abnormal" in track and "20% abnormal" in track and track.count("over 2 draws") == 2
+    site = publish(db, tmp_path / "site").parent
+    index = (site / "index.html").read_text()
+    assert "tiny-ad-k2-draw0" not in index and "tiny-ad" in index  # variants are shown under their parent
+    parent = (site / "boards" / f"{slug('tiny-ad')}.html").read_text()
+    shots = parent.split("The few-shot track")[1].split("</table>")[0]
+    assert "k = 2" in shots and "k = 4" in shots and shots.count("over 2 draws") == 2
+    rows = pd.read_csv(next((site / "data").glob("tiny-ad-*-few-shot.csv")))
+    assert set(zip(rows["method"], rows["shots"], rows["draws"], strict=True)) == {
+        ("intensity", 2, 2),
+        ("intensity", 4, 2),
+    }
+    with ResultStore(db) as store:  # the mean over draws is the runs' own
+        values = store.query(
+            "SELECT r.board, m.value FROM runs r JOIN metrics m USING (run_id) WHERE m.metric = 'auroc' "
+            "AND m.slice = 'all' AND m.condition = 'clean' AND r.board LIKE 'tiny-ad-k2-%'"
+        )["value"]
+    assert rows.loc[rows["shots"] == 2, "mean"].item() == pytest.approx(values.mean())
+    noisy = parent.split("The noisy-training track")[1].split("</table>")[0]
+    assert "20% abnormal" in noisy and noisy.count("over 2 draws") == 1
+    variant_page = (site / "boards" / f"{slug('tiny-ad-k2-draw1')}.html").read_text()
+    assert "A few-shot variant of" in variant_page and f'href="{slug("tiny-ad")}.html"' in variant_page
