@@ -103,7 +103,8 @@ def test_every_weight_changing_parameter_is_in_the_checkpoint_key(name, tiny_boa
     params = cls.card.params.parse(cls.card.smoke_params)
     weight_fields = {s.name for s in params.specs() if s.changes_weights}
     assert keys[0]["params"] == params.weight_key() and set(keys[0]["params"]) == weight_fields
-    assert {"seed", "data", "resolution", "device", "precision"} <= set(keys[0])
+    assert {"seed", "data", "resolution", "device", "precision", "code"} <= set(keys[0])
+    assert keys[0]["code"] == ctx_code(cls)  # the method's code identity: an edit trains again
 
 
 def test_the_training_methods_are_found():
@@ -134,3 +135,13 @@ def test_the_index_refuses_what_the_method_refuses_with_the_same_words(method, v
         create_method(method, values)
     assert str(early.value) == str(late.value)
     check_params_early(method, {})  # nothing to check
+
+
+def ctx_code(cls) -> str:
+    """The code part of a checkpoint key, computed apart from the fit stage."""
+    import hashlib
+    import json
+
+    from harness.api.identity import method_origin
+
+    return hashlib.sha256(json.dumps(method_origin(cls), sort_keys=True).encode()).hexdigest()

@@ -154,6 +154,9 @@ class FitContext:
     """Multi-label boards: the findings, in the order of the logit columns `predict` returns."""
     precision: str = "fp32"
     """The run's precision (fp32, bf16 or fp16): `harness.components.training` trains under it on a GPU."""
+    code: str = ""
+    """SHA-256 of the method's code identity (its files and the harness modules they import):
+    part of every checkpoint key, so that an edit to the code a method trains with trains again."""
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,7 @@ def train_cached(
     """Train `objective` (or load the verified checkpoint of an identical earlier training).
     The checkpoint key holds every parameter that changes the weights (`Params.weight_key`),
     what the method `derived` from its parameters and the data (the initial weights' hash, the
-    targets), and what the harness adds here."""
+    targets), and what the harness adds here (the method's code identity among it)."""
     full_key = {  # the method's own parts apart: a parameter named like a harness part cannot shadow it
         "version": TRAINING_VERSION,
         "method": name,
@@ -219,6 +219,7 @@ def train_cached(
         "resolution": ctx.resolution,
         "device": ctx.device.type,
         "precision": ctx.precision if ctx.device.type == "cuda" else "fp32",
+        "code": ctx.code,
     }
 
     def fit() -> tuple[dict, dict]:

@@ -9,6 +9,7 @@ stage's (`harness.scoring.score`), called by the runner between predicting and t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -22,6 +23,7 @@ import duckdb
 import pandas as pd
 import torch
 
+from harness.api.identity import method_origin
 from harness.api.protocol import FitContext, Method
 from harness.boards.maps import kept_map_ids
 from harness.boards.spec import Board
@@ -95,6 +97,7 @@ def fit_stage(
         data_fingerprint=data_fingerprint(board, data.dataset_sha256),
         targets=board.targets,
         precision=precision,
+        code=hashlib.sha256(json.dumps(method_origin(type(method)), sort_keys=True).encode()).hexdigest(),
     )
     train, val = data.splits["train"], data.splits["val"]
     with peak_memory(device) as memory:

@@ -21,6 +21,7 @@ from harness.components.backbones import create_timm_model, is_vit
 from harness.components.checkpoints import cached_checkpoint
 from harness.components.pretrain import contrastive, cutpaste, mae
 from harness.components.pretrain.common import PretrainConfig, Trainer
+from harness.core.code import closure, files_sha256
 
 PRETRAIN_VERSION = 1
 
@@ -75,6 +76,7 @@ def pretrained_weights(config: PretrainConfig, train: ImageBatches, ctx: FitCont
         return model.state_dict(), {"loss_per_epoch": history}
 
     key = cache_key(config, ctx.seed, ctx.data_fingerprint, ctx.resolution, ctx.device.type)
+    key["code"] = files_sha256(closure([__name__]))  # the pretraining code and what it imports: an edit trains again
     return cached_checkpoint("pretrain", f"{config.algorithm}-{config.arch}", key, fit, ctx.log)
 
 
