@@ -15,6 +15,7 @@ curves compare.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +37,25 @@ def noise_name(board: str, share: float, draw: int) -> str:
     return f"{board}-noise{share * 100:g}-draw{draw}"
 
 
+def variant_target(
+    parent: str | Path, track: str, name: Callable[[str], str], folder: Path | None
+) -> tuple[Board, Path]:
+    """The parent board (an anomaly board) and where its variant named `name(parent)` lives:
+    `folder`, by default `variants/` beside the parent's file (leaderboards/variants/)."""
+    board = load_board(parent)
+    if board.task != "anomaly":
+        raise XRBenchError(f"board {board.name} is {board.task}: {track} variants are of anomaly boards")
+    assert board.path is not None
+    return board, (folder or board.path.parent / "variants") / f"{name(board.name)}.toml"
+
+
 def noisy_variant(parent: str | Path, share: float, draw: int, folder: Path | None = None) -> Path:
     """The board file of `parent` whose training split holds `share` abnormal images (in place
     of as many normal ones), drawn with seed `draw`: written when absent (this reads the
     dataset's entries, so a real board needs the local copy), kept when present."""
-    board = load_board(parent)
-    if board.task != "anomaly":
-        raise XRBenchError(f"board {board.name} is {board.task}: noisy-training variants are of anomaly boards")
     if not 0 <= share < 1:
         raise XRBenchError(f"noise share {share} is outside [0, 1): the share of abnormal training images")
-    assert board.path is not None
-    path = (folder or board.path.parent / "variants") / f"{noise_name(board.name, share, draw)}.toml"
+    board, path = variant_target(parent, "noisy-training", lambda name: noise_name(name, share, draw), folder)
     if path.exists():
         return path
     found = load_manifest(board)
@@ -70,13 +79,8 @@ def noisy_variant(parent: str | Path, share: float, draw: int, folder: Path | No
 
 def shot_variant(parent: str | Path, k: int, draw: int, folder: Path | None = None) -> Path:
     """The board file of `parent` with k normal training images drawn with seed `draw`:
-    written (manifest and board file) when absent, checked against its parent when present."""
-    board = load_board(parent)
-    if board.task != "anomaly":
-        raise XRBenchError(f"board {board.name} is {board.task}: few-shot variants are of anomaly boards")
-    assert board.path is not None
-    folder = folder or board.path.parent / "variants"  # leaderboards/variants/ for the committed boards
-    path = folder / f"{shots_name(board.name, k, draw)}.toml"
+    written (manifest and board file) when absent, kept when present."""
+    board, path = variant_target(parent, "few-shot", lambda name: shots_name(name, k, draw), folder)
     if path.exists():
         return path
     manifest = frozen_manifest(board) if board.labels_sha256 is None else load_manifest(board).manifest
@@ -106,9 +110,8 @@ def write_variant(board: Board, frame: pd.DataFrame, path: Path, summary: str, v
         text = set_board_value(text, None, "labels_sha256", labels_sha256(frame))
     table = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in variant.items())
     tmp = path.with_name(f".{path.stem}.tmp.toml")
-    tmp.write_text(
-        f"# {summary}, drawn from {board.path.name} (xrbench grid --shots).\n{text.rstrip()}\n\n[variant]\n{table}"
-    )
+    header = f"# {summary}, drawn from {board.path.name} (xrbench grid --shots or --noise).\n"
+    tmp.write_text(f"{header}{text.rstrip()}\n\n[variant]\n{table}")
     try:
         load_board(tmp)
     except XRBenchError:

@@ -47,6 +47,13 @@ def method_cards(store: ResultStore, methods: list[str]) -> dict[str, dict]:
     return {m: json.loads(queries.method_card(store, m) or "{}") for m in methods}
 
 
+def best_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a board table that are their method's ranked best run, in rank order."""
+    if table.empty:
+        return table
+    return table[table["best"].fillna(False).astype(bool)].reset_index(drop=True)
+
+
 def filter_choices(table: pd.DataFrame, cards: dict[str, dict]) -> list[tuple[str, list[str]]]:
     """The leaderboard's filters, each with the values its rows hold: (row attribute, values)."""
     if table.empty:
@@ -109,7 +116,7 @@ def track_rows(variant_tables: dict[str, pd.DataFrame], variants: dict[str, dict
     rows = [
         {"method": r.method, key: variants[b][key], "draw": variants[b]["draw"], "value": r.value}
         for b, table in variant_tables.items() if key in variants[b] and not table.empty
-        for r in table[table["best"].fillna(False).astype(bool)].itertuples()
+        for r in best_rows(table).itertuples()
     ]  # fmt: skip
     if not rows:
         return pd.DataFrame()
@@ -138,7 +145,7 @@ def board_page(
     returns what the index shows of it."""
     ed = edition(store, board)
     task = ed.task if ed else "anomaly"
-    best = table[table["best"].fillna(False).astype(bool)].reset_index(drop=True) if not table.empty else table
+    best = best_rows(table)
     name = slug(board)
     ids = best["run_id"].tolist() if not best.empty else []
     heatmap, corrupt = corruption_heatmap(pages, store, best, ids, name)

@@ -10,6 +10,7 @@ from harness.core.errors import XRBenchError
 from harness.results import queries
 from harness.results.compare import compare_runs
 from harness.results.store import ResultStore
+from harness.site.board_page import best_rows
 from harness.site.gallery import gallery_maps, thumbnails
 from harness.site.render import Pages, num, slice_order, slug
 
@@ -28,10 +29,8 @@ def top_pairs(tables: dict[str, pd.DataFrame]) -> dict[tuple[str, str], str]:
     where they first meet, each with its page's path."""
     pairs: dict[tuple[str, str], str] = {}
     for table in tables.values():
-        if table.empty:
-            continue
-        best = table[table["best"].fillna(False).astype(bool) & table["rank"].notna()].sort_values("rank")
-        methods = best["method"].head(TOP).tolist()
+        best = best_rows(table)
+        methods = best[best["rank"].notna()].sort_values("rank")["method"].head(TOP).tolist() if not best.empty else []
         for i, a in enumerate(methods):
             for b in methods[i + 1 :]:
                 if (b, a) not in pairs:
@@ -43,9 +42,8 @@ def best_runs(tables: dict[str, pd.DataFrame], method: str) -> dict[str, pd.Seri
     """The method's ranked best run on each board."""
     out = {}
     for board, table in tables.items():
-        rows = (
-            table[(table["method"] == method) & table["best"].fillna(False).astype(bool)] if not table.empty else table
-        )
+        rows = best_rows(table)
+        rows = rows[rows["method"] == method] if not rows.empty else rows
         if not rows.empty:
             out[board] = rows.iloc[0]
     return out

@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.results import plots, queries
 from harness.results.store import ResultStore
+from harness.site.board_page import best_rows
 from harness.site.gallery import gallery
 from harness.site.render import Pages, slug
 
@@ -25,7 +26,7 @@ def method_page(pages: Pages, store: ResultStore, method: str, board_tables: dic
             continue
         if not (swept := sweep_rows(current[current["method"] == method])).empty:
             sweeps[board] = pages.export(swept, f"method-{slug(method)}-{slug(board)}-sweep")
-        current = current[(current["method"] == method) & current["best"].fillna(False).astype(bool)]
+        current = best_rows(current).query("method == @method")
         if current.empty:  # only runs on a superseded edition, or with altered predictions
             continue
         best = current.iloc[0].copy()
