@@ -26,7 +26,8 @@ def method_page(pages: Pages, store: ResultStore, method: str, board_tables: dic
             continue
         if not (swept := sweep_rows(current[current["method"] == method])).empty:
             sweeps[board] = pages.export(swept, f"method-{slug(method)}-{slug(board)}-sweep")
-        current = best_rows(current).query("method == @method")
+        current = best_rows(current)
+        current = current[current["method"] == method]
         if current.empty:  # only runs on a superseded edition, or with altered predictions
             continue
         best = current.iloc[0].copy()
