@@ -15,7 +15,7 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 SHIPPED = {
     "leaderboards": ("*.toml",),
-    "datasets": ("*/README.md", "*/*.toml", "*/splits/*.csv"),
+    "datasets": ("*.toml", "*/README.md", "*/*.toml", "*/splits/*.csv"),
     "site": ("templates/*.html", "static/*"),
 }
 

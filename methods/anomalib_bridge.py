@@ -328,7 +328,8 @@ class AnomalibMethod(Method):
     def weights(self) -> WeightsInfo:
         """The trained state's hash (it holds the backbone's weights, random or pretrained)."""
         weights = self.params["weights"] if self.recipe.backbone is not None else "none"
-        return WeightsInfo(id=f"{self.card.name}:{weights}+trained", sha256=self.sha256)
+        card = "imagenet" if weights == "imagenet" else "random-init" if weights == "none" else "weights-file"
+        return WeightsInfo(id=f"{self.card.name}:{weights}+trained", sha256=self.sha256, card=card)
 
     def diagnostics(self) -> dict[str, Any]:
         return {"anomalib": anomalib_version(), "model": self.recipe.model, "input_size": self.size}

@@ -318,7 +318,8 @@ class FlowDiffNormalizer(Method):
         return Prediction(scores=scores.cpu(), maps=maps.cpu())
 
     def weights(self) -> WeightsInfo:
-        return WeightsInfo(id=f"{self.card.name}+trained(vae={self.params['vae']})", sha256=self.unet.sha256)
+        card = "random-init" if self.params["vae"] == "in-harness" else "sd-vae-ft-mse"
+        return WeightsInfo(id=f"{self.card.name}+trained(vae={self.params['vae']})", sha256=self.unet.sha256, card=card)
 
     def diagnostics(self) -> dict[str, Any]:
         vae: Trained | None = getattr(self, "vae_record", None)

@@ -28,11 +28,19 @@ from harness.api.protocol import (
 )
 from harness.api.registry import register, variant
 from harness.components.augment import gaussian_noise, random_view, tta_view
-from harness.components.backbones import IMAGENET_MEAN, IMAGENET_STD, create_timm_model, last_stage, to_backbone_input
+from harness.components.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_trainable_backbone,
+    create_timm_model,
+    last_stage,
+    to_backbone_input,
+)
 from harness.components.losses import LOSSES, class_weights, multilabel_loss, positive_weights
 from harness.components.seeding import seeded
 from harness.components.selection import macro_auroc
 from harness.components.training import SingleLoss, TrainConfig, train_cached
+from harness.components.weights import resolve_weights
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,12 @@ class Supervised(Method):
     )
 
     normalisation = (IMAGENET_MEAN, IMAGENET_STD)  # the weights' own once fitted (input_normalisation)
+
+    @classmethod
+    def check_params(cls, params: Params) -> None:
+        """The backbone is a timm model this method can fine-tune, and its weights are found."""
+        check_trainable_backbone(params["backbone"])
+        resolve_weights(params["backbone"], params["weights"])
 
     def fit(self, train: ImageBatches, val: ImageBatches, ctx: FitContext) -> None:
         p = self.params
@@ -188,7 +202,9 @@ class Supervised(Method):
 
     def weights(self) -> WeightsInfo:
         """The trained weights, identified by the initial weights and the checkpoint's hash."""
-        return WeightsInfo(id=f"{self.init_weights.id}+trained", sha256=self.trained.sha256)
+        return WeightsInfo(
+            id=f"{self.init_weights.id}+trained", sha256=self.trained.sha256, card=self.init_weights.card
+        )
 
     def diagnostics(self) -> dict[str, Any]:
         """The loss and validation macro AUROC per epoch (the best epoch's weights are kept)."""

@@ -140,3 +140,28 @@ def publish(db: Path, out: Path) -> Path:
 
 
 __all__ = ["TINY_DATASET", "TINY_TARGETS", "check_clean_auroc", "publish"]
+
+
+TINY_CLIP = "xrbench-tiny-clip"
+"""A tiny open_clip architecture registered by the `tiny_clip` fixture (no real CLIP weights are
+reachable in tests)."""
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The TINY_CLIP architecture registered with open_clip, and a checkpoint file of its random weights."""
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("clip")
+    config = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 1},
+    }
+    (folder / f"{TINY_CLIP}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(folder / f"{TINY_CLIP}.json")
+    torch.manual_seed(0)
+    checkpoint = folder / "tiny_clip.pt"
+    torch.save(open_clip.create_model(TINY_CLIP).state_dict(), checkpoint)
+    return str(checkpoint)

@@ -1,35 +1,13 @@
 """open_clip encoders and CLIP zero-shot scoring, on a tiny randomly initialised model saved
 to a file (no real CLIP weights are reachable in tests)."""
 
-import json
-
-import open_clip
 import pytest
 import torch
+from conftest import TINY_CLIP as TINY
 
 from harness.components.backbones import FeatureExtractor
 from harness.core.errors import WeightsUnavailable
 from harness.run.runner import bench
-
-TINY = "xrbench-tiny-clip"
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory) -> str:
-    """A registered tiny open_clip architecture and a checkpoint file of its random weights."""
-    folder = tmp_path_factory.mktemp("clip")
-    config = {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 1},
-    }
-    (folder / f"{TINY}.json").write_text(json.dumps(config))
-    open_clip.add_model_config(folder / f"{TINY}.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY)
-    checkpoint = folder / "tiny_clip.pt"
-    torch.save(model.state_dict(), checkpoint)
-    return str(checkpoint)
 
 
 def test_clip_image_encoder_as_backbone(tiny_clip):

@@ -43,7 +43,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-LEARNING = ("one-class", "supervised", "zero-shot", "none")
+LEARNING = ("one-class", "few-shot", "supervised", "zero-shot", "none")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ class MethodCard:
 
     `params`: the method's parameters, a frozen dataclass of `harness.api.params.Params` whose
     fields give each default, range or choices, smoke-test value and meaning.
-    `learning`: what it learns from (`one-class`: normal training images only; `supervised`:
+    `learning`: what it learns from (`one-class`: normal training images only; `few-shot`: a
+    handful of normal reference images, as the few-shot track's board variants give; `supervised`:
     labelled training images; `zero-shot`: nothing from the board; `none`: a fixed rule).
     `produces_maps`: `predict` returns a map per image, which the harness keeps.
     `needs_grad`: `predict` needs autograd (saliency methods): the harness runs it under
@@ -165,6 +166,7 @@ class WeightsInfo:
 
     id: str = "none"
     sha256: str | None = None
+    card: str | None = None  # its card in datasets/backbones.toml (None: decided from `id`)
 
 
 @dataclass

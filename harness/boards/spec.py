@@ -97,4 +97,10 @@ def board_edition(board: Board) -> dict[str, Any]:
         "reported": json.dumps(list(board.reported)) if board.reported else None,
         "map_sample": board.map_sample,
         "variant": json.dumps(board.variant, sort_keys=True) if board.variant else None,
+        "datasets": json.dumps(board_datasets(board)),
     }
+
+
+def board_datasets(board: Board) -> list[str]:
+    """The datasets a board's images come from (its own, and a cross-dataset board's test set's)."""
+    return sorted({board.dataset.name} | ({board.test_dataset.name} if board.test_dataset else set()))

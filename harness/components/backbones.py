@@ -1,7 +1,9 @@
 """Feature extractors with explicit, recorded weights.
 
 A backbone is a timm architecture name (`resnet18`, `convnext_tiny`, `vit_small_patch14_dinov2`,
-...) or an open_clip image encoder written `clip:ViT-B-32`; `weights` are resolved by
+...), an open_clip image encoder written `clip:ViT-B-32`, or an X-ray backbone with a card in
+`datasets/backbones.toml` (`xrv-densenet121-nih`, `rad-dino`, ...; see
+`harness.components.xray_backbones`); `weights` are resolved by
 `harness.components.weights` (none, a pretrained name from the local Hugging Face cache, or a file).
 """
 
@@ -15,27 +17,46 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.api.protocol import WeightsInfo
-from harness.components.clip import create_clip_visual
+from harness.components.clip import ClipImageEncoder, create_clip_visual
 from harness.components.weights import CLIP_PREFIX, pretrained_kwargs, resolve_weights
+from harness.components.xray_backbones import create_xray_backbone, is_xray_backbone, load_xray_clip, xray_card
 from harness.core.errors import ParameterError, XRBenchError
+from harness.core.ledger import load_ledger
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def check_backbone(arch: str) -> None:
-    """Refuse a backbone that neither timm nor open_clip knows, suggesting the closest names."""
+    """Refuse a backbone that is neither an X-ray backbone with a card nor known to timm or
+    open_clip, suggesting the closest names."""
+    if is_xray_backbone(arch):
+        return
     if arch.startswith(CLIP_PREFIX):
         import open_clip
 
         known, name = open_clip.list_models(), arch.removeprefix(CLIP_PREFIX)
     else:
-        known, name = timm.list_models(), arch
+        known, name = timm.list_models() + load_ledger().xray_backbones(), arch
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        where = "open_clip" if arch.startswith(CLIP_PREFIX) else "timm"
-        raise ParameterError(f"backbone={arch!r}: {where} has no model of that name{hint}")
+        what = (
+            "open_clip has no model of that name"
+            if arch.startswith(CLIP_PREFIX)
+            else "no timm model or X-ray backbone card (datasets/backbones.toml) has that name"
+        )
+        raise ParameterError(f"backbone={arch!r}: {what}{hint}")
+
+
+def check_trainable_backbone(arch: str) -> None:
+    """Refuse a backbone a method cannot build as a timm model to train (an X-ray backbone, an
+    open_clip encoder), or one timm does not know."""
+    if is_xray_backbone(arch) or arch.startswith(CLIP_PREFIX):
+        raise ParameterError(
+            f"backbone={arch!r} is a frozen feature extractor; this method fine-tunes a timm model (use a timm name)"
+        )
+    check_backbone(arch)
 
 
 def is_vit(arch: str) -> bool:
@@ -44,9 +65,9 @@ def is_vit(arch: str) -> bool:
 
 def auto_layers(arch: str) -> tuple[int, ...]:
     """Mid-level feature stages (stride 8 and 16 on CNNs; blocks 8 and 12 of a 12-block ViT)."""
-    if arch.startswith(CLIP_PREFIX):
+    if arch.startswith(CLIP_PREFIX) or (is_xray_backbone(arch) and xray_card(arch).loader == "clip-model"):
         return (0,)
-    if is_vit(arch):
+    if is_vit(arch) or (is_xray_backbone(arch) and xray_card(arch).loader in ("dinov2-hf", "clip-vision")):
         return (-4, -1)
     if arch.startswith("convnext"):
         return (1, 2)
@@ -75,6 +96,8 @@ def create_timm_model(
 ) -> tuple[nn.Module, WeightsInfo]:
     """A timm model with seeded random init or `weights`; ViTs are built for `resolution`
     (see `vit_input_size`). Extra keyword arguments go to `timm.create_model`."""
+    if is_xray_backbone(arch):
+        check_trainable_backbone(arch)
     path, info = resolve_weights(arch, weights)
     if is_vit(arch):
         kwargs["img_size"] = vit_input_size(arch, resolution)
@@ -91,6 +114,11 @@ def create_backbone(
     """A frozen, eval-mode feature pyramid returning the maps at `out_indices`."""
     if arch.startswith(CLIP_PREFIX):
         return create_clip_visual(arch.removeprefix(CLIP_PREFIX), weights, seed)
+    if is_xray_backbone(arch) and xray_card(arch).loader == "clip-model":
+        clip, info = load_xray_clip(arch, weights, seed)
+        return ClipImageEncoder(clip.visual).eval(), info
+    if is_xray_backbone(arch):
+        return create_xray_backbone(arch, weights, seed, out_indices)
     model, info = create_timm_model(arch, weights, seed, resolution, features_only=True, out_indices=out_indices)
     model.eval().requires_grad_(False)
     if is_vit(arch):

@@ -102,7 +102,11 @@ class FeatureTrainingMethod(BackboneMethod):
 
     def weights(self) -> WeightsInfo:
         """The teacher's id with the trained network's checkpoint hash (its key holds the teacher's)."""
-        return WeightsInfo(id=f"{self.extractor.weights.id}+{self.card.name}-trained", sha256=self.trained.sha256)
+        return WeightsInfo(
+            id=f"{self.extractor.weights.id}+{self.card.name}-trained",
+            sha256=self.trained.sha256,
+            card=self.extractor.weights.card,
+        )
 
     def diagnostics(self) -> dict:
         return {"training": self.trained.record.get("history", [])}

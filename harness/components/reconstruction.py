@@ -22,11 +22,10 @@ from torch import nn
 
 from harness.api.params import Params, param
 from harness.api.protocol import FitContext, ImageBatches, Method, Prediction, WeightsInfo
+from harness.components.residuals import RESIDUALS, residual_map
 from harness.components.seeding import seeded
 from harness.components.training import Objective, SingleLoss, TrainConfig, train_cached
 from harness.core.errors import ParameterError
-
-RESIDUALS = ("l2", "l1", "ssim")
 
 
 @dataclass(frozen=True)
@@ -52,16 +51,6 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
-def residual_map(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
-    """(B, 1, h, w) images -> (B, h, w) residuals: squared error (l2), absolute error (l1) or
-    1 - local SSIM (11-pixel Gaussian window, kornia)."""
-    if kind == "l2":
-        return ((x - x_hat) ** 2)[:, 0]
-    if kind == "l1":
-        return (x - x_hat).abs()[:, 0]
-    return (1 - kornia.metrics.ssim(x, x_hat, window_size=11))[:, 0]
 
 
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
@@ -134,7 +123,7 @@ class ReconstructionMethod(Method):
 
     def weights(self) -> WeightsInfo:
         """Trained in the harness from random init: the checkpoint's hash identifies it."""
-        return WeightsInfo(id=f"{self.card.name}+trained", sha256=self.trained.sha256)
+        return WeightsInfo(id=f"{self.card.name}+trained", sha256=self.trained.sha256, card="random-init")
 
     def diagnostics(self) -> dict[str, Any]:
         return {"training": self.trained.record.get("history", [])}

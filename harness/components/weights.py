@@ -3,7 +3,9 @@
 `weights` is `none` (seeded random init), `imagenet` (timm's pretrained weights; for CLIP
 encoders, written `clip:<open_clip name>`, an open_clip pretrained tag such as `openai` or
 `laion2b_s34b_b79k`), looked up in the local Hugging Face cache only, or a path to a weights
-file (.safetensors, .pth, .bin). Every resolved file is identified by its SHA-256.
+file (.safetensors, .pth, .bin). Every resolved file is identified by its SHA-256 and named by
+its card in `datasets/backbones.toml`. X-ray backbones take `pretrained` instead of `imagenet`
+(see `harness.components.xray_backbones`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.api.protocol import WeightsInfo
+from harness.components.xray_backbones import is_xray_backbone, weights_info, xray_card, xray_weights_file
 from harness.core.errors import WeightsUnavailable
 from harness.core.fingerprints import file_sha256
 
@@ -53,14 +56,19 @@ def _cached_pretrained_file(arch: str, tag: str) -> Path:
 def resolve_weights(arch: str, weights: str) -> tuple[Path | None, WeightsInfo]:
     """`none`, a pretrained name (`imagenet` for timm, an open_clip tag for `clip:` encoders)
     looked up in the local Hugging Face cache, or a weights file."""
+    if is_xray_backbone(arch):
+        card = xray_card(arch)
+        path = xray_weights_file(card, weights)
+        return path, weights_info(card, path)
     if weights == "none":
-        return None, WeightsInfo()
+        return None, WeightsInfo(card="random-init")
     named = weights == "imagenet" if not arch.startswith(CLIP_PREFIX) else not any(c in weights for c in "/\\.")
     path = _cached_pretrained_file(arch, weights) if named else Path(weights).expanduser()
     if not path.is_file():
         kinds = "none, an open_clip pretrained tag" if arch.startswith(CLIP_PREFIX) else "none, imagenet"
         raise WeightsUnavailable(f"weights file {path} does not exist (weights= takes {kinds} or a file path)")
-    return path, WeightsInfo(id=f"{arch}:{weights if named else path.name}", sha256=file_sha256(path))
+    card = ("open-clip" if arch.startswith(CLIP_PREFIX) else "imagenet") if named else "weights-file"
+    return path, WeightsInfo(id=f"{arch}:{weights if named else path.name}", sha256=file_sha256(path), card=card)
 
 
 def pretrained_kwargs(path: Path) -> dict:

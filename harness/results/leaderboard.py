@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from harness.boards.ledger import Contamination, contamination
 from harness.core.errors import DataIntegrityError
 from harness.results import queries
 from harness.results.compare import tie_p_values
@@ -48,6 +49,7 @@ class Edition:
     reported: tuple[dict, ...] = ()  # the board file's [[reported]] numbers, never ranked
     map_sample: int = 0  # maps kept per split (0: every clean image)
     variant: dict = field(default_factory=dict)  # a few-shot variant's parent, shots, draw
+    datasets: tuple[str, ...] = ()  # the datasets its images come from
 
 
 def edition(store: ResultStore, board: str) -> Edition | None:
@@ -71,6 +73,7 @@ def edition(store: ResultStore, board: str) -> Edition | None:
             tuple(json.loads(r["reported"])) if isinstance(r.get("reported"), str) else (),
             int(r["map_sample"]) if pd.notna(r.get("map_sample")) else 0,
             json.loads(r["variant"]) if isinstance(r.get("variant"), str) else {},
+            tuple(json.loads(r["datasets"])) if isinstance(r.get("datasets"), str) else (),
         )
     runs = queries.latest_run_edition(store, board)
     if runs.empty:
@@ -178,24 +181,51 @@ def assemble(store: ResultStore, board: str) -> pd.DataFrame:
     table = table.join(_corruption_errors(runs, _condition_aurocs(store, ids), ed.reference_method), on="run_id")
     table["flag"] = table["run_id"].map(flags)
     table["primary_metric"] = ed.primary_metric
+    judged = [_judge(card, ed) for card in table["weights_card"]]
+    table["contamination"] = [j.reason for j in judged]
+    table["pretraining"] = [json.dumps(list(j.marks)) if j.marks else None for j in judged]
     rankable = table[table["flag"].isna() & table["value"].notna()]
     table = table.join(seed_statistics(rankable), on="run_id")
-    best = ranked_runs(table.loc[table["run_id"].isin(rankable["run_id"])])
-    table["best"] = table["run_id"].isin(best["run_id"])
-    ranks = {run_id: k + 1 for k, run_id in enumerate(best["run_id"])}
-    table["rank"] = table["run_id"].map(ranks)
-    leaders_first = best["run_id"].tolist()
-    p_values = tie_p_values(store, ed.task, leaders_first, ed.primary_metric) if leaders_first else []
-    ties = dict(zip(leaders_first, p_values, strict=True))
-    table["tie_p"] = table["run_id"].map(ties)
+    table["best"], table["rank"], table["tie_p"] = False, pd.NA, float("nan")
+    for apart in (False, True):  # the possibly contaminated runs are ranked among themselves
+        part = rankable[rankable["contamination"].notna() == apart]
+        _rank(store, ed, table, table.loc[table["run_id"].isin(part["run_id"])])
     table["tied"] = (table["tie_p"] >= TIE_ALPHA) & (table["rank"] > 1)
     table["board"], table["assembled_at"] = board, now()
     columns = ["board", "run_id", "method", "primary_metric", "value", "ci_low", "ci_high", "best", "rank", "tie_p"]
     columns += ["tied", "mce", "relative_mce", "reference_run_id", "flag", "seeds", "seed_mean", "seed_std"]
-    columns += ["seed_group", "assembled_at"]
-    out = table[columns].sort_values(["rank", "value"], ascending=[True, False], na_position="last")
+    columns += ["seed_group", "contamination", "pretraining", "assembled_at"]
+    apart = table["contamination"].notna()
+    out = (
+        table[columns]
+        .assign(apart=apart)
+        .sort_values(["apart", "rank", "value"], ascending=[True, True, False], na_position="last")
+        .drop(columns="apart")
+    )
     queries.replace_leaderboard(store, board, out)
     return out.reset_index(drop=True)
+
+
+def _judge(card: object, ed: Edition) -> Contamination:
+    """A run's stored backbone card judged on the edition's datasets (runs stored before cards:
+    not contaminated, as they all started from random or ImageNet weights)."""
+    if not isinstance(card, str) or not ed.datasets:
+        return Contamination((), None)
+    return contamination(json.loads(card), ed.board, set(ed.datasets))
+
+
+def _rank(store: ResultStore, ed: Edition, table: pd.DataFrame, candidates: pd.DataFrame) -> None:
+    """Rank `candidates` (one run per method, see `ranked_runs`) and test each against their
+    leader, writing best, rank and tie_p into `table`."""
+    if candidates.empty:
+        return
+    best = ranked_runs(candidates)
+    leaders_first = best["run_id"].tolist()
+    p_values = tie_p_values(store, ed.task, leaders_first, ed.primary_metric)
+    rows = table["run_id"].isin(leaders_first)
+    table.loc[rows, "best"] = True
+    table.loc[rows, "rank"] = table.loc[rows, "run_id"].map({r: k + 1 for k, r in enumerate(leaders_first)})
+    table.loc[rows, "tie_p"] = table.loc[rows, "run_id"].map(dict(zip(leaders_first, p_values, strict=True)))
 
 
 def assemble_all(store: ResultStore) -> list[str]:

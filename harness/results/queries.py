@@ -71,7 +71,7 @@ def board_runs(store: ResultStore, board: str, seed_group_columns: tuple[str, ..
     """A board's completed runs, oldest first, with a hash of the columns that make a seed group."""
     group = ", ".join(f"coalesce({c}, chr(0))" for c in seed_group_columns)
     return store.query(
-        "SELECT run_id, method, seed, finished_at, split_sha256, dataset_sha256, "
+        "SELECT run_id, method, seed, finished_at, split_sha256, dataset_sha256, weights_card, "
         f"md5(concat_ws('|', {group})) AS seed_group FROM runs WHERE board = ? AND status = 'ok' ORDER BY finished_at",
         [board],
     )
@@ -327,7 +327,8 @@ def board_entries(store: ResultStore, board: str) -> pd.DataFrame:
     parameters."""
     return store.query(
         "SELECT l.run_id, l.method, l.value, l.ci_low AS value_ci_low, l.ci_high AS value_ci_high, l.best, "
-        "l.rank, l.tie_p, l.tied, l.mce, l.relative_mce, l.flag, l.seeds, l.seed_mean, l.seed_std, r.seed, "
+        "l.rank, l.tie_p, l.tied, l.mce, l.relative_mce, l.flag, l.seeds, l.seed_mean, l.seed_std, "
+        "l.contamination, l.pretraining, r.seed, "
         "r.device, r.weights_id, r.finished_at, r.precision, r.params FROM leaderboard l JOIN runs r USING (run_id) "
         "WHERE l.board = ? ORDER BY l.rank NULLS LAST, l.value DESC NULLS LAST",
         [board],

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS runs (
     dataset_sha256 VARCHAR,
     weights_id VARCHAR,
     weights_sha256 VARCHAR,
+    weights_card VARCHAR,       -- JSON: the weights' card from datasets/backbones.toml (pretraining data)
     python_version VARCHAR,
     torch_version VARCHAR,
     timm_version VARCHAR,
@@ -205,6 +206,7 @@ CREATE TABLE IF NOT EXISTS boards (
     reported VARCHAR,            -- JSON: the board file's [[reported]] numbers (never ranked)
     map_sample INTEGER,          -- maps kept per split (0: every clean image; harness.boards.maps)
     variant VARCHAR,             -- JSON: a few-shot variant's parent, shots and draw (harness.data.variants)
+    datasets VARCHAR,            -- JSON list: the datasets its images come from (for the contamination ledger)
     recorded_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS submissions (
@@ -239,6 +241,8 @@ CREATE TABLE IF NOT EXISTS leaderboard (
     relative_mce DOUBLE,
     reference_run_id VARCHAR,
     flag VARCHAR,                -- why a run is not ranked (its predictions were altered after the run)
+    contamination VARCHAR,       -- why it is ranked apart, as possibly contaminated (harness.boards.ledger)
+    pretraining VARCHAR,         -- JSON list: the marks of its pretraining ("pretraining saw NIH ChestX-ray14")
     seeds INTEGER,               -- seeds of the run's seed group (same method, parameters, code, weights, device type)
     seed_mean DOUBLE,            -- the primary metric's mean across them (what ranks a method)
     seed_std DOUBLE,             -- and its standard deviation (ddof 1; NULL for one seed)
@@ -251,6 +255,9 @@ MIGRATIONS = """
 ALTER TABLE boards ADD COLUMN IF NOT EXISTS reported VARCHAR;
 ALTER TABLE boards ADD COLUMN IF NOT EXISTS map_sample INTEGER;
 ALTER TABLE boards ADD COLUMN IF NOT EXISTS variant VARCHAR;
+ALTER TABLE boards ADD COLUMN IF NOT EXISTS datasets VARCHAR;
+ALTER TABLE leaderboard ADD COLUMN IF NOT EXISTS contamination VARCHAR;
+ALTER TABLE leaderboard ADD COLUMN IF NOT EXISTS pretraining VARCHAR;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS severity INTEGER DEFAULT 0;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS patient_id VARCHAR;
 ALTER TABLE metrics ADD COLUMN IF NOT EXISTS flag VARCHAR;
@@ -258,6 +265,7 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS fit_peak_memory_bytes BIGINT;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS decode_ips DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS cache_read_ips DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS temperature DOUBLE;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS weights_card VARCHAR;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS targets VARCHAR;
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS target_labels INTEGER[];
 ALTER TABLE predictions ADD COLUMN IF NOT EXISTS variances DOUBLE[];

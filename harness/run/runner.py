@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.api.protocol import Method
 from harness.api.registry import get_method
+from harness.boards.ledger import check_ledger
 from harness.boards.spec import Board, board_edition
 from harness.core.errors import DatabaseLocked, noted
 from harness.core.paths import default_db
@@ -105,6 +106,7 @@ def run_bench(spec: RunSpec, db: Path | None = None, console: Console | None = N
     console = console or Console(stderr=True)
     clock = Stopwatch()
     with clock("load"):
+        check_ledger()  # the run stores its backbone card: a broken ledger fails now, not after the work
         data = load_board_data(spec.board)
         method = spec.create_method()
         conditions = test_conditions(spec, data)

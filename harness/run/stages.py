@@ -29,6 +29,7 @@ from harness.boards.maps import kept_map_ids
 from harness.boards.spec import Board
 from harness.core.errors import DatabaseLocked, DataIntegrityError, MethodFailure, XRBenchError, first_line
 from harness.core.fingerprints import PREDICTIONS_HASH_SCHEME, predictions_sha256
+from harness.core.ledger import stored_card
 from harness.core.maps import map_rows, maps_sha256
 from harness.core.paths import cache_root, under
 from harness.data.cache import cached_images, decode_images
@@ -253,6 +254,7 @@ def store_stage(
         "predict_seconds": predicted.seconds,
         "weights_id": weights.id,
         "weights_sha256": weights.sha256,
+        "weights_card": json.dumps(stored_card(weights.card, weights.id), sort_keys=True),
         "predictions_sha256": predictions_sha256(predicted.frame),
         "predictions_hash_scheme": PREDICTIONS_HASH_SCHEME,
         "scoring_version": SCORING_VERSION,

@@ -54,6 +54,14 @@ def best_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["best"].fillna(False).astype(bool)].reset_index(drop=True)
 
 
+def ranked_apart(best: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the ranked best runs, those ranked apart as possibly contaminated), each in rank order."""
+    if best.empty or "contamination" not in best:
+        return best, best.iloc[0:0]
+    apart = best["contamination"].notna()
+    return best[~apart].reset_index(drop=True), best[apart].reset_index(drop=True)
+
+
 def filter_choices(table: pd.DataFrame, cards: dict[str, dict]) -> list[tuple[str, list[str]]]:
     """The leaderboard's filters, each with the values its rows hold: (row attribute, values)."""
     if table.empty:
@@ -145,7 +153,7 @@ def board_page(
     returns what the index shows of it."""
     ed = edition(store, board)
     task = ed.task if ed else "anomaly"
-    best = best_rows(table)
+    best, apart = ranked_apart(best_rows(table))
     name = slug(board)
     ids = best["run_id"].tolist() if not best.empty else []
     heatmap, corrupt = corruption_heatmap(pages, store, best, ids, name)
@@ -174,7 +182,8 @@ def board_page(
         info=info,
         best=best,
         all_runs=pages.export(table, f"{name}-all-runs"),
-        best_ids=set(ids),
+        best_ids=set(ids) | set(apart["run_id"] if not apart.empty else ()),
+        apart=apart,
         flagged=table[table["flag"].notna()] if not table.empty else table,
         table=pages.export(best, f"{name}-leaderboard"),
         compact=[c for c in columns(task, ("robustness", "cost")) if c[0] in COMPACT and c[0] in best.columns],

@@ -26,6 +26,7 @@ from harness.core.errors import XRBenchError, noted
 from harness.core.paths import project_root
 from harness.results import queries
 from harness.results.store import ResultStore
+from harness.site.backbones_page import backbones_page
 from harness.site.board_page import TRACKS, board_page, board_table, track_rows, variant_of
 from harness.site.compare_page import compare_index, compare_page, top_pairs
 from harness.site.glossary import glossary_page
@@ -103,6 +104,7 @@ def build(store: ResultStore, out: Path, repository: str = "") -> Path:
     shown = [b for b in boards if b["board"] not in variants]
     pages.write("index.html", "index.html", boards=shown, index=pages.export(index, "boards"))
     glossary_page(pages)
+    backbones_page(pages)
     methods_index(pages, store)
     for method in sorted(runs["method"].unique()) if not runs.empty else []:
         with noted(f"building the page of method {method}"):

@@ -11,8 +11,12 @@ COLUMNS = {
     "rank": ("Rank", "Position by the board's primary metric on the clean test split (1 = best). A method run "
              "with several seeds is ranked on its mean over seeds."),
     "method": ("Method", "The registered method, with its family and what it learns from (one-class: normal "
-               "training images only; supervised: labelled images; zero-shot: nothing from the board; none: a "
-               "fixed rule)."),
+               "training images only; few-shot: a handful of normal reference images; supervised: labelled images; "
+               "zero-shot: nothing from the board; none: a fixed rule)."),
+    "pretraining": ("Pretraining mark", "'pretraining saw <dataset>': the run's backbone card "
+                    "(datasets/backbones.toml) lists the board's dataset among its pretraining data. Unless the card "
+                    "shows that split disjoint from the board's test split, the run is ranked apart, under 'Possibly "
+                    "contaminated'."),
     "delta": ("Δ to leader", "The primary metric minus the leader's, and the p-value of the paired test against "
               "the leader on the same test images (DeLong's test for AUROC, else a paired patient-level "
               "bootstrap). 'tied' marks p ≥ 0.05: the data cannot separate the method from the leader."),

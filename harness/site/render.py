@@ -56,6 +56,7 @@ class Pages:
         self.env.filters["provenance"] = provenance
         self.env.filters["ms"] = ms
         self.env.filters["slug"] = slug
+        self.env.filters["from_json"] = json.loads
         self.env.filters["code_files"] = lambda code, commit=None: code_files(code, commit, repository)
         self.env.globals["repository"] = repository.rstrip("/")
         self.built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

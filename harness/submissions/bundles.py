@@ -149,7 +149,11 @@ def submission_record(run: dict) -> dict:
         },
         "method": {"name": run["method"], "params": run["params"], "card": card},
         "code": {"commit": run["git_commit"], "dirty": _json_value(run.get("git_dirty")), **code},
-        "weights": {"id": run["weights_id"], "sha256": _json_value(run.get("weights_sha256")) or None},
+        "weights": {
+            "id": run["weights_id"],
+            "sha256": _json_value(run.get("weights_sha256")) or None,
+            "card": json.loads(run["weights_card"])["name"] if isinstance(run.get("weights_card"), str) else None,
+        },
         "environment": {**env, "versions": json.loads(run.get("versions") or "{}")},
     }
 

@@ -18,6 +18,7 @@ import pandas as pd
 from harness.boards.spec import board_edition
 from harness.core.errors import XRBenchError, first_line
 from harness.core.fingerprints import PREDICTIONS_HASH_SCHEME, file_sha256
+from harness.core.ledger import stored_card
 from harness.core.paths import REPO_ROOT
 from harness.results import queries
 from harness.results.store import RUN_TABLES, ResultStore, now
@@ -113,6 +114,7 @@ def run_row(v: Verification) -> dict:
         "cpu_features": json.dumps(s["cpu"], sort_keys=True) if s.get("cpu") else None,
         "weights_id": s["weights"]["id"],
         "weights_sha256": s["weights"].get("sha256"),
+        "weights_card": json.dumps(stored_card(s["weights"].get("card"), s["weights"]["id"]), sort_keys=True),
         "python_version": env["python"],
         "torch_version": env["torch"],
         "timm_version": env["timm"],

@@ -233,7 +233,7 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
         }
     ),
     "code": table({"commit": text(64), "dirty?": boolean, "files?": map_of(sha256), "plugin?": map_of(text(200), 10)}),
-    "weights": table({"id": text(500), "sha256?": sha256}),
+    "weights": table({"id": text(500), "sha256?": sha256, "card?": text(100)}),
     "environment": table(
         {"python": text(64), "torch": text(64), "timm": text(64), "xrbench": text(64), "versions": map_of(text(64))}
     ),

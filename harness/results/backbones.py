@@ -1,0 +1,30 @@
+"""The contamination ledger as a table: every backbone card and the datasets its pretraining saw
+(for the site's backbones page and `xrbench` users reading it as data)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.boards.ledger import check_ledger, dataset_title
+
+
+def ledger_table() -> pd.DataFrame:
+    """One row per card of `datasets/backbones.toml` (checked against the boards' datasets)."""
+    ledger = check_ledger()
+    rows = []
+    for card in ledger.cards.values():
+        seen = [f"{dataset_title(ledger, p.dataset)} ({p.split})" for p in card.pretraining]
+        rows.append(
+            {
+                "name": card.name,
+                "title": card.title,
+                "architecture": card.architecture,
+                "source": card.source,
+                "licence": card.licence,
+                "sha256": card.get("sha256") or "",
+                "pretraining": "; ".join(seen) or "nothing",
+                "usable_as_backbone": card.name in ledger.xray_backbones(),
+                "notes": card.get("notes") or "",
+            }
+        )
+    return pd.DataFrame(rows)
