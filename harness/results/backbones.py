@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.boards.ledger import check_ledger, dataset_title
+from harness.boards.ledger import UNKNOWN, check_ledger, dataset_title
+from harness.core.ledger import Ledger
+
+
+def seen_as_text(ledger: Ledger, dataset: str, split: str) -> str:
+    if dataset == UNKNOWN:
+        return "unknown data"
+    return f"{dataset_title(ledger, dataset)} ({'split unknown' if split == UNKNOWN else split})"
 
 
 def ledger_table() -> pd.DataFrame:
@@ -13,7 +20,7 @@ def ledger_table() -> pd.DataFrame:
     ledger = check_ledger()
     rows = []
     for card in ledger.cards.values():
-        seen = [f"{dataset_title(ledger, p.dataset)} ({p.split})" for p in card.pretraining]
+        seen = [seen_as_text(ledger, p.dataset, p.split) for p in card.pretraining]
         rows.append(
             {
                 "name": card.name,
@@ -23,7 +30,7 @@ def ledger_table() -> pd.DataFrame:
                 "licence": card.licence,
                 "sha256": card.get("sha256") or "",
                 "pretraining": "; ".join(seen) or "nothing",
-                "usable_as_backbone": card.name in ledger.xray_backbones(),
+                "usable_as_backbone": card.name in ledger.xray_backbones() and card.loader != "xrv-ae",
                 "notes": card.get("notes") or "",
             }
         )
