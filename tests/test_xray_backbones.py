@@ -27,6 +27,7 @@ from harness.results.store import ResultStore
 from harness.run.runner import bench
 
 CPU = torch.device("cpu")
+XRAY_BACKBONES = ["xrv-densenet121-nih", "xrv-resnet50-res512-all", "rad-dino", "biomedclip", "chexzero"]
 
 
 @pytest.fixture(scope="module")
@@ -259,20 +260,49 @@ def test_chexzero_loads_an_openai_layout_clip_checkpoint(tmp_path):
 # --- through the methods, and on the leaderboard --------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["patchcore", "knn", "padim", "stfpm"])
-def test_backbone_methods_fit_and_predict_on_an_xray_backbone(method, tmp_path, densenet_file):
-    """Each backbone method on a few images (the whole protocol runs in the browser test below)."""
-    params = {"backbone": "xrv-densenet121-nih", "weights": str(densenet_file)} | (
-        {"epochs": 1} if method == "stfpm" else {}
+@pytest.fixture(scope="module")
+def backbone_files(tmp_path_factory, densenet_file) -> dict[str, Path]:
+    """A weights file of every X-ray backbone's architecture (random values, publisher's layout)."""
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("backbones")
+    files = {"xrv-densenet121-nih": densenet_file}
+    resnet, _ = _xrv_resnet(seed=0)
+    torch.save(resnet.state_dict(), files.setdefault("xrv-resnet50-res512-all", folder / "resnet.pt"))
+    dino = _timm_vit("vit_base_patch14_dinov2", 518, seed=5)
+    save_file(_hf_dinov2_layout(dino.state_dict()), str(files.setdefault("rad-dino", folder / "model.safetensors")))
+    trunk = _timm_vit("vit_base_patch16_224", 224, seed=2).state_dict()
+    torch.save(
+        {f"visual.trunk.{k}": v.half() for k, v in trunk.items()}, files.setdefault("biomedclip", folder / "b.bin")
     )
-    instance = create_method(method, params)
+    clip = open_clip.create_model("ViT-B-32-quickgelu").state_dict()
+    torch.save({k: v.half() for k, v in clip.items()}, files.setdefault("chexzero", folder / "chexzero.pt"))
+    return files
+
+
+@pytest.mark.parametrize("backbone", XRAY_BACKBONES)
+@pytest.mark.parametrize("method", ["patchcore", "knn", "padim"])
+def test_backbone_methods_fit_and_predict_on_every_xray_backbone(method, backbone, tmp_path, backbone_files):
+    """Each backbone method on a few images (the whole protocol runs in the browser test below)."""
+    instance = create_method(method, {"backbone": backbone, "weights": str(backbone_files[backbone])})
     generator = torch.Generator().manual_seed(0)
-    train = ImageBatches(torch.rand(6, 1, 64, 64, generator=generator), torch.zeros(6, dtype=torch.long), 3, CPU)
+    images = torch.rand(5, 1, 64, 64, generator=generator) * 255  # ImageBatches hold 0-255 values
+    train = ImageBatches(images, torch.zeros(5, dtype=torch.long), 5, CPU)  # knn's k = 5
     ctx = FitContext(seed=0, device=CPU, cache_dir=tmp_path, log=logging.getLogger("test"), resolution=64)
     instance.fit(train, train, ctx)
     prediction = instance.predict(torch.rand(2, 1, 64, 64, generator=generator))
     assert prediction.scores.shape == (2,) and torch.isfinite(prediction.scores).all()
     assert prediction.maps is None or prediction.maps.shape[0] == 2
+    assert instance.weights().card == backbone
+
+
+def test_a_distillation_method_takes_an_xray_backbone_as_its_teacher(tmp_path, densenet_file):
+    instance = create_method("stfpm", {"backbone": "xrv-densenet121-nih", "weights": str(densenet_file), "epochs": 1})
+    images = torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
+    train = ImageBatches(images, torch.zeros(4, dtype=torch.long), 2, CPU)
+    ctx = FitContext(seed=0, device=CPU, cache_dir=tmp_path, log=logging.getLogger("test"), resolution=64)
+    instance.fit(train, train, ctx)
+    assert torch.isfinite(instance.predict(images[:2] / 255).scores).all()
     assert instance.weights().card == "xrv-densenet121-nih"
 
 
