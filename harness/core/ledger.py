@@ -24,7 +24,6 @@ OPTIONAL = (
     "xrv_weights", "file", "folder", "hf_repo", "sha256", "input_size", "input_range", "mean", "std",
     "open_clip_model", "notes",
 )  # fmt: skip
-GENERIC = {"none": "random-init", "imagenet": "imagenet"}
 
 
 class LedgerError(XRBenchError):
@@ -73,7 +72,7 @@ class Ledger:
 
     def card(self, name: str) -> BackboneCard:
         if name not in self.cards:
-            known = ", ".join(sorted(n for n, c in self.cards.items() if c.loader in XRAY_LOADERS))
+            known = ", ".join(self.xray_backbones())
             raise ParameterError(f"backbone {name!r} has no card in datasets/backbones.toml (X-ray backbones: {known})")
         return self.cards[name]
 
@@ -153,19 +152,6 @@ def _pretraining(where: str, entry: object) -> Pretraining:
     if unknown:
         raise LedgerError(f"{where}: pretraining entry has unknown key {sorted(unknown)[0]!r}")
     return Pretraining(str(entry["dataset"]), str(entry["split"]), tuple(entry.get("disjoint_boards", ())))
-
-
-def card_name(backbone: str, weights: str) -> str:
-    """The card of a (backbone, weights) pair: an X-ray backbone's own card when its published
-    weights or a file standing in for them are used; else the generic card of the weights."""
-    ledger = load_ledger()
-    if backbone in ledger.cards and ledger.cards[backbone].loader in XRAY_LOADERS:
-        return backbone if weights != "none" else "random-init"
-    if weights in GENERIC:
-        return GENERIC[weights]
-    if backbone.startswith("clip:") and not any(c in weights for c in "/\\."):
-        return "open-clip"
-    return "weights-file"
 
 
 def stored_card(card: str | None, weights_id: str) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.boards.ledger import UNKNOWN, check_ledger, dataset_title
-from harness.core.ledger import Ledger
+from harness.core.ledger import XRAY_LOADERS, Ledger
 
 
 def seen_as_text(ledger: Ledger, dataset: str, split: str) -> str:
@@ -30,7 +30,7 @@ def ledger_table() -> pd.DataFrame:
                 "licence": card.licence,
                 "sha256": card.get("sha256") or "",
                 "pretraining": "; ".join(seen) or "nothing",
-                "usable_as_backbone": card.name in ledger.xray_backbones() and card.loader != "xrv-ae",
+                "usable_as_backbone": card.loader in XRAY_LOADERS and card.loader != "xrv-ae",
                 "notes": card.get("notes") or "",
             }
         )
